@@ -1,0 +1,5 @@
+"""`python -m jstyle` runs the `jstyle` command."""
+
+from jstyle.cli import main
+
+main()

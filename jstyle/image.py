@@ -1,0 +1,170 @@
+"""Images in jstyle: load and save (Pillow), resize, network preprocessing, colour conversions.
+
+jstyle's image is float32[H, W, 3], RGB. `load` returns values in [0, 1]; the optimisers work on
+8-bit levels, [0, 255] (`to_levels`), which is the range the run's total-variation weight and the
+Adam learning rate are measured in.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import tempfile
+import warnings
+
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from jstyle.errors import InputError
+from jstyle.weights import Convention
+
+
+def _to_float_rgb(img: Image.Image) -> np.ndarray:
+    """Any Pillow mode -> float32[H, W, 3] in [0, 1]; alpha is composited over white."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(img, dtype=np.float32)
+        top = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
+        if img.mode == "F" and a.max() <= 1.0:
+            top = 1.0
+        a = np.clip(a / top, 0.0, 1.0)
+        return np.repeat(a[..., None], 3, axis=2)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def load(path: str | os.PathLike, max_edge: int | None = None) -> np.ndarray:
+    """Reads an image file as RGB.
+
+    Grayscale, palette, RGBA, 16-bit and CMYK files are converted; EXIF orientation is applied.
+
+    Args:
+      path: the image file.
+      max_edge: if given, resize (Lanczos) so the longer edge has this many pixels.
+    Returns:
+      float32[H, W, 3] in [0, 1].
+    Raises:
+      InputError: missing, a directory, unreadable, empty, corrupt or not an image.
+    """
+    path = pathlib.Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a directory; give an image file")
+    if not path.exists():
+        raise InputError(f"image file {path} does not exist; check the path")
+    try:
+        if path.stat().st_size == 0:
+            raise InputError(f"image file {path} is empty; give a JPEG or PNG image")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                array = _to_float_rgb(img)
+    except InputError:
+        raise
+    except PermissionError:
+        raise InputError(f"cannot read {path}: permission denied; fix its permissions") from None
+    except (UnidentifiedImageError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as e:
+        raise InputError(f"{path} is not an image jstyle can read ({e.__class__.__name__}); "
+                         "give a JPEG or PNG image") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"{path} is a corrupt or truncated image ({e}); "
+                         "re-export it as JPEG or PNG") from None
+    if max_edge:
+        array = resize_to_edge(array, max_edge)
+    return array
+
+
+def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Lanczos resize of float32[H, W, C] to float32[height, width, C], values unchanged in range."""
+    if image.shape[:2] == (height, width):
+        return image
+    channels = [Image.fromarray(np.ascontiguousarray(image[..., c]), mode="F")
+                .resize((width, height), Image.Resampling.LANCZOS)
+                for c in range(image.shape[2])]
+    out = np.stack([np.asarray(c, dtype=np.float32) for c in channels], axis=2)
+    return np.clip(out, 0.0, 1.0)
+
+
+def fit_edge(height: int, width: int, max_edge: int) -> tuple[int, int]:
+    """(h, w) with the longer edge equal to `max_edge` and the aspect ratio kept (>= 1 px)."""
+    scale = max_edge / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def resize_to_edge(image: np.ndarray, max_edge: int) -> np.ndarray:
+    """Resizes float32[H, W, C] so its longer edge has `max_edge` pixels."""
+    return resize(image, *fit_edge(image.shape[0], image.shape[1], max_edge))
+
+
+def save(path: str | os.PathLike, image: np.ndarray, fmt: str = "PNG") -> None:
+    """Writes float[H, W, 3] in [0, 1] as an 8-bit image (default PNG), atomically."""
+    path = pathlib.Path(path)
+    pixels = np.clip(np.round(np.asarray(image, dtype=np.float32) * 255.0), 0, 255)
+    write_atomic(path, lambda f: Image.fromarray(pixels.astype(np.uint8)).save(f, format=fmt))
+
+
+def write_atomic(path: pathlib.Path, write) -> None:
+    """Calls write(file) on a temp file beside `path`, then renames it over `path`.
+
+    Raises:
+      InputError: the folder does not exist or is not writable.
+    """
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise InputError(f"cannot write {path} ({e.strerror}); choose a writable output path") \
+            from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def to_levels(image):
+    """[0, 1] -> 8-bit levels [0, 255] (same shape and type)."""
+    return image * 255.0
+
+
+def preprocess(levels: jnp.ndarray, convention: Convention) -> jnp.ndarray:
+    """RGB float[..., 3] in 8-bit levels -> the network input of `convention`."""
+    x = levels[..., ::-1] if convention.bgr else levels
+    x = x * (convention.scale / 255.0)
+    return (x - jnp.asarray(convention.mean)) / jnp.asarray(convention.std)
+
+
+# BT.601 YUV, as used by neural-style's -original_colors (image.rgb2yuv in Torch).
+_RGB_TO_YUV = np.array([[0.299, 0.587, 0.114],
+                        [-0.14713, -0.28886, 0.436],
+                        [0.615, -0.51499, -0.10001]], dtype=np.float32)
+_YUV_TO_RGB = np.linalg.inv(_RGB_TO_YUV).astype(np.float32)
+
+
+def rgb_to_yuv(image: np.ndarray) -> np.ndarray:
+    """float[..., 3] RGB -> YUV (BT.601); Y keeps the range of the input."""
+    return image @ _RGB_TO_YUV.T
+
+
+def yuv_to_rgb(image: np.ndarray) -> np.ndarray:
+    """Inverse of `rgb_to_yuv`."""
+    return image @ _YUV_TO_RGB.T
+
+
+def keep_colors(styled: np.ndarray, content: np.ndarray) -> np.ndarray:
+    """The styled image's luminance with the content's chroma (neural-style's -original_colors).
+
+    Args:
+      styled, content: float[H, W, 3] RGB in [0, 1], same size.
+    Returns:
+      float32[H, W, 3] in [0, 1].
+    """
+    yuv = rgb_to_yuv(content)
+    yuv[..., 0] = rgb_to_yuv(styled)[..., 0]
+    return np.clip(yuv_to_rgb(yuv), 0.0, 1.0).astype(np.float32)

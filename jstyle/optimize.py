@@ -1,0 +1,161 @@
+"""The optax loop that optimises an image: compiled chunks, progress between them, snapshots.
+
+The caller supplies a pure `objective(image, data) -> float[]`, where `data` is a pytree of
+arrays (network weights, targets, loss weights) passed to the compiled chunk as an argument, so
+nothing large is baked into the program as a constant. One chunk runs up to a given step inside
+`lax.while_loop`; the Python loop between chunks reports progress, writes snapshots and
+checkpoints. Every chunk reuses the first chunk's compiled program.
+
+Optimisers: `lbfgs` is `optax.lbfgs` with its zoom line search (the value and gradient the line
+search computed are reused, so a step costs one evaluation plus any extra line-search trials);
+`adam` is `optax.adam`, one evaluation per step. Adam projects pixels onto [lo, hi] after every
+step. L-BFGS runs unconstrained, since clipping between steps would break the line search's
+cached values and the curvature pairs; its images are clipped wherever they are read out (as in
+jcjohnson/neural-style).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jstyle.errors import InputError
+
+OPTIMIZERS = ("lbfgs", "adam")
+
+
+class LoopState(NamedTuple):
+    """Everything the loop carries; a pytree that can be saved and resumed."""
+    image: jax.Array  # float32[H, W, C], the pixels being optimised
+    opt_state: Any  # the optimiser's state pytree
+    step: jax.Array  # int32[], optimisation steps taken so far
+    loss: jax.Array  # float32[], objective at the image before the last step (inf at start)
+    good_image: jax.Array  # float32[H, W, C], the last image whose objective was finite
+    converged: jax.Array  # bool[], the last step changed the objective by less than tol
+    failed: jax.Array  # bool[], the objective became NaN or infinite; `image` is not good
+
+
+def make_optimizer(name: str, learning_rate: float,
+                   memory_size: int = 10) -> optax.GradientTransformationExtraArgs:
+    """`lbfgs` (learning rate unused: the line search picks the step) or `adam`."""
+    if name == "lbfgs":
+        return optax.lbfgs(memory_size=memory_size)
+    if name == "adam":
+        return optax.with_extra_args_support(optax.adam(learning_rate))
+    raise InputError(f"unknown optimizer {name!r}; use lbfgs or adam")
+
+
+def init(optimizer: optax.GradientTransformation, image: jax.Array) -> LoopState:
+    """The state before the first step; `image` is float32[H, W, C]."""
+    image = jnp.asarray(image, jnp.float32)
+    # Strongly typed leaves: optax's line-search info starts weakly typed, and a chunk's output
+    # state must have exactly the input's types or the next chunk recompiles.
+    opt_state = jax.tree.map(lambda a: jnp.array(a, dtype=jnp.asarray(a).dtype),
+                             optimizer.init(image))
+    return LoopState(image=image, opt_state=opt_state, step=jnp.int32(0),
+                     loss=jnp.float32(jnp.inf), good_image=image,
+                     converged=jnp.bool_(False), failed=jnp.bool_(False))
+
+
+def make_chunk(objective: Callable[[jax.Array, Any], jax.Array],
+               optimizer: optax.GradientTransformationExtraArgs, *, uses_linesearch: bool,
+               tol: float, bounds: tuple[float, float] | None):
+    """Returns jitted `chunk(state, end, data) -> state` that steps until `end` or a stop.
+
+    A step: evaluate the objective and gradient at the image, update it, project (Adam). The run
+    stops early when the objective is not finite (`failed`) or changes by less than `tol`
+    relative to the previous step (`converged`; tol = 0 never stops).
+    """
+
+    def chunk(state: LoopState, end: jax.Array, data: Any) -> LoopState:
+        value_fn = lambda image: objective(image, data)
+        if uses_linesearch:
+            value_and_grad = optax.value_and_grad_from_state(value_fn)
+        else:
+            value_and_grad = lambda image, state: jax.value_and_grad(value_fn)(image)
+
+        def keep_going(s: LoopState):
+            return (s.step < end) & ~s.converged & ~s.failed
+
+        def step(s: LoopState) -> LoopState:
+            value, grad = value_and_grad(s.image, state=s.opt_state)
+            finite = jnp.isfinite(value) & jnp.all(jnp.isfinite(grad))
+            updates, opt_state = optimizer.update(grad, s.opt_state, s.image, value=value,
+                                                  grad=grad, value_fn=value_fn)
+            image = optax.apply_updates(s.image, updates)
+            if bounds is not None and not uses_linesearch:
+                image = jnp.clip(image, *bounds)
+            change = jnp.abs(s.loss - value) / jnp.maximum(jnp.abs(s.loss), 1e-30)
+            converged = (s.step > 0) & (change < tol)
+            keep = lambda new, old: jax.tree.map(
+                lambda a, b: jnp.where(finite, a, b), new, old)
+            return LoopState(
+                image=keep(image, s.image), opt_state=keep(opt_state, s.opt_state),
+                step=s.step + finite.astype(jnp.int32), loss=jnp.where(finite, value, s.loss),
+                good_image=jnp.where(finite, s.image, s.good_image),
+                converged=converged & finite, failed=~finite)
+
+        return jax.lax.while_loop(keep_going, step, state)
+
+    return jax.jit(chunk)
+
+
+def boundaries(steps: int, *everies: int) -> list[int]:
+    """Sorted steps at which the loop pauses: multiples of each positive `every`, and `steps`."""
+    points = {steps}
+    for every in everies:
+        if every > 0:
+            points.update(range(every, steps, every))
+    return sorted(points)
+
+
+def run(chunk, state: LoopState, data: Any, stops: list[int],
+        on_stop: Callable[[LoopState], None] = lambda s: None) -> LoopState:
+    """Runs `chunk` from `state` up to each step in `stops`, calling `on_stop` after each.
+
+    Returns early once the state has converged or failed.
+    """
+    for end in stops:
+        if int(state.step) >= end:
+            continue
+        state = chunk(state, jnp.int32(end), data)
+        on_stop(state)
+        if bool(state.converged) or bool(state.failed):
+            break
+    return state
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints: the LoopState's leaves in a plain .npz, with a JSON record of what made them.
+
+def save_checkpoint(path: pathlib.Path, state: LoopState, record: dict) -> None:
+    """Writes `state` and `record` to `path` atomically."""
+    from jstyle.image import write_atomic
+    leaves = jax.tree.leaves(state)
+    arrays = {f"leaf{i}": np.asarray(leaf) for i, leaf in enumerate(leaves)}
+    arrays["record"] = np.frombuffer(json.dumps(record, sort_keys=True).encode(), np.uint8)
+    write_atomic(path, lambda f: np.savez(f, **arrays))
+
+
+def load_checkpoint(path: pathlib.Path, like: LoopState, record: dict) -> LoopState | None:
+    """Returns the state saved at `path` if it was made by the same `record`, else None."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if json.loads(bytes(f["record"]).decode()) != json.loads(
+                    json.dumps(record, sort_keys=True)):
+                return None
+            leaves, treedef = jax.tree.flatten(like)
+            saved = [f[f"leaf{i}"] for i in range(len(leaves))]
+    except (OSError, KeyError, ValueError, EOFError):
+        return None
+    if any(np.shape(a) != np.shape(b) for a, b in zip(saved, leaves)):
+        return None
+    return jax.tree.unflatten(treedef, [jnp.asarray(a, dtype=jnp.asarray(b).dtype)
+                                        for a, b in zip(saved, leaves)])

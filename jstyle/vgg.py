@@ -1,0 +1,210 @@
+"""VGG-19 (Simonyan & Zisserman 2015) as pure functions on channels-last images.
+
+`features(params, image, layers)` runs the network only as deep as the deepest requested layer
+and returns exactly the requested activations. Layer names follow the Caffe model and
+jcjohnson/neural-style: conv{b}_{c}, relu{b}_{c} (b = 1..5), pool1..pool5.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Iterable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jstyle.errors import InputError
+from jstyle.weights import CONV_LAYERS
+
+_BLOCK_DEPTHS = (2, 2, 4, 4, 4)
+
+
+def _layer_names() -> tuple[str, ...]:
+    names = []
+    for block, depth in enumerate(_BLOCK_DEPTHS, start=1):
+        for conv in range(1, depth + 1):
+            names += [f"conv{block}_{conv}", f"relu{block}_{conv}"]
+        names.append(f"pool{block}")
+    return tuple(names)
+
+
+LAYERS = _layer_names()  # all 37 layer names in network order
+_INDEX = {name: i for i, name in enumerate(LAYERS)}
+assert [n for n in LAYERS if n.startswith("conv")] == [n for n, _, _ in CONV_LAYERS]
+
+
+def check_layers(layers: Iterable[str]) -> tuple[str, ...]:
+    """Returns `layers` as a tuple, or raises InputError naming an unknown layer."""
+    layers = tuple(layers)
+    for name in layers:
+        if name not in _INDEX:
+            raise InputError(f"unknown VGG-19 layer {name!r}; valid names are conv1_1 ... "
+                             "relu5_4 and pool1 ... pool5 (e.g. relu4_2)")
+    return layers
+
+
+def min_size(layers: Iterable[str]) -> int:
+    """Smallest image edge (pixels) for which every layer in `layers` is at least 1x1."""
+    deepest = max(_INDEX[name] for name in check_layers(layers))
+    pools = sum(1 for name in LAYERS[: deepest + 1] if name.startswith("pool"))
+    return 2 ** pools
+
+
+def _pool(x: jax.Array, pooling: str) -> jax.Array:
+    """2x2 pooling with stride 2 on [H, W, C]; an odd last row or column is dropped (floor)."""
+    h, w, c = x.shape
+    x = x[: h // 2 * 2, : w // 2 * 2].reshape(h // 2, 2, w // 2, 2, c)
+    return x.max(axis=(1, 3)) if pooling == "max" else x.mean(axis=(1, 3))
+
+
+_DIMENSIONS = ("NHWC", "HWIO", "NHWC")
+
+
+def _raw_conv(x: jax.Array, w: jax.Array) -> jax.Array:
+    """3x3 convolution, stride 1, zero padding 1: [1, H, W, C_in] x HWIO -> [1, H, W, C_out]."""
+    return jax.lax.conv_general_dilated(x, w, window_strides=(1, 1), padding=((1, 1), (1, 1)),
+                                        dimension_numbers=_DIMENSIONS)
+
+
+@jax.custom_vjp
+def _conv(x: jax.Array, w: jax.Array, w_flipped: jax.Array) -> jax.Array:
+    """`_raw_conv` whose input gradient is a plain convolution with `w_flipped`.
+
+    The input gradient of a convolution is a convolution with the kernel flipped spatially and
+    its in/out channels swapped. Left to autodiff, XLA:CPU folds that transpose into the
+    convolution's dimension labels, and inside a while loop (optax's line search, jstyle's
+    compiled chunks) the folded form runs about 5x slower. Passing the flipped kernel as a
+    ready array, made once outside jit by `prepare`, keeps every convolution on the fast path.
+    The result and gradients are identical.
+    """
+    return _raw_conv(x, w)
+
+
+def _conv_fwd(x, w, w_flipped):
+    return _raw_conv(x, w), (x, w, w_flipped)
+
+
+def _conv_bwd(residuals, g):
+    x, w, w_flipped = residuals
+    dw = jax.vjp(lambda w: _raw_conv(x, w), w)[1](g)[0]  # removed by XLA when unused
+    return _raw_conv(g, w_flipped), dw, jnp.zeros_like(w_flipped)
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+def flip_kernel(w) -> np.ndarray:
+    """HWIO kernel -> the kernel of its input gradient: flipped in H and W, I and O swapped."""
+    return np.ascontiguousarray(np.flip(np.asarray(w), (0, 1)).swapaxes(2, 3))
+
+
+def prepare(params: dict) -> dict:
+    """Device arrays for `features`, with each layer's flipped kernel `w_flipped` added.
+
+    Call once, outside jit; `features` also accepts params without `w_flipped` (it then flips
+    the kernel itself, which is slower to differentiate inside loops on CPU).
+    """
+    return {name: {"w": jnp.asarray(p["w"]), "b": jnp.asarray(p["b"]),
+                   "w_flipped": jnp.asarray(p["w_flipped"] if "w_flipped" in p
+                                            else flip_kernel(p["w"]))}
+            for name, p in params.items()}
+
+
+def _conv_bias(x: jax.Array, p: dict) -> jax.Array:
+    """One VGG convolution with bias on one [H, W, C_in] image."""
+    w_flipped = p["w_flipped"] if "w_flipped" in p else jnp.flip(p["w"], (0, 1)).swapaxes(2, 3)
+    return _conv(x[None], p["w"], w_flipped)[0] + p["b"]
+
+
+def features(params: dict, image: jax.Array, layers: Iterable[str],
+             pooling: str = "max") -> dict[str, jax.Array]:
+    """Computes the requested VGG-19 activations of one preprocessed image.
+
+    Args:
+      params: `{conv name: {"w": [3, 3, C_in, C_out], "b": [C_out]}}` (see jstyle.weights),
+        best passed through `prepare` once.
+      image: float32[H, W, 3], already in the weights' input convention (`image.preprocess`).
+        No batch axis: use `jax.vmap` for batches.
+      layers: names from `LAYERS`; the network stops at the deepest one.
+      pooling: "max" (the trained network) or "avg" (Gatys et al. 2016's choice for synthesis).
+    Returns:
+      `{name: float32[H_l, W_l, C_l]}` for exactly the requested names, where H_l = H // 2**p
+      and p is the number of pooling layers before the layer.
+    """
+    layers = check_layers(layers)
+    if pooling not in ("max", "avg"):
+        raise InputError(f"unknown pooling {pooling!r}; use max or avg")
+    wanted = set(layers)
+    deepest = max(_INDEX[name] for name in layers)
+    out = {}
+    x = image
+    for name in LAYERS[: deepest + 1]:
+        if name.startswith("conv"):
+            x = _conv_bias(x, params[name])
+        elif name.startswith("relu"):
+            x = jax.nn.relu(x)
+        else:
+            x = _pool(x, pooling)
+        if name in wanted:
+            out[name] = x
+    return out
+
+
+# Real photographs shipped in scikit-image's wheel (public domain; skimage/data/README.txt).
+REFERENCE_IMAGES = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg",
+                    "motorcycle_left.png", "retina.jpg", "ihc.png", "hubble_deep_field.jpg")
+REFERENCE_EDGE = 224  # ImageNet's training size
+
+
+def reference_images() -> list[np.ndarray]:
+    """The photos that define the filter means: float32[H, W, 3] in [0, 1], longer edge 224."""
+    import skimage.data
+    from jstyle import image as image_lib
+    folder = pathlib.Path(skimage.data.__file__).parent
+    return [image_lib.load(folder / name, REFERENCE_EDGE) for name in REFERENCE_IMAGES]
+
+
+def filter_means(params: dict, convention) -> dict[str, np.ndarray]:
+    """Each filter's mean ReLU activation over `reference_images()` and positions.
+
+    Gatys et al. (2016) used VGG-19 "normalized by scaling the weights such that the mean
+    activation of each convolutional filter over images and positions is equal to one". ReLU
+    and pooling commute with positive per-channel scaling, so that network's activations are
+    this network's divided by these means, channel by channel; jstyle divides the features it
+    compares instead of rescaling the weights. A filter that never fires gets mean 1.
+
+    Returns:
+      `{conv name: float32[C_out]}`, strictly positive.
+    """
+    from jstyle import image as image_lib
+    relus = tuple(n for n in LAYERS if n.startswith("relu"))
+    forward = jax.jit(lambda p, x: features(p, image_lib.preprocess(x, convention), relus))
+    sums = {n: 0.0 for n in relus}
+    for img in reference_images():
+        feats = forward(params, jnp.asarray(image_lib.to_levels(img)))
+        for n in relus:
+            sums[n] = sums[n] + np.asarray(feats[n].mean(axis=(0, 1)), np.float64)
+    means = {}
+    for n in relus:
+        m = sums[n] / len(REFERENCE_IMAGES)
+        means["conv" + n[4:]] = np.where(m > 1e-6, m, 1.0).astype(np.float32)
+    return means
+
+
+def layer_scale(means: dict[str, np.ndarray], layer: str) -> np.ndarray:
+    """The divisor that normalises `layer`'s activations: float32[] (see filter_means).
+
+    jstyle divides each layer by the mean of its filters' means, one scalar per layer, rather
+    than each filter by its own mean as Gatys et al. did: a filter that rarely fires on the
+    reference photos has a tiny mean, and dividing by it inflates that channel's Gram entries
+    (which grow with the fourth power of the scale) until one layer drowns the others. With a
+    scalar per layer, every layer's content and Gram losses are of order one.
+    """
+    check_layers([layer])
+    if layer.startswith("pool"):  # the last conv of the block feeds it
+        block = layer[4]
+        conv = max(n for n in means if n.startswith(f"conv{block}_"))
+    else:
+        conv = "conv" + layer[4:]
+    return np.float32(means[conv].mean())

@@ -1,0 +1,81 @@
+"""The compiled optax loop on small objectives: convergence, chunks, stopping, checkpoints."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jstyle import optimize
+
+TARGET = jnp.asarray(np.random.default_rng(0).uniform(10, 200, size=(5, 7, 3)), jnp.float32)
+
+
+def quadratic(image, data):
+    return jnp.sum(jnp.square(image - data["target"])) / image.size
+
+
+def _run(name, steps, every, tol=0.0, bounds=(0.0, 255.0), objective=quadratic, start=None):
+    opt = optimize.make_optimizer(name, learning_rate=5.0)
+    chunk = optimize.make_chunk(objective, opt, uses_linesearch=name == "lbfgs", tol=tol,
+                                bounds=bounds)
+    state = optimize.init(opt, jnp.full((5, 7, 3), 128.0) if start is None else start)
+    seen = []
+    state = optimize.run(chunk, state, {"target": TARGET}, optimize.boundaries(steps, every),
+                         lambda s: seen.append(int(s.step)))
+    return chunk, state, seen
+
+
+@pytest.mark.parametrize("name", ["lbfgs", "adam"])
+def test_converges_to_the_minimum(name):
+    _, state, _ = _run(name, steps=300 if name == "adam" else 20, every=10)
+    np.testing.assert_allclose(state.image, TARGET, atol=0.5 if name == "adam" else 1e-2)
+
+
+@pytest.mark.parametrize("name", ["lbfgs", "adam"])
+def test_later_chunks_do_not_recompile(name):
+    chunk, state, seen = _run(name, steps=12, every=4)
+    assert seen == [4, 8, 12]
+    assert chunk._cache_size() == 1  # one compiled program served all three chunks
+
+
+def test_boundaries():
+    assert optimize.boundaries(10, 4) == [4, 8, 10]
+    assert optimize.boundaries(10, 4, 5) == [4, 5, 8, 10]
+    assert optimize.boundaries(10, 0, 0) == [10]
+
+
+def test_adam_keeps_pixels_in_range():
+    far = jnp.asarray(TARGET.at[0, 0, 0].set(400.0))
+    _, state, _ = _run("adam", steps=50, every=50, objective=lambda x, d: quadratic(x, {
+        "target": far}))
+    assert float(state.image.max()) <= 255.0
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_image():
+    # log(x) goes to -inf and then NaN as Adam pushes x below zero, when nothing projects it.
+    objective = lambda x, d: jnp.sum(jnp.log(x))
+    _, state, _ = _run("adam", steps=100, every=100, bounds=None, objective=objective,
+                       start=jnp.full((2, 2, 1), 20.0))
+    assert bool(state.failed)
+    assert 0 < int(state.step) < 100
+    assert np.all(np.isfinite(np.asarray(objective(state.good_image, None))))
+    assert not np.isfinite(float(objective(state.image, None)))
+
+
+def test_stops_on_convergence():
+    _, state, seen = _run("lbfgs", steps=500, every=500, tol=1e-6)
+    assert bool(state.converged) and int(state.step) < 100
+
+
+def test_checkpoint_round_trip(tmp_path):
+    _, state, _ = _run("lbfgs", steps=3, every=3)
+    record = {"a": 1}
+    path = tmp_path / "ckpt.npz"
+    optimize.save_checkpoint(path, state, record)
+    like = optimize.init(optimize.make_optimizer("lbfgs", 1.0), jnp.zeros((5, 7, 3)))
+    back = optimize.load_checkpoint(path, like, record)
+    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(state)):
+        np.testing.assert_array_equal(a, b)
+    assert optimize.load_checkpoint(path, like, {"a": 2}) is None
+    path.write_bytes(b"garbage")
+    assert optimize.load_checkpoint(path, like, record) is None
