@@ -17,8 +17,9 @@ import os
 import pathlib
 import platform
 import sys
+import tempfile
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from jstyle.errors import InputError, JStyleError
 
@@ -151,16 +152,19 @@ def _versions() -> dict[str, str]:
 def _check_output(path: pathlib.Path) -> str:
     """Fails early, before any work, if `path` cannot be written; returns its image format."""
     from PIL import Image
+    if path.is_dir():
+        raise InputError(f"--output={path} is a directory; give a file name such as out.png")
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise InputError(f"--output={path} has no image extension Pillow can write; use .png")
-    if path.is_dir():
-        raise InputError(f"--output={path} is a directory; give a file name such as out.png")
     folder = path.parent
     if not folder.is_dir():
         raise InputError(f"the folder of --output={path} does not exist; create it first")
-    if not os.access(folder, os.W_OK):
-        raise InputError(f"cannot write to {folder}; choose a writable --output")
+    try:  # the real test of writability (permissions, read-only or special file systems)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e:
+        raise InputError(f"cannot write to {folder} ({e.strerror}); choose a writable --output") \
+            from None
     return fmt
 
 
@@ -245,6 +249,8 @@ def _parse(argv: list[str]) -> list[str]:
 
 
 def _main(argv: list[str]) -> None:
+    if not FLAGS["verbosity"].present:  # keep backend-probing INFO lines off the terminal
+        logging.set_verbosity(logging.WARNING)
     try:
         run_command()
     except JStyleError as e:

@@ -1,0 +1,124 @@
+"""The `jstyle` command end to end, and every kind of bad input through it."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jstyle import image
+
+
+def jstyle(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "jstyle", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def pics(tmp_path_factory, vgg_weights):
+    """Small real-looking images in several formats (vgg_weights makes sure the cache is warm)."""
+    d = tmp_path_factory.mktemp("pics")
+    rng = np.random.default_rng(0)
+    base = rng.uniform(size=(6, 8, 3)).astype(np.float32)
+    content = (image.resize(base, 48, 64) * 255).astype(np.uint8)
+    Image.fromarray(content).save(d / "content.png")
+    Image.fromarray(content[::-1]).save(d / "style.jpg")
+    Image.fromarray(content[:8, :8]).save(d / "tiny.png")
+    (d / "empty.jpg").write_bytes(b"")
+    (d / "notes.txt").write_text("not an image")
+    raw = (d / "style.jpg").read_bytes()
+    (d / "corrupt.jpg").write_bytes(raw[: len(raw) // 3])
+    (d / "folder").mkdir()
+    return d
+
+
+def test_help_lists_flags_with_defaults(tmp_path):
+    result = jstyle("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for text in ("--content_weight", "--style_blend_weights", "--preserve_colors", "--init",
+                 "(default: 'relu4_2')", "neural-style preset"):
+        assert text in result.stdout
+
+
+def test_run_writes_image_and_record(pics, tmp_path):
+    out = tmp_path / "out.png"
+    result = jstyle(f"--content={pics / 'content.png'}", f"--style={pics / 'style.jpg'}",
+                    f"--output={out}", "--size=48", "--steps=4", "--print_every=2",
+                    "--save_every=2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert Image.open(out).size == (48, 36)
+    assert (tmp_path / "out_2.png").exists() and not (tmp_path / "out.ckpt.npz").exists()
+    record = json.loads((tmp_path / "out.json").read_text())
+    for key in ("hyperparameters", "options", "vgg_weights", "initial_loss", "final_loss",
+                "steps", "seconds", "versions", "history"):
+        assert key in record
+    assert record["final_loss"]["total"] < record["initial_loss"]["total"]
+    assert record["vgg_weights"]["sha256"] and record["versions"]["jax"]
+    assert "step 2/4" in result.stderr
+
+
+BAD = [
+    (["--content=missing.jpg"], "does not exist"),
+    (["--content={d}/folder"], "is a directory"),
+    (["--content={d}/empty.jpg"], "is empty"),
+    (["--content={d}/notes.txt"], "not an image"),
+    (["--content={d}/corrupt.jpg"], "corrupt or truncated"),
+    (["--style={d}/style.jpg,{d}/style.jpg", "--style_blend_weights=1"],
+     "1 --style_blend_weights for 2 style images"),
+    (["--style_layers=relu1_1,relu9_9"], "unknown VGG-19 layer 'relu9_9'"),
+    (["--style_weight=-5"], "style_weight=-5.0 is invalid"),
+    (["--content_weight=nan"], "content_weight=nan is invalid"),
+    (["--steps=abc"], "steps"),
+    (["--output={d}/nowhere/out.png"], "does not exist"),
+    (["--output={d}/folder"], "is a directory"),
+    (["--content={d}/tiny.png", "--size=8"], "needs at least 16 px"),
+    (["--content={d}/content.png"], None),  # the baseline the others depart from: must pass
+]
+
+
+@pytest.mark.parametrize("args,message", BAD, ids=[m or "ok" for _, m in BAD])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(pics, tmp_path, args, message):
+    defaults = {"content": f"--content={pics}/content.png", "style": f"--style={pics}/style.jpg",
+                "output": f"--output={tmp_path}/out.png", "size": "--size=32",
+                "steps": "--steps=1", "print_every": "--print_every=0"}
+    given = [a.format(d=pics) for a in args]
+    given += [flag for name, flag in defaults.items()
+              if not any(a.startswith(f"--{name}=") for a in given)]
+    before = set(os.listdir(tmp_path))
+    result = jstyle(*given, cwd=tmp_path)
+    if message is None:
+        assert result.returncode == 0, result.stderr
+        return
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("jstyle: error:"), result.stderr
+    assert message in lines[0]
+    assert set(os.listdir(tmp_path)) == before
+
+
+def test_unwritable_output_folder(pics, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    # root may write into a 0o500 folder; no one can create files in /proc.
+    folder = locked if not os.access(locked, os.W_OK) else "/proc"
+    try:
+        result = jstyle(f"--content={pics}/content.png", f"--style={pics}/style.jpg",
+                        f"--output={folder}/out.png", cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert "writable" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    finally:
+        locked.chmod(0o700)
+
+
+def test_nan_loss_keeps_last_good_image(pics, tmp_path):
+    out = tmp_path / "out.png"
+    result = jstyle(f"--content={pics}/content.png", f"--style={pics}/style.jpg",
+                    f"--output={out}", "--size=32", "--steps=3", "--style_weight=1e38",
+                    "--print_every=0", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "NaN or infinite at step 1" in result.stderr
+    assert out.exists() and (tmp_path / "out.json").exists()

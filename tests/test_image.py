@@ -1,0 +1,84 @@
+"""Image loading of every common mode, EXIF rotation, resizing, atomic saving, colours."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jstyle import image
+from jstyle.errors import InputError
+
+RGB = (np.random.default_rng(0).uniform(size=(5, 7, 3)) * 255).astype(np.uint8)
+
+
+def _roundtrip(tmp_path, img, name="x.png", **save):
+    path = tmp_path / name
+    img.save(path, **save)
+    return image.load(path)
+
+
+def test_rgb(tmp_path):
+    out = _roundtrip(tmp_path, Image.fromarray(RGB))
+    assert out.dtype == np.float32 and out.shape == (5, 7, 3)
+    np.testing.assert_allclose(out, RGB / 255.0, atol=1e-6)
+
+
+def test_grayscale_and_palette(tmp_path):
+    gray = _roundtrip(tmp_path, Image.fromarray(RGB[..., 0]))
+    np.testing.assert_allclose(gray, np.repeat(RGB[..., :1], 3, 2) / 255.0, atol=1e-6)
+    pal = Image.fromarray(RGB).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    out = _roundtrip(tmp_path, pal)
+    np.testing.assert_allclose(out, np.asarray(pal.convert("RGB")) / 255.0, atol=1e-6)
+
+
+def test_rgba_composites_over_white(tmp_path):
+    rgba = np.dstack([RGB, np.zeros(RGB.shape[:2], np.uint8)])
+    rgba[0, 0, 3] = 255
+    out = _roundtrip(tmp_path, Image.fromarray(rgba, "RGBA"))
+    np.testing.assert_allclose(out[0, 0], RGB[0, 0] / 255.0, atol=1e-6)
+    np.testing.assert_allclose(out[1:, 1:], 1.0)
+
+
+def test_16_bit(tmp_path):
+    values = np.array([[0, 1000, 65535]], np.uint16)
+    img = Image.new("I;16", (3, 1))
+    img.frombytes(values.astype("<u2").tobytes())
+    out = _roundtrip(tmp_path, img)
+    np.testing.assert_allclose(out[..., 0], values / 65535.0, atol=1e-6)
+
+
+def test_cmyk_jpeg(tmp_path):
+    cmyk = Image.fromarray(RGB).convert("CMYK")
+    out = _roundtrip(tmp_path, cmyk, "x.jpg", quality=100)
+    np.testing.assert_allclose(out, np.asarray(cmyk.convert("RGB")) / 255.0, atol=0.1)
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    img = Image.fromarray(RGB)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    img.save(tmp_path / "r.jpg", exif=exif, quality=100)
+    out = image.load(tmp_path / "r.jpg")
+    assert out.shape == (7, 5, 3)
+
+
+def test_resize_to_edge_keeps_aspect():
+    out = image.resize_to_edge(np.zeros((300, 451, 3), np.float32), 256)
+    assert out.shape == (170, 256, 3)
+
+
+def test_save_is_atomic_and_exact(tmp_path):
+    path = tmp_path / "o.png"
+    image.save(path, RGB / 255.0)
+    np.testing.assert_array_equal(np.asarray(Image.open(path)), RGB)
+    assert [p.name for p in tmp_path.iterdir()] == ["o.png"]
+    with pytest.raises(InputError, match="choose a writable"):
+        image.save(tmp_path / "missing" / "o.png", RGB / 255.0)
+
+
+def test_keep_colors_takes_luminance_from_styled_and_chroma_from_content():
+    rng = np.random.default_rng(1)
+    content, styled = rng.uniform(0.2, 0.8, (2, 4, 6, 3)).astype(np.float32)
+    out = image.keep_colors(styled, content)
+    yuv_out, yuv_c, yuv_s = image.rgb_to_yuv(out), image.rgb_to_yuv(content), image.rgb_to_yuv(styled)
+    np.testing.assert_allclose(yuv_out[..., 0], yuv_s[..., 0], atol=1e-4)
+    np.testing.assert_allclose(yuv_out[..., 1:], yuv_c[..., 1:], atol=1e-4)
