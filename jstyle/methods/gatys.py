@@ -60,7 +60,7 @@ class GatysParams:
     pooling: str = "max"  # "max" or "avg"
     normalization: str = "jstyle"  # one of NORMALIZATIONS
     content_weight: Any = 1.0  # alpha
-    style_weight: Any = 1e3  # beta
+    style_weight: Any = 10.0  # beta
     tv_weight: Any = 0.0  # w_tv
     content_layer_weights: Any = (1.0,)  # w_c,l, one per content layer
     style_layer_weights: Any = (1.0, 1.0, 1.0, 1.0, 1.0)  # w_s,l, one per style layer
@@ -277,27 +277,22 @@ class Gatys:
                    checkpoint=checkpoint, progress=progress)
 
 
-def run(content: np.ndarray, styles: list[np.ndarray], hp: GatysParams, opts: RunOptions,
-        weights: VGGWeights, key: jax.Array, *,
-        snapshot: Callable[[int, np.ndarray], None] | None = None,
-        checkpoint: pathlib.Path | None = None, progress: bool = True) -> Result:
-    """Stylises `content` with `styles`.
+class Problem(NamedTuple):
+    """A run made ready: the compiled chunk, its first state and the arrays it needs."""
+    chunk: Callable  # optimize.make_chunk(...): (state, end, data) -> state
+    state: optimize.LoopState  # before the first step
+    data: tuple  # (vgg params, layer scales, targets, hp): the chunk's `data` argument
+    terms: Callable  # jitted (image, data) -> {"content", "style", "tv", "total"}
+    content: np.ndarray  # float32[H, W, 3], 8-bit levels, resized
+    styles: list[np.ndarray]  # float32[H_i, W_i, 3], 8-bit levels, resized
+    blend: list[float]  # normalised style blend weights
+    init: np.ndarray  # the initial image, 8-bit levels
 
-    Args:
-      content: float32[H, W, 3] in [0, 1], any size (resized to `opts.size` on the longer edge).
-      styles: one or more float32[H_i, W_i, 3] in [0, 1] (resized to style_scale * size).
-      hp, opts: the objective and the run's options (see PRESETS for defaults).
-      weights: VGG-19 weights (jstyle.weights.load).
-      key: PRNG key for the noise init.
-      snapshot: called as snapshot(step, image in [0, 1]) every `opts.save_every` steps.
-      checkpoint: where to save a resumable checkpoint every `opts.save_every` steps; a matching
-        checkpoint found there is resumed from.
-      progress: report progress (bar or log lines) every `opts.print_every` steps.
-    Returns:
-      Result with the image in [0, 1], the run record and the loss history.
-    """
+
+def setup(content: np.ndarray, styles: list[np.ndarray], hp: GatysParams, opts: RunOptions,
+          weights: VGGWeights, key: jax.Array) -> Problem:
+    """Resizes the images, computes the targets and builds the compiled chunk (see `run`)."""
     validate(hp, opts, len(styles))
-    started = time.perf_counter()
     content = image_lib.to_levels(image_lib.resize_to_edge(content, opts.size))
     style_edge = max(1, round(opts.size * opts.style_scale))
     styles = [image_lib.to_levels(image_lib.resize_to_edge(s, style_edge)) for s in styles]
@@ -317,24 +312,49 @@ def run(content: np.ndarray, styles: list[np.ndarray], hp: GatysParams, opts: Ru
         vgg_params, scales, jnp.asarray(content), [jnp.asarray(s) for s in styles],
         tuple(blend), hp, convention)
     init = initial_image(key, opts.init, content, styles, opts.init_noise)
-    data = (vgg_params, scales, targets, hp)
-
     optimizer = optimize.make_optimizer(opts.optimizer, opts.learning_rate, opts.lbfgs_memory)
     chunk = optimize.make_chunk(functools.partial(objective, convention=convention), optimizer,
                                 uses_linesearch=opts.optimizer == "lbfgs", tol=opts.tol,
                                 bounds=(0.0, 255.0))
-    terms_fn = jax.jit(lambda image, data: loss_terms(image, *data, convention))
-    state = optimize.init(optimizer, init)
-    record = {"method": "gatys", "hyperparameters": dataclasses.asdict(hp),
+    terms = jax.jit(lambda image, data: loss_terms(image, *data, convention))
+    return Problem(chunk=chunk, state=optimize.init(optimizer, init),
+                   data=(vgg_params, scales, targets, hp), terms=terms, content=content,
+                   styles=styles, blend=blend, init=init)
+
+
+def run(content: np.ndarray, styles: list[np.ndarray], hp: GatysParams, opts: RunOptions,
+        weights: VGGWeights, key: jax.Array, *,
+        snapshot: Callable[[int, np.ndarray], None] | None = None,
+        checkpoint: pathlib.Path | None = None, progress: bool = True) -> Result:
+    """Stylises `content` with `styles`.
+
+    Args:
+      content: float32[H, W, 3] in [0, 1], any size (resized to `opts.size` on the longer edge).
+      styles: one or more float32[H_i, W_i, 3] in [0, 1] (resized to style_scale * size).
+      hp, opts: the objective and the run's options (see PRESETS for defaults).
+      weights: VGG-19 weights (jstyle.weights.load).
+      key: PRNG key for the noise init.
+      snapshot: called as snapshot(step, image in [0, 1]) every `opts.save_every` steps.
+      checkpoint: where to save a resumable checkpoint every `opts.save_every` steps; a matching
+        checkpoint found there is resumed from.
+      progress: report progress (bar or log lines) every `opts.print_every` steps.
+    Returns:
+      Result with the image in [0, 1], the run record and the loss history.
+    """
+    started = time.perf_counter()
+    problem = setup(content, styles, hp, opts, weights, key)
+    data, terms_fn = problem.data, problem.terms
+    state = problem.state
+    record = {"method": "gatys", "hyperparameters": dataclasses.asdict(data[3]),
               "options": dataclasses.asdict(opts), "weights": weights.digest,
-              "inputs": _digest(content, *styles, init)}
+              "inputs": _digest(problem.content, *problem.styles, problem.init)}
     if checkpoint is not None and checkpoint.exists():
         resumed = optimize.load_checkpoint(checkpoint, state, record)
         if resumed is not None:
             state = resumed
     first_step = int(state.step)
 
-    initial_terms = _terms_to_floats(terms_fn(jnp.asarray(init), data))
+    initial_terms = _terms_to_floats(terms_fn(jnp.asarray(problem.init), data))
     history: list[dict] = []
     bar = Progress(opts.steps, "gatys", enabled=progress)
     bar.update(first_step)
@@ -352,7 +372,7 @@ def run(content: np.ndarray, styles: list[np.ndarray], hp: GatysParams, opts: Ru
                 optimize.save_checkpoint(checkpoint, s, record)
 
     stops = optimize.boundaries(opts.steps, opts.print_every, opts.save_every)
-    state = optimize.run(chunk, state, data, stops, on_stop)
+    state = optimize.run(problem.chunk, state, data, stops, on_stop)
     bar.close()
 
     failed = bool(state.failed)
@@ -360,14 +380,12 @@ def run(content: np.ndarray, styles: list[np.ndarray], hp: GatysParams, opts: Ru
     final_terms = _terms_to_floats(terms_fn(jnp.asarray(final), data))
     output = final / 255.0
     if opts.preserve_colors == "luminance":
-        output = image_lib.keep_colors(output, content / 255.0)
-    steps = int(state.step)
-    stopped = ("nan" if failed else "converged" if bool(state.converged)
-               else "steps")
+        output = image_lib.keep_colors(output, problem.content / 255.0)
+    stopped = "nan" if failed else "converged" if bool(state.converged) else "steps"
     record.update({
-        "size": [int(content.shape[0]), int(content.shape[1])],
-        "style_sizes": [[int(s.shape[0]), int(s.shape[1])] for s in styles],
-        "style_blend_weights": blend, "initial_loss": initial_terms, "final_loss": final_terms,
-        "steps": steps, "resumed_from_step": first_step, "stopped": stopped,
-        "seconds": time.perf_counter() - started})
+        "size": list(problem.content.shape[:2]),
+        "style_sizes": [list(s.shape[:2]) for s in problem.styles],
+        "style_blend_weights": problem.blend, "initial_loss": initial_terms,
+        "final_loss": final_terms, "steps": int(state.step), "resumed_from_step": first_step,
+        "stopped": stopped, "seconds": time.perf_counter() - started})
     return Result(image=output.astype(np.float32), record=record, history=history)

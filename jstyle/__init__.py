@@ -1,0 +1,21 @@
+"""jstyle: neural style transfer in JAX on one shared VGG-19.
+
+The public API, re-exported:
+
+  weights = jstyle.load_weights()                      # VGG-19, fetched once and cached
+  content = jstyle.image.load("photo.jpg")             # float32[H, W, 3] in [0, 1]
+  style = jstyle.image.load("painting.jpg")
+  result = jstyle.gatys.run(content, [style], jstyle.gatys.GatysParams(),
+                            jstyle.gatys.RunOptions(size=256), weights, jax.random.key(0))
+  result.image, result.record, result.history
+"""
+
+from jstyle import image, losses, optimize, vgg
+from jstyle.errors import InputError, JStyleError, WeightsError
+from jstyle.methods import REGISTRY as METHODS
+from jstyle.methods import gatys
+from jstyle.weights import VGGWeights
+from jstyle.weights import load as load_weights
+
+__all__ = ["image", "losses", "optimize", "vgg", "gatys", "METHODS", "load_weights",
+           "VGGWeights", "JStyleError", "InputError", "WeightsError"]
