@@ -94,7 +94,7 @@ _define_flags()
 FLAGS = flags.FLAGS
 
 # Sizes and steps for the built-in sample, so that it finishes in about a minute on 2 cores.
-SAMPLE = {"content": "chelsea.png", "style": "ihc.png", "size": 256, "steps": 60}
+SAMPLE = {"content": "chelsea.png", "style": "ihc.png", "size": 256, "steps": 100}
 
 
 def _floats(name: str, values: list[str] | None) -> tuple[float, ...] | None:

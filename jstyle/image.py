@@ -122,6 +122,9 @@ def write_atomic(path: pathlib.Path, write) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes private files; outputs are ordinary ones
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

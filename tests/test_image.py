@@ -1,5 +1,7 @@
 """Image loading of every common mode, EXIF rotation, resizing, atomic saving, colours."""
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -71,6 +73,9 @@ def test_save_is_atomic_and_exact(tmp_path):
     image.save(path, RGB / 255.0)
     np.testing.assert_array_equal(np.asarray(Image.open(path)), RGB)
     assert [p.name for p in tmp_path.iterdir()] == ["o.png"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
     with pytest.raises(InputError, match="choose a writable"):
         image.save(tmp_path / "missing" / "o.png", RGB / 255.0)
 
