@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import json
-import os
 import pathlib
 import platform
 import sys
@@ -24,14 +23,11 @@ from absl import app, flags, logging
 from jstyle.errors import InputError, JStyleError
 
 _NS_NOTE = " [neural-style preset: {}]"
-_JSTYLE, _NS = None, None  # the two Gatys presets, filled in by _define_flags
 
 
 def _define_flags():
-    global _JSTYLE, _NS
     from jstyle.methods import gatys
     (jhp, jopt), (nhp, nopt) = gatys.PRESETS["jstyle"], gatys.PRESETS["neural-style"]
-    _JSTYLE, _NS = (jhp, jopt), (nhp, nopt)
 
     def note(field, hp=True):
         a, b = (getattr(jhp, field), getattr(nhp, field)) if hp else (
@@ -115,7 +111,6 @@ def build_config():
     """Turns the flags into (hyperparameters, options), starting from the chosen preset."""
     from jstyle.methods import gatys
     hp, opts = gatys.PRESETS[FLAGS.preset]
-    hp_fields = {f.name for f in dataclasses.fields(hp)}
     changes_hp, changes_opts = {}, {}
     for field in ("content_weight", "style_weight", "tv_weight", "pooling"):
         if _given(field):
@@ -134,7 +129,6 @@ def build_config():
             changes_opts[field] = getattr(FLAGS, field)
     changes_opts["style_blend_weights"] = _floats("style_blend_weights",
                                                   FLAGS.style_blend_weights)
-    assert set(changes_hp) <= hp_fields
     return dataclasses.replace(hp, **changes_hp), dataclasses.replace(opts, **changes_opts)
 
 
@@ -181,7 +175,6 @@ def _inputs():
 
 def run_command() -> None:
     import jax
-    import numpy as np
     from jstyle import image, methods, weights
 
     output = pathlib.Path(FLAGS.output)

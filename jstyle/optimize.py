@@ -17,7 +17,6 @@ jcjohnson/neural-style).
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 from typing import Any, Callable, NamedTuple
 

@@ -260,23 +260,6 @@ def _terms_to_floats(terms: dict) -> dict[str, float]:
     return {k: float(v) for k, v in terms.items()}
 
 
-@register("gatys")
-class Gatys:
-    """The registry entry: hyperparameters, presets and `run`."""
-    Params = GatysParams
-    Options = RunOptions
-    presets = PRESETS
-    validate = staticmethod(validate)
-
-    @staticmethod
-    def run(content: np.ndarray, styles: list[np.ndarray], hp: GatysParams, opts: RunOptions,
-            weights: VGGWeights, key: jax.Array, *,
-            snapshot: Callable[[int, np.ndarray], None] | None = None,
-            checkpoint: pathlib.Path | None = None, progress: bool = True) -> Result:
-        return run(content, styles, hp, opts, weights, key, snapshot=snapshot,
-                   checkpoint=checkpoint, progress=progress)
-
-
 class Problem(NamedTuple):
     """A run made ready: the compiled chunk, its first state and the arrays it needs."""
     chunk: Callable  # optimize.make_chunk(...): (state, end, data) -> state
@@ -357,7 +340,8 @@ def run(content: np.ndarray, styles: list[np.ndarray], hp: GatysParams, opts: Ru
     initial_terms = _terms_to_floats(terms_fn(jnp.asarray(problem.init), data))
     history: list[dict] = []
     bar = Progress(opts.steps, "gatys", enabled=progress)
-    bar.update(first_step)
+    if first_step:
+        bar.update(first_step, "resumed")
 
     def on_stop(s: optimize.LoopState) -> None:
         step = int(s.step)
@@ -389,3 +373,13 @@ def run(content: np.ndarray, styles: list[np.ndarray], hp: GatysParams, opts: Ru
         "final_loss": final_terms, "steps": int(state.step), "resumed_from_step": first_step,
         "stopped": stopped, "seconds": time.perf_counter() - started})
     return Result(image=output.astype(np.float32), record=record, history=history)
+
+
+@register("gatys")
+class Gatys:
+    """The registry entry: hyperparameters, presets, validation and `run`."""
+    Params = GatysParams
+    Options = RunOptions
+    presets = PRESETS
+    validate = staticmethod(validate)
+    run = staticmethod(run)
