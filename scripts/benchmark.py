@@ -18,6 +18,7 @@ Output: one JSON line per (size, optimizer) on stdout, and a Markdown table (--m
 
 from __future__ import annotations
 
+import functools
 import json
 import pathlib
 import statistics
@@ -106,7 +107,7 @@ class JStyle:
         self.state = self._advance(1)  # compiles
         self.setup_seconds = time.perf_counter() - start
         self.shape = list(self.problem.content.shape)
-        self.optimizer = optimizer
+        self.convention = vgg_weights.convention
 
     def _advance(self, steps: int):
         p = self.problem
@@ -122,7 +123,7 @@ class JStyle:
     def evaluation_flops(self) -> float:
         p = self.problem
         value_and_grad = jax.jit(jax.value_and_grad(
-            lambda x, d: gatys.loss_terms(x, *d, weights.CAFFE)["total"]))
+            functools.partial(gatys.objective, convention=self.convention)))
         cost = value_and_grad.lower(jnp.asarray(p.init), p.data).compile().cost_analysis()
         cost = cost[0] if isinstance(cost, list) else cost
         return float(cost["flops"])
