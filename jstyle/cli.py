@@ -52,6 +52,10 @@ def _define_flags():
     f.DEFINE_float("style_weight", jhp.style_weight, "Style weight beta." + note("style_weight"))
     f.DEFINE_float("tv_weight", jhp.tv_weight,
                    "Total-variation weight (image in 8-bit levels)." + note("tv_weight"))
+    f.DEFINE_float("hist_weight", jhp.hist_weight,
+                   "Histogram-loss weight (Wilmot et al. 2017; 0: off).")
+    f.DEFINE_list("hist_layers", list(jhp.hist_layers), "Histogram-loss layers.")
+    f.DEFINE_list("hist_layer_weights", None, "Weight per histogram layer (default: 1 each).")
     f.DEFINE_enum("pooling", jhp.pooling, ["max", "avg"], "VGG pooling.")
     f.DEFINE_list("style_blend_weights", None,
                   "Weight per style image, normalised to sum 1 (default: equal).")
@@ -63,8 +67,29 @@ def _define_flags():
                    "Std of --init=noise around the mean pixel, 8-bit levels."
                    + note("init_noise", False))
     f.DEFINE_integer("seed", jopt.seed, "Seed of the jax.random key (noise init).")
-    f.DEFINE_enum("preserve_colors", jopt.preserve_colors, ["none", "luminance"],
-                  "luminance: keep the output's luminance with the content's colours.")
+    f.DEFINE_enum("preserve_colors", jopt.preserve_colors, list(gatys.PRESERVE_COLORS),
+                  "Colour control (Gatys et al. 2017): luminance (transfer luminance only, "
+                  "content's colours), match (recolour the style to the content's colour "
+                  "statistics first), original (recolour the result with the content's "
+                  "chroma afterwards, as neural-style's -original_colors).")
+    f.DEFINE_enum("color_match_mode", jopt.color_match_mode, list(gatys.COLOR_MATCH_MODES),
+                  "Matrix square root of --preserve_colors=match.")
+    f.DEFINE_string("content_mask", None,
+                    "Label map of the content (one flat colour per region), or auto for "
+                    "CONTENT_sem.png beside it (neural doodle's convention).")
+    f.DEFINE_list("style_mask", None,
+                  "Label map per style image, comma-separated, or auto for STYLE_sem.png.")
+    f.DEFINE_enum("unmatched", jopt.unmatched, ["error", "global"],
+                  "A content region missing from every style mask: error, or global (style "
+                  "it from the whole style images).")
+    f.DEFINE_integer("pyramid_levels", jopt.pyramid_levels,
+                     "Coarse-to-fine levels, each --pyramid_ratio smaller than the next; the "
+                     "last is --size (1: off).")
+    f.DEFINE_float("pyramid_ratio", jopt.pyramid_ratio, "Size ratio between pyramid levels.")
+    f.DEFINE_list("pyramid_steps", None,
+                  "Steps per pyramid level, coarsest first (default: --steps at every level).")
+    f.DEFINE_bool("remat", jopt.remat, "Rematerialise VGG blocks (jax.checkpoint): much less "
+                  "memory at high resolution, for about one more forward pass per step.")
     f.DEFINE_enum("optimizer", jopt.optimizer, ["lbfgs", "adam"], "Optimiser (optax).")
     f.DEFINE_float("learning_rate", jopt.learning_rate,
                    "Adam step size in 8-bit levels." + note("learning_rate", False))
@@ -112,23 +137,29 @@ def build_config():
     from jstyle.methods import gatys
     hp, opts = gatys.PRESETS[FLAGS.preset]
     changes_hp, changes_opts = {}, {}
-    for field in ("content_weight", "style_weight", "tv_weight", "pooling"):
+    for field in ("content_weight", "style_weight", "tv_weight", "hist_weight", "pooling"):
         if _given(field):
             changes_hp[field] = getattr(FLAGS, field)
-    for field in ("content_layers", "style_layers"):
+    for field in ("content_layers", "style_layers", "hist_layers"):
         if _given(field):
             changes_hp[field] = tuple(getattr(FLAGS, field))
-    for kind in ("content", "style"):
+    for kind in ("content", "style", "hist"):
         layers = changes_hp.get(f"{kind}_layers", getattr(hp, f"{kind}_layers"))
         weights = _floats(f"{kind}_layer_weights", getattr(FLAGS, f"{kind}_layer_weights"))
         changes_hp[f"{kind}_layer_weights"] = weights or (1.0,) * len(layers)
-    for field in ("style_scale", "init", "init_noise", "seed", "preserve_colors", "optimizer",
-                  "learning_rate", "lbfgs_memory", "steps", "size", "tol", "print_every",
-                  "save_every"):
+    for field in ("style_scale", "init", "init_noise", "seed", "preserve_colors",
+                  "color_match_mode", "optimizer", "learning_rate", "lbfgs_memory", "steps",
+                  "size", "tol", "print_every", "save_every", "pyramid_levels", "pyramid_ratio",
+                  "remat", "unmatched"):
         if _given(field):
             changes_opts[field] = getattr(FLAGS, field)
     changes_opts["style_blend_weights"] = _floats("style_blend_weights",
                                                   FLAGS.style_blend_weights)
+    steps = _floats("pyramid_steps", FLAGS.pyramid_steps)
+    if steps is not None:
+        if any(s != int(s) for s in steps):
+            raise InputError(f"--pyramid_steps must be whole numbers, got {steps}")
+        changes_opts["pyramid_steps"] = tuple(int(s) for s in steps)
     return dataclasses.replace(hp, **changes_hp), dataclasses.replace(opts, **changes_opts)
 
 
@@ -173,6 +204,32 @@ def _inputs():
     return pathlib.Path(FLAGS.content), [pathlib.Path(p) for p in FLAGS.style], False
 
 
+def _labels(content_path: pathlib.Path, style_paths: list[pathlib.Path], images: list,
+            unmatched: str):
+    """The semantic regions of --content_mask and --style_mask (masks.Labels), or None."""
+    from jstyle import image, masks
+    if FLAGS.content_mask is None and not FLAGS.style_mask:
+        return None
+    if FLAGS.content_mask is None or not FLAGS.style_mask:
+        raise InputError("give both --content_mask and --style_mask (one per style image)")
+    style_masks = FLAGS.style_mask
+    if style_masks == ["auto"]:
+        style_masks = ["auto"] * len(style_paths)
+    if len(style_masks) != len(style_paths):
+        raise InputError(f"{len(style_masks)} --style_mask for {len(style_paths)} style images; "
+                         "give one label map per style image (or auto)")
+    find = lambda given, path: masks.sem_path(path) if given == "auto" else pathlib.Path(given)
+    content_map = image.load(find(FLAGS.content_mask, content_path))
+    style_maps = [image.load(find(m, p)) for m, p in zip(style_masks, style_paths)]
+    for label_map, img, path in zip([content_map, *style_maps], images,
+                                    [content_path, *style_paths]):
+        (h, w), (ih, iw) = label_map.shape[:2], img.shape[:2]
+        if abs(h / w - ih / iw) > 0.02 * ih / iw:
+            raise InputError(f"the label map of {path} is {w}x{h} px but the image is {iw}x{ih};"
+                             " a label map must have its image's aspect ratio")
+    return masks.match(content_map, style_maps, unmatched)
+
+
 def run_command() -> None:
     import jax
     from jstyle import image, methods, weights
@@ -189,6 +246,7 @@ def run_command() -> None:
     method.validate(hp, opts, len(style_paths))  # before loading anything
     content = image.load(content_path)
     styles = [image.load(p) for p in style_paths]
+    labels = _labels(content_path, style_paths, [content, *styles], opts.unmatched)
     vgg_weights = weights.load(FLAGS.vgg_weights, FLAGS.cache_dir)
 
     stem = output.with_suffix("")
@@ -200,11 +258,12 @@ def run_command() -> None:
         image.save(pathlib.Path(f"{stem}_{step}{output.suffix}"), img, fmt)
 
     result = method.run(content, styles, hp, opts, vgg_weights, jax.random.key(opts.seed),
-                        snapshot=snapshot, checkpoint=checkpoint if opts.save_every else None,
+                        labels=labels, snapshot=snapshot, checkpoint=checkpoint if opts.save_every else None,
                         progress=opts.print_every > 0)
     record = {
         "command": sys.argv, "content": str(content_path), "style": [str(p) for p in style_paths],
         "output": str(output), "preset": FLAGS.preset,
+        "content_mask": FLAGS.content_mask, "style_mask": FLAGS.style_mask,
         "vgg_weights": {"source": vgg_weights.source, "sha256": vgg_weights.digest,
                         "convention": vgg_weights.convention._asdict()},
         **result.record, "history": result.history, "versions": _versions()}

@@ -171,3 +171,72 @@ def keep_colors(styled: np.ndarray, content: np.ndarray) -> np.ndarray:
     yuv = rgb_to_yuv(content)
     yuv[..., 0] = rgb_to_yuv(styled)[..., 0]
     return np.clip(yuv_to_rgb(yuv), 0.0, 1.0).astype(np.float32)
+
+
+def luminance(image: np.ndarray) -> np.ndarray:
+    """Y of BT.601 YUV: float[H, W, 3] RGB in [0, 1] -> float32[H, W] in [0, 1]."""
+    return rgb_to_yuv(np.asarray(image, np.float32))[..., 0]
+
+
+def luminance_images(content: np.ndarray, styles: list[np.ndarray]
+                     ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Gatys et al. 2017's colour preservation, first half: transfer on luminance only.
+
+    The content becomes its luminance, and each style its luminance shifted and scaled to the
+    content luminance's mean and standard deviation (so the style's brightness and contrast
+    do not leak in). Both are grey images (Y copied to R, G and B) the network can read.
+
+    Args:
+      content, styles: float[H, W, 3] RGB in [0, 1].
+    Returns:
+      (content, styles), each float32[H, W, 3] in [0, 1] with equal channels.
+    """
+    y_content = luminance(content)
+    mu, sigma = y_content.mean(), y_content.std()
+    grey = lambda y: np.repeat(np.clip(y, 0.0, 1.0)[..., None], 3, axis=2).astype(np.float32)
+    out_styles = []
+    for style in styles:
+        y = luminance(style)
+        out_styles.append(grey((y - y.mean()) / max(float(y.std()), 1e-6) * sigma + mu))
+    return grey(y_content), out_styles
+
+
+def _sqrtm(cov: np.ndarray) -> np.ndarray:
+    values, vectors = np.linalg.eigh(cov)
+    return (vectors * np.sqrt(np.maximum(values, 0.0))) @ vectors.T
+
+
+def match_color(image: np.ndarray, reference: np.ndarray, mode: str = "pca",
+                eps: float = 1e-5) -> np.ndarray:
+    """Gives `image` the mean and colour covariance of `reference` (Gatys et al. 2017, colour
+    histogram matching; the authors' match_color, with its three choices of matrix square root).
+
+    x -> A (x - mu_x) + mu_r, where A Sigma_x A^T = Sigma_r:
+      "pca": A = Sigma_r^(1/2) Sigma_x^(-1/2) (symmetric roots; the authors' default);
+      "chol": A = L_r L_x^-1 with Cholesky factors;
+      "sym": A = Sigma_x^(-1/2) (Sigma_x^(1/2) Sigma_r Sigma_x^(1/2))^(1/2) Sigma_x^(-1/2), the
+        map that moves the colours least.
+    eps * I is added to both covariances so a flat image does not divide by zero.
+
+    Args:
+      image, reference: float[H, W, 3] RGB in [0, 1] (sizes may differ).
+    Returns:
+      float32[H, W, 3], clipped to [0, 1].
+    """
+    x = np.asarray(image, np.float64).reshape(-1, 3)
+    r = np.asarray(reference, np.float64).reshape(-1, 3)
+    mu_x, mu_r = x.mean(0), r.mean(0)
+    cov_x = np.cov(x - mu_x, rowvar=False, bias=True) + eps * np.eye(3)
+    cov_r = np.cov(r - mu_r, rowvar=False, bias=True) + eps * np.eye(3)
+    if mode == "pca":
+        a = _sqrtm(cov_r) @ np.linalg.inv(_sqrtm(cov_x))
+    elif mode == "chol":
+        a = np.linalg.cholesky(cov_r) @ np.linalg.inv(np.linalg.cholesky(cov_x))
+    elif mode == "sym":
+        root_x = _sqrtm(cov_x)
+        inv_root_x = np.linalg.inv(root_x)
+        a = inv_root_x @ _sqrtm(root_x @ cov_r @ root_x) @ inv_root_x
+    else:
+        raise InputError(f"unknown colour-matching mode {mode!r}; use pca, chol or sym")
+    out = (x - mu_x) @ a.T + mu_r
+    return np.clip(out, 0.0, 1.0).reshape(np.shape(image)).astype(np.float32)

@@ -89,3 +89,120 @@ def total_variation_neural_style(image: jax.Array) -> jax.Array:
     dx = core - image[:-1, 1:]
     dy = core - image[1:, :-1]
     return 0.5 * jnp.sum(jnp.square(dx) + jnp.square(dy))
+
+
+def guided_gram_matrix(features: jax.Array, mask: jax.Array) -> jax.Array:
+    """Gram matrix of the features inside one region (Gatys et al. 2017, spatial control).
+
+    Args:
+      features: float[H, W, C].
+      mask: float[H, W] in [0, 1], the region's guidance channel at this layer's resolution.
+    Returns:
+      float[C, C]: (m F)^T (m F) / sum(m^2), a weighted mean over the region's positions (for a
+      binary mask, its area), so an all-ones mask gives `gram_matrix(features, "positions")`. An
+      empty region gives zeros.
+    """
+    h, w, c = features.shape
+    m = mask.reshape(h * w, 1)
+    f = features.reshape(h * w, c) * m
+    g = jnp.matmul(f.T, f, precision=jax.lax.Precision.HIGHEST)
+    return g / jnp.maximum(jnp.sum(jnp.square(m)), 1e-8)
+
+
+def style_quantiles(features: jax.Array, count: int) -> jax.Array:
+    """Each channel's quantile function, sampled at `count` evenly spaced ranks.
+
+    This is the representation the histogram loss compares against: entry [r, c] is the value
+    that channel c takes at rank r of `count`, read from the sorted style activations by linear
+    interpolation at position (r + 1/2) K / count - 1/2 (clamped), K = H W. For count == K these
+    are exactly the sorted activations.
+
+    Args:
+      features: float[H, W, C] (the style's activations).
+      count: the number of positions of the image that will be matched (D = H_O W_O).
+    Returns:
+      float[count, C], non-decreasing along axis 0.
+    """
+    h, w, c = features.shape
+    ordered = jnp.sort(features.reshape(h * w, c), axis=0)
+    return _interpolate_sorted(ordered, (jnp.arange(count) + 0.5) * (h * w) / count - 0.5)
+
+
+def _interpolate_sorted(ordered: jax.Array, position: jax.Array, valid=None) -> jax.Array:
+    """ordered: float[K, C] sorted along 0, its first `valid` rows used (default all K);
+    position: float[n] fractional row indices. Returns float[n, C], linearly interpolated and
+    clamped to the first and last used row."""
+    last = (ordered.shape[0] if valid is None else valid) - 1
+    position = jnp.clip(position, 0.0, last)
+    low = jnp.floor(position).astype(jnp.int32)
+    high = jnp.minimum(low + 1, last)
+    frac = (position - low)[:, None]
+    return ordered[low] * (1.0 - frac) + ordered[high] * frac
+
+
+def match_histograms(features: jax.Array, quantiles: jax.Array) -> jax.Array:
+    """R(F): F with each channel's histogram remapped exactly onto the style's (Wilmot et al.).
+
+    The activation of rank r in channel c becomes quantiles[r, c]: the order of the values is
+    kept, their distribution becomes the style's. Exact and bin-free; ties are broken by
+    position. No gradient flows through R (it is a constant target, recomputed every step).
+
+    Args:
+      features: float[H, W, C].
+      quantiles: float[H W, C] from `style_quantiles(style_features, H * W)`.
+    Returns:
+      float[H, W, C].
+    """
+    h, w, c = features.shape
+    order = jnp.argsort(jax.lax.stop_gradient(features).reshape(h * w, c), axis=0)
+    channel = jnp.broadcast_to(jnp.arange(c), order.shape)
+    remapped = jnp.zeros((h * w, c), features.dtype).at[order, channel].set(quantiles)
+    return jax.lax.stop_gradient(remapped.reshape(h, w, c))
+
+
+def match_histograms_masked(features: jax.Array, mask: jax.Array,
+                            style_sorted: jax.Array, style_count: jax.Array) -> jax.Array:
+    """`match_histograms` inside a region only: positions outside it are left unchanged.
+
+    Used where only part of an image is matched (semantic regions, painterly harmonisation).
+
+    Args:
+      features: float[H, W, C].
+      mask: bool or float[H, W]; positions with mask > 0.5 are matched.
+      style_sorted: float[K, C]: the style activations of the matching region, sorted along
+        axis 0, with the first `style_count` rows valid (the rest are ignored padding).
+      style_count: int[], number of valid rows (>= 1).
+    Returns:
+      float[H, W, C], no gradient.
+    """
+    h, w, c = features.shape
+    inside = (mask.reshape(h * w) > 0.5)
+    f = jax.lax.stop_gradient(features).reshape(h * w, c)
+    order = jnp.argsort(jnp.where(inside[:, None], f, jnp.inf), axis=0)  # region's ranks first
+    count = jnp.maximum(jnp.sum(inside), 1)
+    position = (jnp.arange(h * w) + 0.5) * style_count / count - 0.5
+    values = _interpolate_sorted(style_sorted, position, style_count)
+    channel = jnp.broadcast_to(jnp.arange(c), order.shape)
+    remapped = jnp.zeros((h * w, c), f.dtype).at[order, channel].set(values)
+    return jax.lax.stop_gradient(jnp.where(inside[:, None], remapped, f).reshape(h, w, c))
+
+
+def histogram_loss(features: jax.Array, matched: jax.Array, mask: jax.Array | None = None
+                   ) -> jax.Array:
+    """Wilmot et al.'s histogram loss at one layer: mean over positions and channels of
+    (F - R(F))^2, with R(F) from `match_histograms` (or its masked form, then averaged over the
+    region's positions only).
+
+    The paper sums; jstyle takes the mean (as for L_c), so the term is independent of the image
+    size and of the layer's width (see README for the weights this gives).
+
+    Args:
+      features, matched: float[H, W, C]; mask: optional float[H, W] (> 0.5 inside).
+    Returns:
+      float[] loss.
+    """
+    sq = jnp.square(features - matched)
+    if mask is None:
+        return jnp.mean(sq)
+    inside = (mask > 0.5).astype(sq.dtype)
+    return jnp.sum(sq * inside[..., None]) / (jnp.maximum(jnp.sum(inside), 1.0) * sq.shape[-1])

@@ -158,3 +158,12 @@ def load_checkpoint(path: pathlib.Path, like: LoopState, record: dict) -> LoopSt
         return None
     return jax.tree.unflatten(treedef, [jnp.asarray(a, dtype=jnp.asarray(b).dtype)
                                         for a, b in zip(saved, leaves)])
+
+
+def checkpoint_record(path: pathlib.Path) -> dict | None:
+    """The record saved with the checkpoint at `path`, or None if there is no readable one."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return json.loads(bytes(f["record"]).decode())
+    except (OSError, KeyError, ValueError, EOFError):
+        return None

@@ -118,7 +118,7 @@ def _conv_bias(x: jax.Array, p: dict) -> jax.Array:
 
 
 def features(params: dict, image: jax.Array, layers: Iterable[str],
-             pooling: str = "max") -> dict[str, jax.Array]:
+             pooling: str = "max", remat: bool = False) -> dict[str, jax.Array]:
     """Computes the requested VGG-19 activations of one preprocessed image.
 
     Args:
@@ -128,6 +128,9 @@ def features(params: dict, image: jax.Array, layers: Iterable[str],
         No batch axis: use `jax.vmap` for batches.
       layers: names from `LAYERS`; the network stops at the deepest one.
       pooling: "max" (the trained network) or "avg" (Gatys et al. 2016's choice for synthesis).
+      remat: rematerialise each block under `jax.checkpoint`: a gradient then keeps only the
+        blocks' inputs and the requested activations, and recomputes the rest on the way back
+        (about one more forward pass, for much less memory at high resolution).
     Returns:
       `{name: float32[H_l, W_l, C_l]}` for exactly the requested names, where H_l = H // 2**p
       and p is the number of pooling layers before the layer.
@@ -139,16 +142,33 @@ def features(params: dict, image: jax.Array, layers: Iterable[str],
     deepest = max(_INDEX[name] for name in layers)
     out = {}
     x = image
-    for name in LAYERS[: deepest + 1]:
-        if name.startswith("conv"):
-            x = _conv_bias(x, params[name])
-        elif name.startswith("relu"):
-            x = jax.nn.relu(x)
-        else:
-            x = _pool(x, pooling)
-        if name in wanted:
-            out[name] = x
+    for block in _blocks(LAYERS[: deepest + 1]):
+        def run_block(x, params, block=block):
+            kept = {}
+            for name in block:
+                if name.startswith("conv"):
+                    x = _conv_bias(x, params[name])
+                elif name.startswith("relu"):
+                    x = jax.nn.relu(x)
+                else:
+                    x = _pool(x, pooling)
+                if name in wanted:
+                    kept[name] = x
+            return x, kept
+        x, kept = (jax.checkpoint(run_block) if remat else run_block)(x, params)
+        out.update(kept)
     return out
+
+
+def _blocks(names: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """Splits consecutive layer names into VGG blocks, each ending at its pooling layer."""
+    blocks, current = [], []
+    for name in names:
+        current.append(name)
+        if name.startswith("pool"):
+            blocks.append(tuple(current))
+            current = []
+    return blocks + [tuple(current)] if current else blocks
 
 
 # Real photographs shipped in scikit-image's wheel (public domain; skimage/data/README.txt).

@@ -1,0 +1,116 @@
+"""Semantic label maps -> per-region masks at every VGG layer (Chen & Hsu 2016; Champandard's
+neural doodle; Gatys et al. 2017, spatial control).
+
+A label map is an image painted with one flat colour per region (sky, trees, face...). Content
+and style maps share colours: a region of the content takes its style only from the style
+region of the same colour. Anti-aliased edges and JPEG noise are snapped to the map's dominant
+colours first. Masks reach each layer through the same 2x2 floor pooling the network uses
+(averaged), so they line up with the features exactly.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import NamedTuple
+
+import numpy as np
+from PIL import Image
+
+from jstyle.errors import InputError
+
+MIN_FRACTION = 0.005  # a colour is a region if at least this share of the map has it
+COLOR_TOLERANCE = 48.0  # 8-bit RGB distance within which two maps' colours are one label
+UNMATCHED = ("error", "global")
+
+
+def sem_path(image_path: str | pathlib.Path) -> pathlib.Path:
+    """neural doodle's convention: the label map of `photo.jpg` is `photo_sem.png` beside it."""
+    path = pathlib.Path(image_path)
+    return path.with_name(f"{path.stem}_sem.png")
+
+
+def dominant_colors(label_map: np.ndarray, min_fraction: float = MIN_FRACTION) -> np.ndarray:
+    """The flat colours a label map is painted with.
+
+    Colours are binned at 5 bits per channel (which merges JPEG noise); every bin holding at
+    least `min_fraction` of the pixels is a region, represented by its pixels' mean colour.
+    Anti-aliased edge pixels fall in small bins and are not regions.
+
+    Args:
+      label_map: float[H, W, 3] RGB in [0, 1].
+    Returns:
+      float32[R, 3] in 8-bit levels, R >= 1, most frequent first.
+    """
+    levels = np.round(np.asarray(label_map, np.float64).reshape(-1, 3) * 255.0)
+    bins = (levels.astype(np.int64) >> 3) @ np.array([1024, 32, 1])
+    counts = np.bincount(bins, minlength=32768)
+    kept = np.flatnonzero(counts >= max(1, min_fraction * len(bins)))
+    kept = kept[np.argsort(-counts[kept], kind="stable")]
+    return np.stack([levels[bins == b].mean(axis=0) for b in kept]).astype(np.float32)
+
+
+def snap(label_map: np.ndarray, colors: np.ndarray) -> np.ndarray:
+    """Index of the nearest of `colors` (float[R, 3], 8-bit levels) for every pixel of
+    `label_map` (float[H, W, 3] in [0, 1]): int32[H, W] in [0, R)."""
+    levels = np.asarray(label_map, np.float32) * 255.0
+    distance = np.sum(np.square(levels[:, :, None, :] - colors[None, None]), axis=-1)
+    return np.argmin(distance, axis=-1).astype(np.int32)
+
+
+def one_hot(labels: np.ndarray, count: int, height: int, width: int) -> np.ndarray:
+    """int[H0, W0] label indices -> float32[count, height, width] binary masks, resized with
+    nearest-neighbour sampling (labels are never blended)."""
+    resized = np.asarray(Image.fromarray(labels.astype(np.int32), mode="I")
+                         .resize((width, height), Image.Resampling.NEAREST))
+    return (resized[None] == np.arange(count)[:, None, None]).astype(np.float32)
+
+
+def at_layer(masks: np.ndarray, pools: int) -> np.ndarray:
+    """float[R, H, W] masks after `pools` 2x2 floor poolings (averaged): float32[R, H_l, W_l]
+    with H_l = H // 2**pools, as VGG's features at a layer after that many poolings."""
+    m = np.asarray(masks, np.float32)
+    for _ in range(pools):
+        r, h, w = m.shape
+        m = m[:, : h // 2 * 2, : w // 2 * 2].reshape(r, h // 2, 2, w // 2, 2).mean(axis=(2, 4))
+    return m
+
+
+class Labels(NamedTuple):
+    """Label maps made consistent: the content's regions, and where each style has them."""
+    colors: np.ndarray  # float32[R, 3], the content map's region colours, 8-bit levels
+    content: np.ndarray  # int32[H_c, W_c], region index per pixel of the content map
+    styles: list[np.ndarray]  # per style map, int32[H_i, W_i], region index or -1 (no region)
+    present: np.ndarray  # bool[S, R]: style i has region r
+
+
+def match(content_map: np.ndarray, style_maps: list[np.ndarray], unmatched: str = "error"
+          ) -> Labels:
+    """Snaps the maps to their dominant colours and pairs the style regions with the content's.
+
+    Args:
+      content_map: float[H, W, 3] in [0, 1]; style_maps: one float[H_i, W_i, 3] per style image.
+      unmatched: what a content region that no style map has does: "error" (raise) or "global"
+        (take its style from the whole of every style image; see gatys).
+    Raises:
+      InputError: a content region's colour is in no style map, and unmatched is "error".
+    """
+    if unmatched not in UNMATCHED:
+        raise InputError(f"unknown --unmatched={unmatched}; use error or global")
+    colors = dominant_colors(content_map)
+    content = snap(content_map, colors)
+    styles, present = [], []
+    for style_map in style_maps:
+        own = dominant_colors(style_map)
+        distance = np.linalg.norm(own[:, None] - colors[None], axis=-1)  # [R_i, R]
+        label = np.where(distance.min(axis=1) <= COLOR_TOLERANCE, distance.argmin(axis=1), -1)
+        styles.append(label[snap(style_map, own)].astype(np.int32))
+        present.append(np.isin(np.arange(len(colors)), label))
+    present = np.array(present, bool).reshape(len(style_maps), len(colors))
+    missing = [r for r in range(len(colors)) if not present[:, r].any()]
+    if missing and unmatched == "error":
+        rgb = ", ".join("#%02x%02x%02x" % tuple(int(round(v)) for v in colors[r])
+                        for r in missing)
+        raise InputError(
+            f"region colour(s) {rgb} of the content mask appear in no style mask; paint them into "
+            f"a style mask or pass --unmatched=global to style them from the whole style image")
+    return Labels(colors=colors, content=content, styles=styles, present=present)
