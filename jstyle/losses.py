@@ -140,12 +140,35 @@ def _interpolate_sorted(ordered: jax.Array, position: jax.Array, valid=None) -> 
     return ordered[low] * (1.0 - frac) + ordered[high] * frac
 
 
+def _sort_keys(values: jax.Array) -> jax.Array:
+    """float32 -> int32 with the same order (XLA sorts integers several times faster)."""
+    bits = jax.lax.bitcast_convert_type(values, jnp.int32)
+    magnitude = bits & jnp.int32(0x7FFFFFFF)
+    return jnp.where(bits < 0, -magnitude - 1, magnitude)
+
+
+def _ranks(values: jax.Array, inside: jax.Array | None = None) -> jax.Array:
+    """Rank of each value within its channel: float[D, C] -> int32[D, C] in [0, D).
+
+    The rank is the number of strictly smaller values, so tied values share the lowest rank of
+    their block. With `inside` (bool[D]) only the positions inside count and are ranked.
+    """
+    keys = _sort_keys(values).T  # [C, D]: rows sort contiguously
+    if inside is not None:
+        keys = jnp.where(inside[None], keys, jnp.iinfo(jnp.int32).max)
+    ordered = jax.lax.sort(keys, dimension=1, is_stable=False)
+    return jax.vmap(lambda row, query: jnp.searchsorted(row, query, method="scan"))(
+        ordered, keys).T.astype(jnp.int32)
+
+
 def match_histograms(features: jax.Array, quantiles: jax.Array) -> jax.Array:
     """R(F): F with each channel's histogram remapped exactly onto the style's (Wilmot et al.).
 
     The activation of rank r in channel c becomes quantiles[r, c]: the order of the values is
-    kept, their distribution becomes the style's. Exact and bin-free; ties are broken by
-    position. No gradient flows through R (it is a constant target, recomputed every step).
+    kept, their distribution becomes the style's. Exact and bin-free for distinct values; tied
+    values (a ReLU's zeros) all take the quantile of the lowest rank in their block (no
+    gradient passes a ReLU at zero, so this changes no update). No gradient flows through R:
+    it is a constant target, recomputed at every evaluation.
 
     Args:
       features: float[H, W, C].
@@ -154,9 +177,8 @@ def match_histograms(features: jax.Array, quantiles: jax.Array) -> jax.Array:
       float[H, W, C].
     """
     h, w, c = features.shape
-    order = jnp.argsort(jax.lax.stop_gradient(features).reshape(h * w, c), axis=0)
-    channel = jnp.broadcast_to(jnp.arange(c), order.shape)
-    remapped = jnp.zeros((h * w, c), features.dtype).at[order, channel].set(quantiles)
+    f = jax.lax.stop_gradient(features).reshape(h * w, c)
+    remapped = jnp.take_along_axis(quantiles, _ranks(f), axis=0)
     return jax.lax.stop_gradient(remapped.reshape(h, w, c))
 
 
@@ -165,6 +187,8 @@ def match_histograms_masked(features: jax.Array, mask: jax.Array,
     """`match_histograms` inside a region only: positions outside it are left unchanged.
 
     Used where only part of an image is matched (semantic regions, painterly harmonisation).
+    The region's n activations are matched to its style's K by quantile: rank r reads the
+    sorted style values at position (r + 1/2) K / n - 1/2, linearly interpolated.
 
     Args:
       features: float[H, W, C].
@@ -176,15 +200,14 @@ def match_histograms_masked(features: jax.Array, mask: jax.Array,
       float[H, W, C], no gradient.
     """
     h, w, c = features.shape
-    inside = (mask.reshape(h * w) > 0.5)
+    inside = mask.reshape(h * w) > 0.5
     f = jax.lax.stop_gradient(features).reshape(h * w, c)
-    order = jnp.argsort(jnp.where(inside[:, None], f, jnp.inf), axis=0)  # region's ranks first
     count = jnp.maximum(jnp.sum(inside), 1)
-    position = (jnp.arange(h * w) + 0.5) * style_count / count - 0.5
-    values = _interpolate_sorted(style_sorted, position, style_count)
-    channel = jnp.broadcast_to(jnp.arange(c), order.shape)
-    remapped = jnp.zeros((h * w, c), f.dtype).at[order, channel].set(values)
-    return jax.lax.stop_gradient(jnp.where(inside[:, None], remapped, f).reshape(h, w, c))
+    position = (_ranks(f, inside) + 0.5) * style_count / count - 0.5  # [D, C]
+    values = jax.vmap(lambda column, pos: _interpolate_sorted(column[:, None], pos,
+                                                              style_count)[:, 0],
+                      in_axes=1, out_axes=1)(style_sorted, position)
+    return jax.lax.stop_gradient(jnp.where(inside[:, None], values, f).reshape(h, w, c))
 
 
 def histogram_loss(features: jax.Array, matched: jax.Array, mask: jax.Array | None = None

@@ -18,7 +18,8 @@ from PIL import Image
 
 from jstyle.errors import InputError
 
-MIN_FRACTION = 0.005  # a colour is a region if at least this share of the map has it
+MIN_FRACTION = 0.005  # a colour is a region if at least this share of the map has it ...
+MIXTURE_FRACTION = 0.05  # ... or this share, if it is a blend of two larger regions' colours
 COLOR_TOLERANCE = 48.0  # 8-bit RGB distance within which two maps' colours are one label
 UNMATCHED = ("error", "global")
 
@@ -32,9 +33,12 @@ def sem_path(image_path: str | pathlib.Path) -> pathlib.Path:
 def dominant_colors(label_map: np.ndarray, min_fraction: float = MIN_FRACTION) -> np.ndarray:
     """The flat colours a label map is painted with.
 
-    Colours are binned at 5 bits per channel (which merges JPEG noise); every bin holding at
-    least `min_fraction` of the pixels is a region, represented by its pixels' mean colour.
-    Anti-aliased edge pixels fall in small bins and are not regions.
+    Colours are binned at 5 bits per channel; bins are taken most frequent first, and a bin
+    within COLOR_TOLERANCE / 2 of a colour already taken joins it (JPEG noise spreads one flat
+    colour over neighbouring bins). Every colour holding at least `min_fraction` of the pixels
+    is a region, represented by the mean of the pixels near it; a colour that is a blend of
+    two larger regions' colours (an anti-aliased edge between them) needs MIXTURE_FRACTION.
+    `snap` gives the pixels of colours that are not regions to the nearest region.
 
     Args:
       label_map: float[H, W, 3] RGB in [0, 1].
@@ -44,9 +48,28 @@ def dominant_colors(label_map: np.ndarray, min_fraction: float = MIN_FRACTION) -
     levels = np.round(np.asarray(label_map, np.float64).reshape(-1, 3) * 255.0)
     bins = (levels.astype(np.int64) >> 3) @ np.array([1024, 32, 1])
     counts = np.bincount(bins, minlength=32768)
-    kept = np.flatnonzero(counts >= max(1, min_fraction * len(bins)))
-    kept = kept[np.argsort(-counts[kept], kind="stable")]
-    return np.stack([levels[bins == b].mean(axis=0) for b in kept]).astype(np.float32)
+    centres: list[np.ndarray] = []
+    for b in np.argsort(-counts, kind="stable")[: np.count_nonzero(counts)]:
+        colour = levels[bins == b].mean(axis=0)
+        if all(np.linalg.norm(colour - c) > COLOR_TOLERANCE / 2 for c in centres):
+            centres.append(colour)
+    centres = np.array(centres)
+    nearest = np.argmin(np.linalg.norm(levels[:, None] - centres[None], axis=-1), axis=1)
+    share = np.bincount(nearest, minlength=len(centres)) / len(levels)
+    kept = []
+    for r in np.argsort(-share, kind="stable"):
+        blend = any(_distance_to_segment(centres[r], centres[a], centres[b]) <= COLOR_TOLERANCE / 2
+                    for i, a in enumerate(kept) for b in kept[i + 1:])
+        if share[r] >= (MIXTURE_FRACTION if blend else min_fraction):
+            kept.append(r)
+    close = lambda r: np.linalg.norm(levels - centres[r], axis=1) <= COLOR_TOLERANCE / 2
+    return np.array([levels[(nearest == r) & close(r)].mean(axis=0) for r in kept], np.float32)
+
+
+def _distance_to_segment(point: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """Distance from `point` to the colours t a + (1 - t) b, t in [0, 1] (an edge's blends)."""
+    t = np.clip(np.dot(point - b, a - b) / max(np.dot(a - b, a - b), 1e-9), 0.0, 1.0)
+    return float(np.linalg.norm(point - (t * a + (1 - t) * b)))
 
 
 def snap(label_map: np.ndarray, colors: np.ndarray) -> np.ndarray:

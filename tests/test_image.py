@@ -87,3 +87,37 @@ def test_keep_colors_takes_luminance_from_styled_and_chroma_from_content():
     yuv_out, yuv_c, yuv_s = image.rgb_to_yuv(out), image.rgb_to_yuv(content), image.rgb_to_yuv(styled)
     np.testing.assert_allclose(yuv_out[..., 0], yuv_s[..., 0], atol=1e-4)
     np.testing.assert_allclose(yuv_out[..., 1:], yuv_c[..., 1:], atol=1e-4)
+
+
+def _photo(seed, shape=(13, 17)):
+    """A colourful smooth field in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    return image.resize(rng.uniform(size=(4, 5, 3)).astype(np.float32), *shape)
+
+
+def test_luminance_images_are_grey_with_matched_style_statistics():
+    content, style = _photo(1), _photo(2, (21, 9)) * 0.5
+    grey_content, (grey_style,) = image.luminance_images(content, [style])
+    for grey in (grey_content, grey_style):
+        np.testing.assert_array_equal(grey[..., 0], grey[..., 1])
+        np.testing.assert_array_equal(grey[..., 0], grey[..., 2])
+    y = image.luminance(content)
+    np.testing.assert_allclose(grey_content[..., 0], y, atol=1e-6)
+    np.testing.assert_allclose(grey_style[..., 0].mean(), y.mean(), atol=1e-5)
+    np.testing.assert_allclose(grey_style[..., 0].std(), y.std(), rtol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["pca", "chol", "sym"])
+def test_match_color_gives_the_reference_mean_and_covariance(mode):
+    source = _photo(4) * 0.3 + 0.35  # low contrast: nothing clips after matching
+    reference = _photo(5, (9, 11)) * 0.4 + 0.3
+    out = image.match_color(source, reference, mode).reshape(-1, 3).astype(np.float64)
+    ref = reference.reshape(-1, 3).astype(np.float64)
+    np.testing.assert_allclose(out.mean(0), ref.mean(0), atol=1e-4)
+    np.testing.assert_allclose(np.cov(out, rowvar=False, bias=True),
+                               np.cov(ref, rowvar=False, bias=True), atol=2e-4)
+
+
+def test_match_color_unknown_mode_is_an_input_error():
+    with pytest.raises(InputError, match="pca, chol or sym"):
+        image.match_color(_photo(1), _photo(2), "lab")

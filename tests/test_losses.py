@@ -86,12 +86,110 @@ def test_total_variation_is_size_independent_for_a_uniform_gradient():
     np.testing.assert_allclose(small, large, rtol=0.05)
 
 
+def np_quantiles(style, count):
+    """The style's sorted activations read at ranks (r + 1/2) K / count - 1/2, per channel."""
+    flat = np.sort(style.reshape(-1, style.shape[-1]).astype(np.float64), axis=0)
+    k = len(flat)
+    pos = np.clip((np.arange(count) + 0.5) * k / count - 0.5, 0, k - 1)
+    return np.stack([np.interp(pos, np.arange(k), flat[:, c]) for c in range(flat.shape[1])], 1)
+
+
+def np_match(features, style):
+    """Per channel: the value of rank r takes the style's quantile of rank r (numpy argsort)."""
+    h, w, c = features.shape
+    flat = features.reshape(h * w, c)
+    q = np_quantiles(style, h * w)
+    out = np.empty_like(flat, dtype=np.float64)
+    for ch in range(c):
+        out[np.argsort(flat[:, ch]), ch] = q[:, ch]
+    return out.reshape(h, w, c)
+
+
+HIST_FEATS = RNG.normal(size=(7, 5, 3)).astype(np.float32)  # distinct values, some negative
+HIST_STYLE = (RNG.normal(size=(9, 11, 3)) * 3 + 1).astype(np.float32)  # 99 positions, not 35
+
+
+def test_style_quantiles_at_equal_counts_are_the_sorted_style():
+    got = losses.style_quantiles(HIST_STYLE, 99)
+    np.testing.assert_array_equal(got, np.sort(HIST_STYLE.reshape(99, 3), axis=0))
+
+
+def test_match_histograms_equal_counts_gives_exactly_the_style_values():
+    style = RNG.normal(size=(5, 7, 3)).astype(np.float32) * 4
+    matched = np.asarray(losses.match_histograms(HIST_FEATS, losses.style_quantiles(style, 35)))
+    for c in range(3):  # the matched channel is a permutation of the style's values ...
+        np.testing.assert_array_equal(np.sort(matched[..., c].ravel()),
+                                      np.sort(style[..., c].ravel()))
+    # ... placed in the order of the output's values
+    np.testing.assert_array_equal(matched, np_match(HIST_FEATS, style).astype(np.float32))
+
+
+def test_match_histograms_interpolates_when_counts_differ():
+    got = losses.match_histograms(HIST_FEATS, losses.style_quantiles(HIST_STYLE, 35))
+    np.testing.assert_allclose(got, np_match(HIST_FEATS, HIST_STYLE), rtol=1e-5, atol=1e-5)
+
+
+def test_match_histograms_masked_matches_only_the_region():
+    mask = np.zeros((7, 5), np.float32)
+    mask[1:5, 1:4] = 1.0  # 12 positions
+    style = np.sort(HIST_STYLE.reshape(99, 3), axis=0)
+    padded = np.concatenate([style, np.full((5, 3), 1e6, np.float32)])  # padding is ignored
+    got = np.asarray(losses.match_histograms_masked(HIST_FEATS, mask, padded, jnp.int32(99)))
+    np.testing.assert_array_equal(got[mask == 0], HIST_FEATS[mask == 0])
+    inside = HIST_FEATS[mask == 1][:, None]  # [12, 1, 3]
+    np.testing.assert_allclose(got[mask == 1][:, None], np_match(inside, HIST_STYLE),
+                               rtol=1e-5, atol=1e-5)
+    full = losses.match_histograms_masked(HIST_FEATS, np.ones((7, 5)), style, jnp.int32(99))
+    np.testing.assert_allclose(full, np_match(HIST_FEATS, HIST_STYLE), rtol=1e-5, atol=1e-5)
+
+
+def test_histogram_loss_is_mean_square_to_the_matched_features():
+    target = np_match(HIST_FEATS, HIST_STYLE)
+    matched = losses.match_histograms(HIST_FEATS, losses.style_quantiles(HIST_STYLE, 35))
+    np.testing.assert_allclose(losses.histogram_loss(HIST_FEATS, matched),
+                               np.mean((HIST_FEATS - target) ** 2), rtol=1e-5)
+    mask = (RNG.uniform(size=(7, 5)) > 0.5).astype(np.float32)
+    np.testing.assert_allclose(losses.histogram_loss(HIST_FEATS, matched, mask),
+                               np.mean((HIST_FEATS - target)[mask == 1] ** 2), rtol=1e-5)
+
+
+def test_histogram_loss_gradient_is_finite_and_pulls_towards_the_target():
+    q = losses.style_quantiles(HIST_STYLE, 35)
+    fn = lambda f: losses.histogram_loss(f, losses.match_histograms(f, q))
+    grad = jax.grad(fn)(jnp.asarray(HIST_FEATS))
+    target = np_match(HIST_FEATS, HIST_STYLE)
+    assert np.all(np.isfinite(grad))
+    # R is a constant target: the gradient is exactly 2 (F - R) / (D C)
+    np.testing.assert_allclose(grad, 2 * (HIST_FEATS - target) / HIST_FEATS.size, rtol=1e-4,
+                               atol=1e-6)
+
+
+def np_guided_gram(f, m):
+    h, w, c = f.shape
+    x = (f * m[..., None]).reshape(h * w, c).astype(np.float64)
+    return x.T @ x / np.sum(m.astype(np.float64) ** 2)
+
+
+def test_guided_gram_matches_numpy_and_all_ones_is_the_plain_gram():
+    mask = RNG.uniform(size=(7, 5)).astype(np.float32)
+    np.testing.assert_allclose(losses.guided_gram_matrix(FEATS, mask), np_guided_gram(FEATS, mask),
+                               rtol=1e-5)
+    np.testing.assert_allclose(losses.guided_gram_matrix(FEATS, np.ones((7, 5), np.float32)),
+                               losses.gram_matrix(FEATS), rtol=1e-6)
+
+
 LOSSES = {
     "gram": lambda f, t, img: losses.gram_matrix(f),
     "content": lambda f, t, img: losses.content_loss(f, t),
     "style": lambda f, t, img: losses.style_loss(losses.gram_matrix(f), losses.gram_matrix(t)),
     "tv": lambda f, t, img: losses.total_variation(img),
     "tv_ns": lambda f, t, img: losses.total_variation_neural_style(img),
+    "guided_gram": lambda f, t, img: losses.guided_gram_matrix(f, t[..., 0]),
+    "hist": lambda f, t, img: losses.histogram_loss(
+        f, losses.match_histograms(f, losses.style_quantiles(t, 35))),
+    "hist_masked": lambda f, t, img: losses.histogram_loss(
+        f, losses.match_histograms_masked(f, t[..., 0], jnp.sort(t.reshape(35, 3), axis=0),
+                                          jnp.int32(35)), t[..., 0]),
 }
 
 
@@ -106,9 +204,11 @@ def test_plain_jit_and_vmap_agree(name):
     np.testing.assert_allclose(batched[1], fn(FEATS * 0.5, TARGET * 0.5, IMAGE * 0.5), rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["content", "style", "tv", "tv_ns"])
+@pytest.mark.parametrize("name", ["content", "style", "tv", "tv_ns", "guided_gram", "hist",
+                                  "hist_masked"])
 def test_gradients_are_finite_and_nonzero(name):
     fn = LOSSES[name]
-    grad = jax.grad(lambda f, img: fn(f, TARGET, img), argnums=(0, 1))(FEATS, IMAGE)
+    scalar = lambda f, img: jnp.sum(fn(f, TARGET, img))
+    grad = jax.grad(scalar, argnums=(0, 1))(FEATS, IMAGE)
     grad = grad[1] if name.startswith("tv") else grad[0]
     assert np.all(np.isfinite(grad)) and np.any(grad != 0)
