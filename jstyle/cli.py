@@ -115,7 +115,7 @@ _define_flags()
 FLAGS = flags.FLAGS
 
 # Sizes and steps for the built-in sample, so that it finishes in about a minute on 2 cores.
-SAMPLE = {"content": "chelsea.png", "style": "ihc.png", "size": 256, "steps": 100}
+SAMPLE = {"size": 256, "steps": 100}
 
 
 def _floats(name: str, values: list[str] | None) -> tuple[float, ...] | None:
@@ -196,9 +196,9 @@ def _check_output(path: pathlib.Path) -> str:
 def _inputs():
     """(content path, style paths, is_sample)."""
     if FLAGS.content is None and not FLAGS.style:
-        import skimage.data
-        folder = pathlib.Path(skimage.data.__file__).parent
-        return folder / SAMPLE["content"], [folder / SAMPLE["style"]], True
+        from jstyle import image
+        content, style = image.sample_paths()
+        return content, [style], True
     if FLAGS.content is None or not FLAGS.style:
         raise InputError("give both --content and --style (or neither, for the built-in sample)")
     return pathlib.Path(FLAGS.content), [pathlib.Path(p) for p in FLAGS.style], False

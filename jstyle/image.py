@@ -79,6 +79,14 @@ def load(path: str | os.PathLike, max_edge: int | None = None) -> np.ndarray:
     return array
 
 
+def sample_paths() -> tuple[pathlib.Path, pathlib.Path]:
+    """The built-in sample pair, from scikit-image's wheel (so it exists wherever jstyle is
+    installed): a photo of a cat (chelsea.png) and a stained-tissue micrograph (ihc.png)."""
+    import skimage.data
+    folder = pathlib.Path(skimage.data.__file__).parent
+    return folder / "chelsea.png", folder / "ihc.png"
+
+
 def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Lanczos resize of float32[H, W, C] to float32[height, width, C], values unchanged in range."""
     if image.shape[:2] == (height, width):
