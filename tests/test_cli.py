@@ -32,6 +32,14 @@ def pics(tmp_path_factory, vgg_weights):
     raw = (d / "style.jpg").read_bytes()
     (d / "corrupt.jpg").write_bytes(raw[: len(raw) // 3])
     (d / "folder").mkdir()
+    halves = np.zeros((48, 64, 3), np.uint8)
+    halves[:, :32], halves[:, 32:] = (230, 20, 20), (20, 20, 230)
+    Image.fromarray(halves).save(d / "content_sem.png")  # neural doodle's name for --*_mask=auto
+    Image.fromarray(halves[::-1, ::-1]).save(d / "style_sem.png")
+    other = halves.copy()
+    other[:, 32:] = (20, 200, 20)
+    Image.fromarray(other).save(d / "green.png")
+    Image.fromarray(halves[:, :40]).save(d / "narrow.png")
     return d
 
 
@@ -75,7 +83,18 @@ BAD = [
     (["--output={d}/nowhere/out.png"], "does not exist"),
     (["--output={d}/folder"], "is a directory"),
     (["--content={d}/tiny.png", "--size=8"], "needs at least 16 px"),
+    (["--content_mask={d}/content_sem.png", "--style_mask={d}/green.png"],
+     "region colour(s) #1414e6 of the content mask appear in no style mask"),
+    (["--content_mask={d}/narrow.png", "--style_mask=auto"], "aspect ratio"),
+    (["--content_mask=auto"], "give both --content_mask and --style_mask"),
+    (["--style_mask=auto,auto", "--content_mask=auto"], "2 --style_mask for 1 style images"),
+    (["--preserve_colors=lab"], "preserve_colors"),
+    (["--pyramid_levels=2", "--pyramid_steps=3"], "--pyramid_steps needs 2 step counts"),
     (["--content={d}/content.png"], None),  # the baseline the others depart from: must pass
+    (["--content_mask=auto", "--style_mask=auto", "--hist_weight=10", "--pyramid_levels=2",
+      "--size=48", "--preserve_colors=luminance", "--remat"], None),
+    (["--content_mask={d}/content_sem.png", "--style_mask={d}/green.png",
+      "--unmatched=global", "--preserve_colors=match"], None),
 ]
 
 
