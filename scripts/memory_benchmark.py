@@ -1,0 +1,106 @@
+"""Peak memory and time of a Gatys run at print sizes, with and without rematerialisation.
+
+  python scripts/memory_benchmark.py [--sizes=512,1024,2048] [--steps=2] \
+      [--content=PATH --style=PATH] [--out=memory.jsonl]
+
+Each (size, remat) pair runs in a fresh worker process, so its peak is its own: the worker
+sets the run up (targets, compiled L-BFGS chunk), takes one step (compile included), then
+--steps more, timed. It reports the process's peak resident memory (getrusage ru_maxrss,
+which includes JAX's runtime and the compiler) and, on a GPU, the device's peak bytes in use.
+The objective is jstyle's default (content relu4_2, style relu1_1..relu5_1, L-BFGS with 10
+corrections); the style is scaled to the same longer edge. Prints JSON lines and a Markdown
+table.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import resource
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("sizes", ["512", "1024", "2048"], "Longer edges to measure, pixels.")
+flags.DEFINE_integer("steps", 2, "Timed L-BFGS steps after the first (compiling) one.")
+flags.DEFINE_string("content", None, "Content image (default: the built-in sample).")
+flags.DEFINE_string("style", None, "Style image (default: the built-in sample).")
+flags.DEFINE_string("out", None, "Also append the JSON lines to this file.")
+flags.DEFINE_integer("worker_size", None, "Internal: run one measurement at this size.")
+flags.DEFINE_bool("worker_remat", False, "Internal: the worker's remat setting.")
+
+
+def measure(size: int, remat: bool, steps: int, content_path, style_path) -> dict:
+    """One measurement, in this process."""
+    import jax
+    import jax.numpy as jnp
+    from jstyle import image, weights
+    from jstyle.methods import gatys
+
+    vgg_weights = weights.load()
+    content, style = image.load(content_path), image.load(style_path)
+    opts = gatys.RunOptions(size=size, steps=steps + 1, remat=remat, tol=0.0)
+    start = time.perf_counter()
+    problem = gatys.setup(content, [style], gatys.GatysParams(), opts, vgg_weights,
+                          jax.random.key(0))
+    state = problem.chunk(problem.state, jnp.int32(1), problem.data)
+    state.image.block_until_ready()
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    state = problem.chunk(state, jnp.int32(1 + steps), problem.data)
+    state.image.block_until_ready()
+    step = (time.perf_counter() - start) / steps
+    device = jax.devices()[0]
+    stats = device.memory_stats() or {}
+    return {"size": size, "image": list(problem.content.shape[:2]), "remat": remat,
+            "setup_and_first_step_s": round(first, 2), "step_s": round(step, 3),
+            "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+            "device_peak_gib": round(stats["peak_bytes_in_use"] / 2**30, 2)
+            if "peak_bytes_in_use" in stats else None,
+            "device": device.device_kind, "loss_finite": bool(jnp.isfinite(state.loss))}
+
+
+def main(argv):
+    del argv
+    from jstyle import image
+    sample = image.sample_paths()
+    content = FLAGS.content or str(sample[0])
+    style = FLAGS.style or str(sample[1])
+    if FLAGS.worker_size:
+        print(json.dumps(measure(FLAGS.worker_size, FLAGS.worker_remat, FLAGS.steps, content,
+                                 style)))
+        return
+    rows = []
+    for size in (int(s) for s in FLAGS.sizes):
+        for remat in (False, True):
+            cmd = [sys.executable, __file__, f"--worker_size={size}",
+                   f"--{'' if remat else 'no'}worker_remat", f"--steps={FLAGS.steps}",
+                   f"--content={content}", f"--style={style}"]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode == 0:
+                row = json.loads(done.stdout.strip().splitlines()[-1])
+            else:  # killed for memory, typically
+                row = {"size": size, "remat": remat, "failed": done.returncode,
+                       "error": done.stderr.strip().splitlines()[-1:]}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            if FLAGS.out:
+                with pathlib.Path(FLAGS.out).open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+    print("\n| max edge | image | remat | peak RSS (GiB) | device peak (GiB) | first step incl. "
+          "compile (s) | step (s) |\n|---|---|---|---|---|---|---|")
+    for r in rows:
+        if "failed" in r:
+            print(f"| {r['size']} | | {'yes' if r['remat'] else 'no'} | failed "
+                  f"({r['failed']}) | | | |")
+            continue
+        print(f"| {r['size']} | {r['image'][1]}x{r['image'][0]} | "
+              f"{'yes' if r['remat'] else 'no'} | {r['peak_rss_gib']} | "
+              f"{r['device_peak_gib'] or '-'} | {r['setup_and_first_step_s']} | {r['step_s']} |")
+
+
+if __name__ == "__main__":
+    app.run(main)
