@@ -10,12 +10,12 @@ The public API, re-exported:
   result.image, result.record, result.history
 """
 
-from jstyle import image, losses, optimize, vgg
+from jstyle import image, losses, masks, optimize, results, vgg
 from jstyle.errors import InputError, JStyleError, WeightsError
 from jstyle.methods import REGISTRY as METHODS
 from jstyle.methods import gatys
 from jstyle.weights import VGGWeights
 from jstyle.weights import load as load_weights
 
-__all__ = ["image", "losses", "optimize", "vgg", "gatys", "METHODS", "load_weights",
-           "VGGWeights", "JStyleError", "InputError", "WeightsError"]
+__all__ = ["image", "losses", "masks", "optimize", "results", "vgg", "gatys", "METHODS",
+           "load_weights", "VGGWeights", "JStyleError", "InputError", "WeightsError"]

@@ -3,7 +3,12 @@
 Optimises the pixels of an image O so that its VGG-19 features match the content image I at the
 content layers and its Gram matrices match the style image(s) S at the style layers:
 
-  L = alpha * L_c + beta * L_s + w_tv * L_tv            (see jstyle.losses for each term)
+  L = alpha * L_c + beta * L_s + w_tv * L_tv + w_hist * L_hist   (see jstyle.losses)
+
+with the refinements users of the field expect: the histogram loss (Wilmot et al. 2017),
+colour control and coarse-to-fine scale control (Gatys et al. 2017, "Controlling perceptual
+factors in neural style transfer"), and semantic masks whose regions take their style only from
+the matching style region (Chen & Hsu 2016; Champandard 2016; Gatys et al. 2017's guided Grams).
 
 Two normalisations (presets) are offered:
   * "jstyle" (default, the seed formulas): G = F^T F / D, L_c and L_s halved means, L_tv per
