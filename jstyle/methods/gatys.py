@@ -271,25 +271,26 @@ def compute_targets(vgg_params: dict, scales: dict, content: jax.Array, styles: 
     layer_masks = [{l: masks.at_layer(m, _pools(l)) for l in layers} for m in style_masks]
 
     def sources(r):
-        """(style index, weight, mask at layer or None) of the styles region r draws from."""
+        """(style index, weight, masked) of the styles region r draws from; masked is False
+        where the region falls back to whole style images."""
         has = [i for i in range(len(styles)) if present[i, r]]
         total = sum(blend[i] for i in has)
         if not has or total <= 0:
-            return [(i, blend[i], None) for i in range(len(styles))]
+            return [(i, blend[i], False) for i in range(len(styles))]
         return [(i, blend[i] / total, True) for i in has]
 
     style, hist, counts = {}, {}, {}
     for l in hp.style_layers:
         style[l] = jnp.stack([
-            sum(b * _gram(style_feats[i][l], hp, None if m is None else layer_masks[i][l][r])
-                for i, b, m in sources(r)) for r in range(r_count)])
+            sum(b * _gram(style_feats[i][l], hp, layer_masks[i][l][r] if masked else None)
+                for i, b, masked in sources(r)) for r in range(r_count)])
     for l in hp.hist_layers:
         per_region = []
         for r in range(r_count):
-            values = [(np.asarray(style_feats[i][l]).reshape(-1, style_feats[i][l].shape[-1])
-                       if m is None else
-                       _region_values(np.asarray(style_feats[i][l]), layer_masks[i][l][r]), b)
-                      for i, b, m in sources(r)]
+            values = [(_region_values(np.asarray(style_feats[i][l]), layer_masks[i][l][r])
+                       if masked else
+                       np.asarray(style_feats[i][l]).reshape(-1, style_feats[i][l].shape[-1]), b)
+                      for i, b, masked in sources(r)]
             k = max(len(v) for v, _ in values)
             per_region.append(sum(b * np.asarray(losses.style_quantiles(v[:, None], k))
                                   for v, b in values))
