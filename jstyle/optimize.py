@@ -58,8 +58,9 @@ def init(optimizer: optax.GradientTransformation, image: jax.Array) -> LoopState
     # state must have exactly the input's types or the next chunk recompiles.
     opt_state = jax.tree.map(lambda a: jnp.array(a, dtype=jnp.asarray(a).dtype),
                              optimizer.init(image))
+    # good_image gets its own buffer: chunks donate the state, and a buffer is donated once
     return LoopState(image=image, opt_state=opt_state, step=jnp.int32(0),
-                     loss=jnp.float32(jnp.inf), good_image=image,
+                     loss=jnp.float32(jnp.inf), good_image=jnp.array(image, copy=True),
                      converged=jnp.bool_(False), failed=jnp.bool_(False))
 
 
@@ -103,7 +104,7 @@ def make_chunk(objective: Callable[[jax.Array, Any], jax.Array],
 
         return jax.lax.while_loop(keep_going, step, state)
 
-    return jax.jit(chunk)
+    return jax.jit(chunk, donate_argnums=0)  # the old state is dead: reuse its buffers
 
 
 def boundaries(steps: int, *everies: int) -> list[int]:

@@ -7,8 +7,10 @@ Each (size, remat) pair runs in a fresh worker process, so its peak is its own: 
 sets the run up (targets, compiled L-BFGS chunk), takes one step (compile included), then
 --steps more, timed. It reports the process's peak resident memory (getrusage ru_maxrss,
 which includes JAX's runtime and the compiler) and, on a GPU, the device's peak bytes in use.
-The objective is jstyle's default (content relu4_2, style relu1_1..relu5_1, L-BFGS with 10
-corrections); the style is scaled to the same longer edge. Prints JSON lines and a Markdown
+The objective is jstyle's default (content relu4_2, style relu1_1..relu5_1); the style is
+scaled to the same longer edge. Adam (the default here) evaluates once per step, so its step
+times compare across sizes; --optimizer=lbfgs adds L-BFGS's history and line search to the
+memory, and its first steps take many line-search evaluations at large sizes. Prints JSON lines and a Markdown
 table.
 """
 
@@ -25,7 +27,10 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sizes", ["512", "1024", "2048"], "Longer edges to measure, pixels.")
-flags.DEFINE_integer("steps", 2, "Timed L-BFGS steps after the first (compiling) one.")
+flags.DEFINE_integer("steps", 2, "Timed steps after the first (compiling) one (0: none).")
+flags.DEFINE_enum("optimizer", "adam", ["adam", "lbfgs"],
+                  "adam: one evaluation per step, so step times compare across sizes; lbfgs: "
+                  "the default run's memory (history and line search; its step count varies).")
 flags.DEFINE_string("content", None, "Content image (default: the built-in sample).")
 flags.DEFINE_string("style", None, "Style image (default: the built-in sample).")
 flags.DEFINE_string("out", None, "Also append the JSON lines to this file.")
@@ -33,7 +38,9 @@ flags.DEFINE_integer("worker_size", None, "Internal: run one measurement at this
 flags.DEFINE_bool("worker_remat", False, "Internal: the worker's remat setting.")
 
 
-def measure(size: int, remat: bool, steps: int, content_path, style_path) -> dict:
+
+def measure(size: int, remat: bool, steps: int, optimizer: str, content_path, style_path
+            ) -> dict:
     """One measurement, in this process."""
     import jax
     import jax.numpy as jnp
@@ -42,7 +49,8 @@ def measure(size: int, remat: bool, steps: int, content_path, style_path) -> dic
 
     vgg_weights = weights.load()
     content, style = image.load(content_path), image.load(style_path)
-    opts = gatys.RunOptions(size=size, steps=steps + 1, remat=remat, tol=0.0)
+    opts = gatys.RunOptions(size=size, steps=steps + 1, remat=remat, tol=0.0,
+                            optimizer=optimizer)
     start = time.perf_counter()
     problem = gatys.setup(content, [style], gatys.GatysParams(), opts, vgg_weights,
                           jax.random.key(0))
@@ -52,11 +60,13 @@ def measure(size: int, remat: bool, steps: int, content_path, style_path) -> dic
     start = time.perf_counter()
     state = problem.chunk(state, jnp.int32(1 + steps), problem.data)
     state.image.block_until_ready()
-    step = (time.perf_counter() - start) / steps
+    step = (time.perf_counter() - start) / steps if steps else None
     device = jax.devices()[0]
     stats = device.memory_stats() or {}
     return {"size": size, "image": list(problem.content.shape[:2]), "remat": remat,
-            "setup_and_first_step_s": round(first, 2), "step_s": round(step, 3),
+            "optimizer": optimizer,
+            "setup_and_first_step_s": round(first, 2),
+            "step_s": None if step is None else round(step, 3),
             "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
             "device_peak_gib": round(stats["peak_bytes_in_use"] / 2**30, 2)
             if "peak_bytes_in_use" in stats else None,
@@ -70,34 +80,36 @@ def main(argv):
     content = FLAGS.content or str(sample[0])
     style = FLAGS.style or str(sample[1])
     if FLAGS.worker_size:
-        print(json.dumps(measure(FLAGS.worker_size, FLAGS.worker_remat, FLAGS.steps, content,
-                                 style)))
+        print(json.dumps(measure(FLAGS.worker_size, FLAGS.worker_remat, FLAGS.steps,
+                                 FLAGS.optimizer, content, style)))
         return
     rows = []
     for size in (int(s) for s in FLAGS.sizes):
         for remat in (False, True):
             cmd = [sys.executable, __file__, f"--worker_size={size}",
                    f"--{'' if remat else 'no'}worker_remat", f"--steps={FLAGS.steps}",
+                   f"--optimizer={FLAGS.optimizer}",
                    f"--content={content}", f"--style={style}"]
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode == 0:
                 row = json.loads(done.stdout.strip().splitlines()[-1])
             else:  # killed for memory, typically
-                row = {"size": size, "remat": remat, "failed": done.returncode,
+                row = {"size": size, "remat": remat, "optimizer": FLAGS.optimizer,
+                       "failed": done.returncode,
                        "error": done.stderr.strip().splitlines()[-1:]}
             rows.append(row)
             print(json.dumps(row), flush=True)
             if FLAGS.out:
                 with pathlib.Path(FLAGS.out).open("a") as f:
                     f.write(json.dumps(row) + "\n")
-    print("\n| max edge | image | remat | peak RSS (GiB) | device peak (GiB) | first step incl. "
-          "compile (s) | step (s) |\n|---|---|---|---|---|---|---|")
+    print("\n| max edge | image | optimiser | remat | peak RSS (GiB) | device peak (GiB) | first step incl. "
+          "compile (s) | step (s) |\n|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "failed" in r:
-            print(f"| {r['size']} | | {'yes' if r['remat'] else 'no'} | failed "
-                  f"({r['failed']}) | | | |")
+            print(f"| {r['size']} | | {r['optimizer']} | {'yes' if r['remat'] else 'no'} | "
+                  f"failed ({r['failed']}) | | | |")
             continue
-        print(f"| {r['size']} | {r['image'][1]}x{r['image'][0]} | "
+        print(f"| {r['size']} | {r['image'][1]}x{r['image'][0]} | {r['optimizer']} | "
               f"{'yes' if r['remat'] else 'no'} | {r['peak_rss_gib']} | "
               f"{r['device_peak_gib'] or '-'} | {r['setup_and_first_step_s']} | {r['step_s']} |")
 
