@@ -43,7 +43,7 @@ def sky_of_photo(photo: np.ndarray) -> np.ndarray:
     regions, _ = ndimage.label(blue)
     touching = np.setdiff1d(np.unique(regions[0]), [0])
     sky = np.isin(regions, touching)
-    sky = ndimage.binary_closing(sky, iterations=3)
+    sky = ndimage.binary_closing(sky, iterations=3, border_value=1)  # keep the top edge
     return ndimage.binary_fill_holes(sky)
 
 
