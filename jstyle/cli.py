@@ -88,8 +88,9 @@ def _define_flags():
     f.DEFINE_float("pyramid_ratio", jopt.pyramid_ratio, "Size ratio between pyramid levels.")
     f.DEFINE_list("pyramid_steps", None,
                   "Steps per pyramid level, coarsest first (default: --steps at every level).")
-    f.DEFINE_bool("remat", jopt.remat, "Rematerialise VGG blocks (jax.checkpoint): much less "
-                  "memory at high resolution, for about one more forward pass per step.")
+    f.DEFINE_bool("remat", jopt.remat, "Rematerialise VGG blocks (jax.checkpoint): one more "
+                  "forward pass per step to free stored activations; on XLA:CPU it saves no "
+                  "memory (README, Memory at print sizes).")
     f.DEFINE_enum("optimizer", jopt.optimizer, ["lbfgs", "adam"], "Optimiser (optax).")
     f.DEFINE_float("learning_rate", jopt.learning_rate,
                    "Adam step size in 8-bit levels." + note("learning_rate", False))

@@ -130,7 +130,8 @@ def features(params: dict, image: jax.Array, layers: Iterable[str],
       pooling: "max" (the trained network) or "avg" (Gatys et al. 2016's choice for synthesis).
       remat: rematerialise each block under `jax.checkpoint`: a gradient then keeps only the
         blocks' inputs and the requested activations, and recomputes the rest on the way back
-        (about one more forward pass, for much less memory at high resolution).
+        (about one more forward pass). Whether the peak falls depends on the backend's buffer
+        assignment: on XLA:CPU it does not (README, "Memory at print sizes").
     Returns:
       `{name: float32[H_l, W_l, C_l]}` for exactly the requested names, where H_l = H // 2**p
       and p is the number of pooling layers before the layer.

@@ -95,7 +95,8 @@ class RunOptions:
     pyramid_ratio: float = 2.0  # size ratio between consecutive levels
     pyramid_steps: tuple[int, ...] | None = None  # steps per level, coarsest first (default:
     #   `steps` at every level)
-    remat: bool = False  # rematerialise VGG blocks (jax.checkpoint): less memory, ~1/3 slower
+    remat: bool = False  # rematerialise VGG blocks (jax.checkpoint); slower, and on XLA:CPU
+    #   no smaller (its buffer assignment sums the blocks' working sets)
     unmatched: str = "error"  # a content region missing from every style mask: error or global
     tol: float = 1e-7  # stop when the loss changes by less than this, relatively (0: never)
     print_every: int = 50
