@@ -1,0 +1,83 @@
+"""Patch extraction, the exact NNF and voting against brute-force numpy on small odd maps."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jstyle import patches
+
+RNG = np.random.default_rng(0)
+SOURCE = RNG.normal(size=(9, 7, 5)).astype(np.float32)  # H, W, C odd and unequal
+TARGET = RNG.normal(size=(11, 8, 5)).astype(np.float32)
+
+
+def np_patches(f, k, s):
+    h, w, _ = f.shape
+    rows, cols = (h - k) // s + 1, (w - k) // s + 1
+    return np.stack([f[r * s:r * s + k, c * s:c * s + k] for r in range(rows)
+                     for c in range(cols)])
+
+
+def np_nnf(source, target, k, stride):
+    """Brute force: cosine similarity of every source patch with every target patch."""
+    src = np_patches(source, k, 1).reshape(-1, k * k * source.shape[2]).astype(np.float64)
+    tgt = np_patches(target, k, stride).reshape(-1, k * k * target.shape[2]).astype(np.float64)
+    sim = (src @ tgt.T) / np.linalg.norm(src, axis=1)[:, None] / np.linalg.norm(tgt, axis=1)
+    rows, cols = source.shape[0] - k + 1, source.shape[1] - k + 1
+    return sim.argmax(1).reshape(rows, cols), sim.max(1).reshape(rows, cols)
+
+
+@pytest.mark.parametrize("k,s", [(3, 1), (3, 2), (5, 3), (1, 1)])
+def test_extract_patches_matches_numpy(k, s):
+    got = patches.extract_patches(SOURCE, k, s)
+    np.testing.assert_array_equal(got, np_patches(SOURCE, k, s))
+    assert got.shape[0] == np.prod(patches.grid_shape(9, 7, k, s))
+
+
+def test_normalized_patches_have_unit_norm():
+    p = patches.normalize_patches(patches.extract_patches(SOURCE, 3, 1))
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(p).reshape(len(p), -1), axis=1), 1.0,
+                               rtol=1e-5)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_exact_nnf_matches_brute_force(stride):
+    index, sim = patches.nnf_exact(SOURCE, TARGET, 3, stride)
+    want_index, want_sim = np_nnf(SOURCE, TARGET, 3, stride)
+    np.testing.assert_array_equal(index, want_index)
+    np.testing.assert_allclose(sim, want_sim, rtol=1e-5, atol=1e-6)
+
+
+def test_chunked_and_unchunked_nnf_agree_and_jit_matches():
+    whole = patches.nnf_exact(SOURCE, TARGET, 3, 1, budget_bytes=2**30)
+    assert patches.chunk_size(35, 54, 35 * 4 * 7) == 7  # 8 chunks, the last one padded
+    chunked = patches.nnf_exact(SOURCE, TARGET, 3, 1, budget_bytes=35 * 4 * 7)
+    jitted = jax.jit(patches.nnf_exact, static_argnums=(2, 3, 4))(SOURCE, TARGET, 3, 1, 35 * 4 * 7)
+    for got in (chunked, jitted):
+        np.testing.assert_array_equal(got[0], whole[0])
+        np.testing.assert_allclose(got[1], whole[1], rtol=1e-6)
+
+
+def test_a_map_matched_to_itself_finds_itself():
+    index, sim = patches.nnf_exact(TARGET, TARGET, 3, 1)
+    rows, cols = patches.grid_shape(11, 8, 3)
+    np.testing.assert_array_equal(index, np.arange(rows * cols).reshape(rows, cols))
+    np.testing.assert_allclose(sim, 1.0, rtol=1e-5)
+
+
+def test_voting_with_the_identity_field_reproduces_the_input():
+    rows, cols = patches.grid_shape(9, 7, 3)
+    identity = jnp.arange(rows * cols).reshape(rows, cols)
+    rebuilt = patches.vote(patches.extract_patches(SOURCE, 3, 1), identity, 9, 7)
+    np.testing.assert_allclose(rebuilt, SOURCE, rtol=1e-6)
+
+
+def test_voting_averages_overlapping_patches():
+    """Two constant patches, chosen left and right: the overlap columns are their mean."""
+    const = jnp.stack([jnp.zeros((3, 3, 1)), jnp.ones((3, 3, 1))])
+    field = jnp.array([[0, 0, 1, 1]])  # one row of 4 patch positions on a 3 x 6 map
+    rebuilt = np.asarray(patches.vote(const, field, 3, 6))[0, :, 0]
+    # column j is covered by positions j-2..j; its value is the mean of their patches
+    want = [np.mean([field[0, p] for p in range(max(0, j - 2), min(3, j) + 1)]) for j in range(6)]
+    np.testing.assert_allclose(rebuilt, want, rtol=1e-6)
