@@ -4,6 +4,10 @@ The primitive under CNNMRF (Li & Wand 2016), Deep Image Analogy and Deep Painter
 Harmonization: for every k x k patch of a source map, the most similar k x k patch of a target
 map. Every function is pure and jittable; maps are one image's features, float[H, W, C].
 
+Two ways to the NNF: `nnf_exact` (normalised cross-correlation, chunked under a memory budget)
+and `patchmatch` (Barnes et al. 2009, every position updated in parallel); `similarity` scores
+any field, and `vote` rebuilds a map from matched patches.
+
 Patch grid: a map of H x W positions has (H - k) // s + 1 rows and (W - k) // s + 1 columns of
 k x k patches at stride s ("valid" positions only, as CNNMRF's style patches). Patch index
 p = row * columns + column. A patch is float[k, k, C].
@@ -121,3 +125,114 @@ def vote(patches: jax.Array, field: jax.Array, height: int, width: int) -> jax.A
             total = total.at[dy:dy + rows, dx:dx + cols].add(chosen[:, :, dy, dx])
             counts = counts.at[dy:dy + rows, dx:dx + cols].add(1.0)
     return total / jnp.maximum(counts, 1.0)
+
+
+def patch_norms(features: jax.Array, size: int) -> jax.Array:
+    """L2 norm of every stride-1 k x k patch: float[H, W, C] -> float[H - k + 1, W - k + 1]."""
+    window = jnp.ones((size, size, features.shape[-1], 1), features.dtype)
+    sums = jax.lax.conv_general_dilated(jnp.square(features)[None], window, (1, 1), "VALID",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))[0, ..., 0]
+    return jnp.sqrt(jnp.maximum(sums, 0.0))
+
+
+def similarity(source: jax.Array, target: jax.Array, field: jax.Array, size: int,
+               target_stride: int = 1) -> jax.Array:
+    """Cosine similarity of each source patch with the target patch the field points at.
+
+    Args:
+      source: float[H, W, C]; target: float[H2, W2, C].
+      field: int[rows, columns, 2], for each stride-1 source patch the (row, column) of a
+        patch on the target's grid at `target_stride`.
+    Returns:
+      float[rows, columns] in [-1, 1]. Computed from the k x k shifted feature products, so no
+      k*k*C patch vectors are materialised.
+    """
+    source, target, field = jnp.asarray(source), jnp.asarray(target), jnp.asarray(field)
+    rows, cols, _ = field.shape
+    ty, tx = field[..., 0] * target_stride, field[..., 1] * target_stride
+    dot = jnp.zeros((rows, cols), source.dtype)
+    for dy in range(size):
+        for dx in range(size):
+            dot = dot + jnp.sum(source[dy:dy + rows, dx:dx + cols] * target[ty + dy, tx + dx],
+                                axis=-1)
+    src_norm = patch_norms(source, size)
+    tgt_norm = patch_norms(target, size)[::target_stride, ::target_stride][field[..., 0],
+                                                                           field[..., 1]]
+    return dot / jnp.maximum(src_norm * tgt_norm, EPS)
+
+
+def _best(source, target, size, stride, field, score, candidate):
+    """Keeps, per position, the better of the current match and `candidate` (same shapes)."""
+    candidate_score = similarity(source, target, candidate, size, stride)
+    better = candidate_score > score
+    return jnp.where(better[..., None], candidate, field), jnp.where(better, candidate_score, score)
+
+
+def patchmatch(key: jax.Array, source: jax.Array, target: jax.Array, size: int = 3,
+               target_stride: int = 1, iterations: int = 8, alpha: float = 0.5,
+               samples: int = 4) -> tuple[jax.Array, jax.Array]:
+    """PatchMatch (Barnes et al. 2009), vectorised: an approximate NNF, every position at once.
+
+    Start from a random field; each iteration then
+      * propagates by jump flooding: for jumps J, J/2, ..., 1 (J the largest power of two below
+        the source grid's size), every position tries its four neighbours' matches at that
+        distance, shifted by the offset (the sequential scan-order propagation, made parallel);
+      * searches randomly around its match in windows of radius R, R alpha, R alpha^2, ... >= 1
+        (R the target grid's size), one uniform candidate per radius.
+    Matches are scored by cosine similarity of patches (`similarity`). With the defaults (8
+    iterations, 4 samples per radius) the mean similarity on real VGG-19 features reaches 98.7%
+    of the exact NNF's at relu3_1 of 96 px images and 99.2% at relu4_1 of 512 px images, but
+    97.5% at relu3_1 of 512 px images (tubingen x starry_night): provisional defaults.
+
+    Args:
+      key: PRNG key for the initial field and the random search.
+      source: float[H, W, C]; every stride-1 k x k patch is matched.
+      target: float[H2, W2, C]; its patches at `target_stride` are the candidates.
+      iterations: propagation + search rounds.
+      alpha: ratio of consecutive search radii.
+      samples: random candidates per radius and iteration.
+    Returns:
+      (field int32[rows, columns, 2], (row, column) on the target's grid;
+       similarity float32[rows, columns]).
+    """
+    h, w, _ = source.shape
+    rows, cols = grid_shape(h, w, size)
+    t_rows, t_cols = grid_shape(target.shape[0], target.shape[1], size, target_stride)
+    high = jnp.array([t_rows - 1, t_cols - 1], jnp.int32)
+    key, init_key = jax.random.split(key)
+    field = jnp.stack([jax.random.randint(init_key, (rows, cols), 0, t_rows),
+                       jax.random.randint(jax.random.fold_in(init_key, 1), (rows, cols), 0,
+                                          t_cols)], axis=-1).astype(jnp.int32)
+    score = similarity(source, target, field, size, target_stride)
+    jumps = [2 ** j for j in reversed(range(max(1, (max(rows, cols) - 1).bit_length())))]
+    radii = []
+    radius = float(max(t_rows, t_cols))
+    while radius >= 1.0:
+        radii.append(radius)
+        radius *= alpha
+
+    def iteration(carry, step_key):
+        field, score = carry
+        for jump in jumps:
+            for dy, dx in ((jump, 0), (-jump, 0), (0, jump), (0, -jump)):
+                # the match of the neighbour at (y + dy, x + dx), moved back by the offset
+                # (clipped at the borders, where the neighbour is the position itself)
+                ys = jnp.clip(jnp.arange(rows) + dy, 0, rows - 1)
+                xs = jnp.clip(jnp.arange(cols) + dx, 0, cols - 1)
+                moved = field[ys][:, xs] - jnp.stack(
+                    [(ys - jnp.arange(rows))[:, None] * jnp.ones((1, cols), jnp.int32),
+                     (xs - jnp.arange(cols))[None, :] * jnp.ones((rows, 1), jnp.int32)], -1)
+                field, score = _best(source, target, size, target_stride, field, score,
+                                     jnp.clip(moved, 0, high))
+        for i, r in enumerate(radii):
+            for j in range(samples):
+                offset = jax.random.uniform(jax.random.fold_in(step_key, i * samples + j),
+                                            (rows, cols, 2), minval=-r, maxval=r)
+                candidate = jnp.clip(field + jnp.round(offset).astype(jnp.int32), 0, high)
+                field, score = _best(source, target, size, target_stride, field, score,
+                                     candidate)
+        return (field, score), None
+
+    (field, score), _ = jax.lax.scan(iteration, (field, score),
+                                     jax.random.split(key, iterations))
+    return field, score

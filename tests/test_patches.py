@@ -81,3 +81,37 @@ def test_voting_averages_overlapping_patches():
     # column j is covered by positions j-2..j; its value is the mean of their patches
     want = [np.mean([field[0, p] for p in range(max(0, j - 2), min(3, j) + 1)]) for j in range(6)]
     np.testing.assert_allclose(rebuilt, want, rtol=1e-6)
+
+
+def test_similarity_of_a_field_matches_brute_force():
+    rows, cols = patches.grid_shape(9, 7, 3)
+    t_rows, t_cols = patches.grid_shape(11, 8, 3, 2)
+    field = np.stack([RNG.integers(0, t_rows, (rows, cols)), RNG.integers(0, t_cols, (rows, cols))],
+                     -1).astype(np.int32)
+    src = np_patches(SOURCE, 3, 1).reshape(rows, cols, -1).astype(np.float64)
+    tgt = np_patches(TARGET, 3, 2).reshape(t_rows, t_cols, -1).astype(np.float64)
+    chosen = tgt[field[..., 0], field[..., 1]]
+    want = np.sum(src * chosen, -1) / np.linalg.norm(src, axis=-1) / np.linalg.norm(chosen, axis=-1)
+    np.testing.assert_allclose(patches.similarity(SOURCE, TARGET, field, 3, 2), want, rtol=1e-5)
+
+
+def test_patchmatch_reaches_98_percent_of_the_exact_similarity_on_real_features(vgg_weights):
+    """relu3_1 of the built-in sample pair at 96 px: the default iterations and samples."""
+    from jstyle import image, vgg
+    params = vgg.prepare(vgg_weights.params)
+
+    def relu3_1(path):
+        x = image.preprocess(jnp.asarray(image.to_levels(image.load(path, 96))),
+                             vgg_weights.convention)
+        return vgg.features(params, x, ("relu3_1",))["relu3_1"]
+
+    source, target = (relu3_1(p) for p in image.sample_paths())
+    _, exact = patches.nnf_exact(source, target, 3, 1)
+    field, sim = patches.patchmatch(jax.random.key(0), source, target, 3, 1)
+    np.testing.assert_allclose(sim, patches.similarity(source, target, field, 3, 1), rtol=1e-5)
+    assert np.all(np.asarray(sim) <= np.asarray(exact) + 1e-5)
+    assert float(np.mean(sim)) >= 0.98 * float(np.mean(exact)), (np.mean(sim), np.mean(exact))
+    again, _ = patches.patchmatch(jax.random.key(0), source, target, 3, 1)
+    np.testing.assert_array_equal(again, field)  # same key, same field
+    other, _ = patches.patchmatch(jax.random.key(1), source, target, 3, 1)
+    assert np.any(np.asarray(other) != np.asarray(field))
