@@ -229,3 +229,45 @@ def histogram_loss(features: jax.Array, matched: jax.Array, mask: jax.Array | No
         return jnp.mean(sq)
     inside = (mask > 0.5).astype(sq.dtype)
     return jnp.sum(sq * inside[..., None]) / (jnp.maximum(jnp.sum(inside), 1.0) * sq.shape[-1])
+
+
+def mrf_loss(features: jax.Array, style_patches: jax.Array, field: jax.Array) -> jax.Array:
+    """Li & Wand's MRF energy for a given match: E = sum_i ||Psi_i(F) - Psi_NN(i)(F_s)||^2.
+
+    A plain sum over the stride-1 k x k patches i of F and their elements, as in the paper.
+    Overlapping patches count each position once per patch that covers it.
+
+    Args:
+      features: float[H, W, C], the output's features.
+      style_patches: float[P, k, k, C], the style's (unnormalised) patches.
+      field: int[H - k + 1, W - k + 1], the matched style patch of every output patch (e.g. from
+        `patches.nnf_exact`, which CNNMRF recomputes at every evaluation).
+    Returns:
+      float[] loss.
+    """
+    rows, cols = field.shape
+    k = style_patches.shape[1]
+    chosen = style_patches[field]  # [rows, cols, k, k, C]
+    total = jnp.zeros((), features.dtype)
+    for dy in range(k):
+        for dx in range(k):
+            total = total + jnp.sum(jnp.square(features[dy:dy + rows, dx:dx + cols]
+                                               - chosen[:, :, dy, dx]))
+    return total
+
+
+def mrf_term(features: jax.Array, style_features: jax.Array, size: int = 3,
+             style_stride: int = 1, budget_bytes: int = 256 * 2**20) -> jax.Array:
+    """CNNMRF's style term: match every output patch to its nearest style patch (normalised
+    cross-correlation, `patches.nnf_exact`) at this evaluation, then `mrf_loss`. The match is a
+    constant (no gradient flows through the argmax), recomputed on every call.
+
+    Args:
+      features: float[H, W, C]; style_features: float[H2, W2, C].
+    Returns:
+      float[] loss.
+    """
+    from jstyle import patches
+    field, _ = patches.nnf_exact(jax.lax.stop_gradient(features), style_features, size,
+                                 style_stride, budget_bytes)
+    return mrf_loss(features, patches.extract_patches(style_features, size, style_stride), field)

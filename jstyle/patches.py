@@ -30,6 +30,7 @@ def grid_shape(height: int, width: int, size: int, stride: int = 1) -> tuple[int
 
 def extract_patches(features: jax.Array, size: int = 3, stride: int = 1) -> jax.Array:
     """All k x k patches on the grid: float[H, W, C] -> float[rows * columns, k, k, C]."""
+    features = jnp.asarray(features)
     h, w, c = features.shape
     rows, cols = grid_shape(h, w, size, stride)
     ys = jnp.arange(rows) * stride
