@@ -53,13 +53,13 @@ def _name(tv: float, hist: float) -> str:
     return f"tv{tv:g}_hist{hist:g}"
 
 
-def activation_statistics(img: np.ndarray, weights: weights_lib.VGGWeights,
+def activation_statistics(img: np.ndarray, weights: weights_lib.VGGWeights, params: dict,
                           hp: gatys.GatysParams) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per-channel mean and std of the normalised features the objective compares, at the
-    histogram layers: {layer: (float[C], float[C])}. img: float[H, W, 3] in [0, 1]."""
+    histogram layers: {layer: (float[C], float[C])}. img: float[H, W, 3] in [0, 1]; params:
+    `vgg.prepare(weights.params)`."""
     scales = gatys.layer_scales(weights, hp)
-    feats = vgg.features(vgg.prepare(weights.params),
-                         image.preprocess(image.to_levels(img), weights.convention),
+    feats = vgg.features(params, image.preprocess(image.to_levels(img), weights.convention),
                          hp.hist_layers, hp.pooling)
     return {l: (np.asarray(f.mean((0, 1)) / scales[l]), np.asarray(f.std((0, 1)) / scales[l]))
             for l, f in feats.items()}
@@ -122,7 +122,8 @@ def main(argv):
                             print_every=max(1, FLAGS.steps // 4))
     key = jax.random.key(FLAGS.seed)
     styled_at_size = image.resize_to_edge(style, FLAGS.size)
-    style_stats = activation_statistics(styled_at_size, weights, base)
+    params = vgg.prepare(weights.params)
+    style_stats = activation_statistics(styled_at_size, weights, params, base)
 
     def measure(tv, hist):
         hp = dataclasses.replace(base, tv_weight=tv, hist_weight=hist)
@@ -130,8 +131,8 @@ def main(argv):
         return out, {
             "tv_weight": tv, "hist_weight": hist, "image": f"images/{_name(tv, hist)}.png",
             "total_variation": float(losses.total_variation(image.to_levels(out))),
-            "stats_distance": statistics_distance(activation_statistics(out, weights, base),
-                                                  style_stats),
+            "stats_distance": statistics_distance(
+                activation_statistics(out, weights, params, base), style_stats),
             "final_loss": record["final_loss"], "seconds": record["seconds"]}
 
     try:
