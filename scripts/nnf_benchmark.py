@@ -1,0 +1,88 @@
+"""Nearest-neighbour fields on real VGG-19 features: exact NNF against PatchMatch.
+
+  python scripts/nnf_benchmark.py [--sizes=256,512,1024] [--layers=relu3_1,relu4_1] \
+      [--content=PATH --style=PATH] [--iterations=8]
+
+For each input size (longer edge) and layer, both images' features are computed, then the
+3 x 3 NNF from content to style (style stride 1) by `patches.nnf_exact` and by
+`patches.patchmatch`, each jitted, warmed up, and timed as the median of 3 runs. Reports the
+maps' sizes, both times, PatchMatch's mean similarity as a share of the exact field's, and each
+compiled function's temporary memory (XLA's memory analysis). Prints JSON lines and a Markdown
+table.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+from absl import app, flags
+
+from jstyle import image, patches, vgg, weights
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("sizes", ["256", "512", "1024"], "Longer edges of the input images, pixels.")
+flags.DEFINE_list("layers", ["relu3_1", "relu4_1"], "VGG-19 layers whose maps are matched.")
+flags.DEFINE_string("content", None, "Source image (default: the built-in sample).")
+flags.DEFINE_string("style", None, "Target image (default: the built-in sample).")
+flags.DEFINE_integer("iterations", 8, "PatchMatch iterations.")
+
+
+def _timed(fn, *args) -> tuple[float, object]:
+    """Median seconds of 3 calls after a warm-up call, and the last result."""
+    result = jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        result = jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def _temp_mib(fn, *args) -> float:
+    return fn.lower(*args).compile().memory_analysis().temp_size_in_bytes / 2**20
+
+
+def main(argv):
+    del argv
+    sample = image.sample_paths()
+    content_path, style_path = FLAGS.content or sample[0], FLAGS.style or sample[1]
+    vgg_weights = weights.load()
+    params = vgg.prepare(vgg_weights.params)
+    layers = tuple(FLAGS.layers)
+    extract = jax.jit(lambda x: vgg.features(
+        params, image.preprocess(x, vgg_weights.convention), layers))
+    exact = jax.jit(lambda s, t: patches.nnf_exact(s, t, 3, 1))
+    match = jax.jit(lambda key, s, t: patches.patchmatch(key, s, t, 3, 1, FLAGS.iterations))
+    key = jax.random.key(0)
+    rows = []
+    for size in (int(s) for s in FLAGS.sizes):
+        source = extract(jnp.asarray(image.to_levels(image.load(content_path, size))))
+        target = extract(jnp.asarray(image.to_levels(image.load(style_path, size))))
+        for layer in layers:
+            s, t = source[layer], target[layer]
+            exact_s, (_, exact_sim) = _timed(exact, s, t)
+            match_s, (_, match_sim) = _timed(match, key, s, t)
+            row = {"size": size, "layer": layer, "source": list(s.shape),
+                   "target": list(t.shape), "exact_s": round(exact_s, 3),
+                   "patchmatch_s": round(match_s, 3), "iterations": FLAGS.iterations,
+                   "quality": round(float(match_sim.mean() / exact_sim.mean()), 4),
+                   "exact_temp_mib": round(_temp_mib(exact, s, t), 1),
+                   "patchmatch_temp_mib": round(_temp_mib(match, key, s, t), 1),
+                   "device": jax.devices()[0].device_kind}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    print("\n| input | layer | map (H x W x C) | exact s | PatchMatch s | PatchMatch / exact "
+          "similarity | exact temp MiB | PatchMatch temp MiB |\n|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        h, w, c = r["source"]
+        print(f"| {r['size']} | {r['layer']} | {h} x {w} x {c} | {r['exact_s']} | "
+              f"{r['patchmatch_s']} | {r['quality']:.1%} | {r['exact_temp_mib']} | "
+              f"{r['patchmatch_temp_mib']} |")
+
+
+if __name__ == "__main__":
+    app.run(main)
