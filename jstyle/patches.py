@@ -57,10 +57,14 @@ def nnf_exact(source: jax.Array, target: jax.Array, size: int = 3, target_stride
               budget_bytes: int = 256 * 2**20) -> tuple[jax.Array, jax.Array]:
     """The exact NNF by normalised cross-correlation (cosine similarity of patches), as CNNMRF.
 
-    The target's normalised patches are convolution filters over the source; each source patch's
-    response is divided by its own norm, and the best target patch is the argmax. Target patches
-    are scored in chunks (`chunk_size` from the map sizes and `budget_bytes`), keeping a running
-    best, so memory stays bounded however many patches the target has.
+    CNNMRF convolves the source with the target's normalised patches as filters; jstyle computes
+    the same responses as one matrix product of the source's patch matrix (every stride-1 patch
+    as a row, k*k*C wide) with the normalised target patches, which XLA:CPU runs about 4x faster
+    than the equivalent convolution with thousands of output channels. Each source patch's
+    response is divided by its own norm, and the best target patch is the argmax. Target
+    patches are scored in chunks (`chunk_size` from the map sizes and `budget_bytes`), keeping a
+    running best, so the response block stays within the budget however many patches the
+    target has; the source's patch matrix (k*k times the source map) comes on top.
 
     Args:
       source: float[H, W, C]; every k x k patch at stride 1 is matched.
@@ -72,25 +76,19 @@ def nnf_exact(source: jax.Array, target: jax.Array, size: int = 3, target_stride
     """
     h, w, c = source.shape
     rows, cols = grid_shape(h, w, size)
-    filters = normalize_patches(extract_patches(target, size, target_stride))  # [P, k, k, C]
+    source_rows = extract_patches(source, size).reshape(rows * cols, size * size * c)
+    filters = normalize_patches(extract_patches(target, size, target_stride))
+    filters = filters.reshape(-1, size * size * c)
     count = filters.shape[0]
     chunk = chunk_size(rows * cols, count, budget_bytes)
     chunks = math.ceil(count / chunk)
-    padded = jnp.concatenate([filters, jnp.zeros((chunks * chunk - count, size, size, c),
-                                                 filters.dtype)])
-    padded = padded.reshape(chunks, chunk, size, size, c)
-    window = jnp.ones((size, size, c, 1), source.dtype)
-    norms = jax.lax.conv_general_dilated(jnp.square(source)[None], window, (1, 1), "VALID",
-                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))[0, ..., 0]
-    norms = jnp.sqrt(jnp.maximum(norms, 0.0)).reshape(-1)
+    padded = jnp.concatenate([filters, jnp.zeros((chunks * chunk - count, filters.shape[1]),
+                                                 filters.dtype)]).reshape(chunks, chunk, -1)
 
     def best_of(carry, inputs):
         best, index = carry
         block, start = inputs
-        kernel = jnp.transpose(block, (1, 2, 3, 0))  # HWIO with O = this chunk's patches
-        response = jax.lax.conv_general_dilated(
-            source[None], kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"),
-            precision=jax.lax.Precision.HIGHEST)[0].reshape(rows * cols, chunk)
+        response = jnp.matmul(source_rows, block.T, precision=jax.lax.Precision.HIGHEST)
         valid = start + jnp.arange(chunk) < count
         response = jnp.where(valid[None], response, -jnp.inf)
         block_best = jnp.max(response, axis=1)
@@ -98,11 +96,12 @@ def nnf_exact(source: jax.Array, target: jax.Array, size: int = 3, target_stride
         better = block_best > best
         return (jnp.where(better, block_best, best), jnp.where(better, block_index, index)), None
 
-    init = (jnp.full((rows * cols,), -jnp.inf, source.dtype), jnp.zeros((rows * cols,), jnp.int32))
+    init = (jnp.full((rows * cols,), -jnp.inf, source_rows.dtype),
+            jnp.zeros((rows * cols,), jnp.int32))
     starts = jnp.arange(chunks, dtype=jnp.int32) * chunk
     (best, index), _ = jax.lax.scan(best_of, init, (padded, starts))
-    similarity = best / jnp.maximum(norms, EPS)
-    return index.reshape(rows, cols), similarity.reshape(rows, cols)
+    similarity = best.reshape(rows, cols) / jnp.maximum(patch_norms(source, size), EPS)
+    return index.reshape(rows, cols), similarity
 
 
 def vote(patches: jax.Array, field: jax.Array, height: int, width: int) -> jax.Array:
