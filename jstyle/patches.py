@@ -136,13 +136,16 @@ def patch_norms(features: jax.Array, size: int) -> jax.Array:
 
 
 def similarity(source: jax.Array, target: jax.Array, field: jax.Array, size: int,
-               target_stride: int = 1) -> jax.Array:
+               target_stride: int = 1, norms: tuple[jax.Array, jax.Array] | None = None
+               ) -> jax.Array:
     """Cosine similarity of each source patch with the target patch the field points at.
 
     Args:
       source: float[H, W, C]; target: float[H2, W2, C].
       field: int[rows, columns, 2], for each stride-1 source patch the (row, column) of a
         patch on the target's grid at `target_stride`.
+      norms: `_grid_norms(source, target, size, target_stride)`, if already computed (PatchMatch
+        scores many fields against the same maps).
     Returns:
       float[rows, columns] in [-1, 1]. Computed from the k x k shifted feature products, so no
       k*k*C patch vectors are materialised.
@@ -155,15 +158,19 @@ def similarity(source: jax.Array, target: jax.Array, field: jax.Array, size: int
         for dx in range(size):
             dot = dot + jnp.sum(source[dy:dy + rows, dx:dx + cols] * target[ty + dy, tx + dx],
                                 axis=-1)
-    src_norm = patch_norms(source, size)
-    tgt_norm = patch_norms(target, size)[::target_stride, ::target_stride][field[..., 0],
-                                                                           field[..., 1]]
-    return dot / jnp.maximum(src_norm * tgt_norm, EPS)
+    src_norm, tgt_norm = norms or _grid_norms(source, target, size, target_stride)
+    return dot / jnp.maximum(src_norm * tgt_norm[field[..., 0], field[..., 1]], EPS)
 
 
-def _best(source, target, size, stride, field, score, candidate):
+def _grid_norms(source, target, size, target_stride):
+    """(norms of the source's stride-1 patches, norms of the target's patches on its grid)."""
+    return (patch_norms(source, size),
+            patch_norms(target, size)[::target_stride, ::target_stride])
+
+
+def _best(source, target, size, stride, norms, field, score, candidate):
     """Keeps, per position, the better of the current match and `candidate` (same shapes)."""
-    candidate_score = similarity(source, target, candidate, size, stride)
+    candidate_score = similarity(source, target, candidate, size, stride, norms)
     better = candidate_score > score
     return jnp.where(better[..., None], candidate, field), jnp.where(better, candidate_score, score)
 
@@ -203,7 +210,8 @@ def patchmatch(key: jax.Array, source: jax.Array, target: jax.Array, size: int =
     field = jnp.stack([jax.random.randint(init_key, (rows, cols), 0, t_rows),
                        jax.random.randint(jax.random.fold_in(init_key, 1), (rows, cols), 0,
                                           t_cols)], axis=-1).astype(jnp.int32)
-    score = similarity(source, target, field, size, target_stride)
+    norms = _grid_norms(source, target, size, target_stride)  # fixed: computed once
+    score = similarity(source, target, field, size, target_stride, norms)
     jumps = [2 ** j for j in reversed(range(max(1, (max(rows, cols) - 1).bit_length())))]
     radii = []
     radius = float(max(t_rows, t_cols))
@@ -222,14 +230,14 @@ def patchmatch(key: jax.Array, source: jax.Array, target: jax.Array, size: int =
                 moved = field[ys][:, xs] - jnp.stack(
                     [(ys - jnp.arange(rows))[:, None] * jnp.ones((1, cols), jnp.int32),
                      (xs - jnp.arange(cols))[None, :] * jnp.ones((rows, 1), jnp.int32)], -1)
-                field, score = _best(source, target, size, target_stride, field, score,
+                field, score = _best(source, target, size, target_stride, norms, field, score,
                                      jnp.clip(moved, 0, high))
         for i, r in enumerate(radii):
             for j in range(samples):
                 offset = jax.random.uniform(jax.random.fold_in(step_key, i * samples + j),
                                             (rows, cols, 2), minval=-r, maxval=r)
                 candidate = jnp.clip(field + jnp.round(offset).astype(jnp.int32), 0, high)
-                field, score = _best(source, target, size, target_stride, field, score,
+                field, score = _best(source, target, size, target_stride, norms, field, score,
                                      candidate)
         return (field, score), None
 
