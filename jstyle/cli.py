@@ -26,7 +26,7 @@ _NS_NOTE = " [neural-style preset: {}]"
 
 
 def _define_flags():
-    from jstyle.methods import gatys
+    from jstyle.methods import gatys, pixels
     (jhp, jopt), (nhp, nopt) = gatys.PRESETS["jstyle"], gatys.PRESETS["neural-style"]
 
     def note(field, hp=True):
@@ -67,12 +67,12 @@ def _define_flags():
                    "Std of --init=noise around the mean pixel, 8-bit levels."
                    + note("init_noise", False))
     f.DEFINE_integer("seed", jopt.seed, "Seed of the jax.random key (noise init).")
-    f.DEFINE_enum("preserve_colors", jopt.preserve_colors, list(gatys.PRESERVE_COLORS),
+    f.DEFINE_enum("preserve_colors", jopt.preserve_colors, list(pixels.PRESERVE_COLORS),
                   "Colour control (Gatys et al. 2017): luminance (transfer luminance only, "
                   "content's colours), match (recolour the style to the content's colour "
                   "statistics first), original (recolour the result with the content's "
                   "chroma afterwards, as neural-style's -original_colors).")
-    f.DEFINE_enum("color_match_mode", jopt.color_match_mode, list(gatys.COLOR_MATCH_MODES),
+    f.DEFINE_enum("color_match_mode", jopt.color_match_mode, list(pixels.COLOR_MATCH_MODES),
                   "Matrix square root of --preserve_colors=match.")
     f.DEFINE_string("content_mask", None,
                     "Label map of the content (one flat colour per region), or auto for "

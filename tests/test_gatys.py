@@ -9,7 +9,7 @@ import pytest
 
 from jstyle import image, masks, vgg
 from jstyle.errors import InputError
-from jstyle.methods import REGISTRY, gatys
+from jstyle.methods import REGISTRY, gatys, pixels
 
 RNG = np.random.default_rng(0)
 
@@ -208,7 +208,7 @@ def test_pyramid_runs_coarse_to_fine_and_resumes_at_its_level(vgg_weights, tmp_p
                                print_every=2, save_every=2)
     hp = gatys.GatysParams()
     key = jax.random.key(0)
-    assert gatys.pyramid(opts) == [(32, 4), (64, 3)]
+    assert pixels.pyramid(opts) == [(32, 4), (64, 3)]
     full = gatys.run(CONTENT, [STYLE], hp, opts, vgg_weights, key, progress=False)
     assert full.image.shape == (46, 64, 3) and full.record["steps"] == 7
     assert [(h["step"], h["level"]) for h in full.history] == [(2, 0), (4, 0), (6, 1), (7, 1)]
