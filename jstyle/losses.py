@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def gram_matrix(features: jax.Array, normalize: str = "positions") -> jax.Array:
@@ -231,43 +232,79 @@ def histogram_loss(features: jax.Array, matched: jax.Array, mask: jax.Array | No
     return jnp.sum(sq * inside[..., None]) / (jnp.maximum(jnp.sum(inside), 1.0) * sq.shape[-1])
 
 
-def mrf_loss(features: jax.Array, style_patches: jax.Array, field: jax.Array) -> jax.Array:
+def mrf_loss(features: jax.Array, style_patches: jax.Array, field: jax.Array, stride: int = 1,
+             position_weights: jax.Array | None = None) -> jax.Array:
     """Li & Wand's MRF energy for a given match: E = sum_i ||Psi_i(F) - Psi_NN(i)(F_s)||^2.
 
-    A plain sum over the stride-1 k x k patches i of F and their elements, as in the paper.
-    Overlapping patches count each position once per patch that covers it.
+    A sum over the k x k patches i of F on its grid at `stride` and over their elements, as in
+    the paper; overlapping patches count a position once per patch that covers it. With
+    `position_weights`, each element's squared difference is weighted by its position's
+    weight (see `mrf_coverage_weights` for CNNMRF's code normalisation).
 
     Args:
       features: float[H, W, C], the output's features.
-      style_patches: float[P, k, k, C], the style's (unnormalised) patches.
-      field: int[H - k + 1, W - k + 1], the matched style patch of every output patch (e.g. from
-        `patches.nnf_exact`, which CNNMRF recomputes at every evaluation).
+      style_patches: float[P, k, k, C], the candidate style patches (unnormalised).
+      field: int[rows, columns], the matched candidate of every patch of F on its grid at
+        `stride` (e.g. from `patches.nearest_patches`, which CNNMRF recomputes at every
+        evaluation).
+      position_weights: optional float[H, W].
     Returns:
       float[] loss.
     """
     rows, cols = field.shape
     k = style_patches.shape[1]
     chosen = style_patches[field]  # [rows, cols, k, k, C]
+    span = lambda d, n: slice(d, d + (n - 1) * stride + 1, stride)
     total = jnp.zeros((), features.dtype)
     for dy in range(k):
         for dx in range(k):
-            total = total + jnp.sum(jnp.square(features[dy:dy + rows, dx:dx + cols]
-                                               - chosen[:, :, dy, dx]))
+            sq = jnp.square(features[span(dy, rows), span(dx, cols)] - chosen[:, :, dy, dx])
+            if position_weights is not None:
+                sq = sq * position_weights[span(dy, rows), span(dx, cols), None]
+            total = total + jnp.sum(sq)
     return total
 
 
-def mrf_term(features: jax.Array, style_features: jax.Array, size: int = 3,
-             style_stride: int = 1, budget_bytes: int = 256 * 2**20) -> jax.Array:
-    """CNNMRF's style term: match every output patch to its nearest style patch (normalised
-    cross-correlation, `patches.nnf_exact`) at this evaluation, then `mrf_loss`. The match is a
-    constant (no gradient flows through the argmax), recomputed on every call.
+def mrf_coverage_weights(height: int, width: int, size: int, stride: int) -> np.ndarray:
+    """Weights that make `mrf_loss`'s gradient CNNMRF's: float32[height, width], 1 / (2 c_p)
+    where c_p counts the patches (k x k, at `stride`) covering position p, 0 where none does.
+
+    CNNMRF's code sets the gradient at each position to F - V, V the average of the matched
+    patches' values there (mylib/mrf.lua), not the paper energy's 2 c_p (F - V); this weighted
+    energy has exactly that gradient, so the authors' weights carry over.
+    """
+    rows, cols = (height - size) // stride + 1, (width - size) // stride + 1
+    count = np.zeros((height, width), np.float32)
+    for dy in range(size):
+        for dx in range(size):
+            count[dy:dy + (rows - 1) * stride + 1:stride,
+                  dx:dx + (cols - 1) * stride + 1:stride] += 1
+    return np.where(count > 0, 0.5 / np.maximum(count, 1), 0).astype(np.float32)
+
+
+def mrf_term(features: jax.Array, candidates: jax.Array, stride: int = 1,
+             position_weights: jax.Array | None = None, guide: jax.Array | None = None,
+             candidate_guide: jax.Array | None = None, budget_bytes: int = 256 * 2**20
+             ) -> jax.Array:
+    """CNNMRF's style term: match every patch of the output's features to its nearest candidate
+    (normalised cross-correlation, `patches.nearest_patches`) at this evaluation, then
+    `mrf_loss`. The match is a constant (no gradient flows through the argmax), recomputed on
+    every call: matching once would freeze the field of the first image.
 
     Args:
-      features: float[H, W, C]; style_features: float[H2, W2, C].
+      features: float[H, W, C]; candidates: float[P, k, k, C] (e.g. the style's patches).
+      stride: the output's patches are taken at this stride (CNNMRF's synthesis stride).
+      position_weights: see `mrf_loss`.
+      guide, candidate_guide: optional extra channels for matching only, float[H, W, G] and
+        float[P, k, k, G] (semantic labels, neural doodle): appended to the features and the
+        candidates before matching, so that patches match within their regions.
     Returns:
       float[] loss.
     """
     from jstyle import patches
-    field, _ = patches.nnf_exact(jax.lax.stop_gradient(features), style_features, size,
-                                 style_stride, budget_bytes)
-    return mrf_loss(features, patches.extract_patches(style_features, size, style_stride), field)
+    query, pool = jax.lax.stop_gradient(features), candidates
+    if guide is not None:
+        query = jnp.concatenate([query, guide], axis=-1)
+        pool = jnp.concatenate([candidates, candidate_guide], axis=-1)
+    field, _ = patches.nearest_patches(query, pool, candidates.shape[1], stride, budget_bytes)
+    return mrf_loss(features, candidates, field, stride, position_weights)

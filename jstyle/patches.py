@@ -4,9 +4,11 @@ The primitive under CNNMRF (Li & Wand 2016), Deep Image Analogy and Deep Painter
 Harmonization: for every k x k patch of a source map, the most similar k x k patch of a target
 map. Every function is pure and jittable; maps are one image's features, float[H, W, C].
 
-Two ways to the NNF: `nnf_exact` (normalised cross-correlation, chunked under a memory budget)
-and `patchmatch` (Barnes et al. 2009, every position updated in parallel); `similarity` scores
-any field, and `vote` rebuilds a map from matched patches.
+Two ways to the NNF: `nnf_exact` (normalised cross-correlation, chunked under a memory budget;
+`nearest_patches` for candidates pooled from several maps) and `patchmatch` (Barnes et al. 2009,
+every position updated in parallel); `similarity` scores any field, `upsample_field` carries a
+field to the next finer level, and `vote` rebuilds a map from matched patches. A field B -> A
+is the same call with the maps swapped.
 
 Patch grid: a map of H x W positions has (H - k) // s + 1 rows and (W - k) // s + 1 columns of
 k x k patches at stride s ("valid" positions only, as CNNMRF's style patches). Patch index
@@ -53,32 +55,34 @@ def chunk_size(positions: int, patches: int, budget_bytes: int) -> int:
     return max(1, min(patches, budget_bytes // (4 * max(positions, 1))))
 
 
-def nnf_exact(source: jax.Array, target: jax.Array, size: int = 3, target_stride: int = 1,
-              budget_bytes: int = 256 * 2**20) -> tuple[jax.Array, jax.Array]:
-    """The exact NNF by normalised cross-correlation (cosine similarity of patches), as CNNMRF.
+def nearest_patches(source: jax.Array, candidates: jax.Array, size: int = 3,
+                    source_stride: int = 1, budget_bytes: int = 256 * 2**20
+                    ) -> tuple[jax.Array, jax.Array]:
+    """For every k x k patch of `source` (at `source_stride`), the most similar of `candidates`
+    by normalised cross-correlation (cosine similarity), as CNNMRF matches.
 
-    CNNMRF convolves the source with the target's normalised patches as filters; jstyle computes
-    the same responses as one matrix product of the source's patch matrix (every stride-1 patch
-    as a row, k*k*C wide) with the normalised target patches, which XLA:CPU runs about 4x faster
-    than the equivalent convolution with thousands of output channels. Each source patch's
-    response is divided by its own norm, and the best target patch is the argmax. Target
-    patches are scored in chunks (`chunk_size` from the map sizes and `budget_bytes`), keeping a
-    running best, so the response block stays within the budget however many patches the
-    target has; the source's patch matrix (k*k times the source map) comes on top.
+    CNNMRF convolves the source with the normalised candidates as filters; jstyle computes the
+    same responses as one matrix product of the source's patch matrix (a row per patch, k*k*C
+    wide) with the normalised candidates, which XLA:CPU runs about 4x faster than the
+    equivalent convolution with thousands of output channels. Each source patch's response is
+    divided by its own norm, and the best candidate is the argmax. Candidates are scored in
+    chunks (`chunk_size` from the sizes and `budget_bytes`), keeping a running best, so the
+    response block stays within the budget however many candidates there are; the source's
+    patch matrix (k*k times the source map, over the stride squared) comes on top.
 
     Args:
-      source: float[H, W, C]; every k x k patch at stride 1 is matched.
-      target: float[H2, W2, C]; its patches at `target_stride` are the candidates.
+      source: float[H, W, C].
+      candidates: float[P, k, k, C], unnormalised (e.g. `extract_patches` of one or several
+        style maps, concatenated).
+      source_stride: match the source patches at this stride only.
     Returns:
-      (index int32[rows, columns] of the best target patch, on the target's grid at
-      `target_stride`; similarity float32[rows, columns] in [-1, 1]), rows and columns the
-      source's stride-1 grid.
+      (index int32[rows, columns] into `candidates`; similarity float32[rows, columns] in
+      [-1, 1]), rows and columns the source's grid at `source_stride`.
     """
     h, w, c = source.shape
-    rows, cols = grid_shape(h, w, size)
-    source_rows = extract_patches(source, size).reshape(rows * cols, size * size * c)
-    filters = normalize_patches(extract_patches(target, size, target_stride))
-    filters = filters.reshape(-1, size * size * c)
+    rows, cols = grid_shape(h, w, size, source_stride)
+    source_rows = extract_patches(source, size, source_stride).reshape(rows * cols, -1)
+    filters = normalize_patches(candidates).reshape(candidates.shape[0], -1)
     count = filters.shape[0]
     chunk = chunk_size(rows * cols, count, budget_bytes)
     chunks = math.ceil(count / chunk)
@@ -100,8 +104,54 @@ def nnf_exact(source: jax.Array, target: jax.Array, size: int = 3, target_stride
             jnp.zeros((rows * cols,), jnp.int32))
     starts = jnp.arange(chunks, dtype=jnp.int32) * chunk
     (best, index), _ = jax.lax.scan(best_of, init, (padded, starts))
-    similarity = best.reshape(rows, cols) / jnp.maximum(patch_norms(source, size), EPS)
-    return index.reshape(rows, cols), similarity
+    norms = patch_norms(source, size)[::source_stride, ::source_stride]
+    return index.reshape(rows, cols), best.reshape(rows, cols) / jnp.maximum(norms, EPS)
+
+
+def nnf_exact(source: jax.Array, target: jax.Array, size: int = 3, target_stride: int = 1,
+              budget_bytes: int = 256 * 2**20, source_stride: int = 1
+              ) -> tuple[jax.Array, jax.Array]:
+    """The exact NNF from `source` to `target` (`nearest_patches` over the target's patches).
+
+    Args:
+      source: float[H, W, C]; its k x k patches at `source_stride` are matched.
+      target: float[H2, W2, C]; its patches at `target_stride` are the candidates.
+    Returns:
+      (index int32[rows, columns] of the best target patch, row-major on the target's grid at
+      `target_stride`; similarity float32[rows, columns] in [-1, 1]), rows and columns the
+      source's grid at `source_stride`.
+    """
+    return nearest_patches(source, extract_patches(target, size, target_stride), size,
+                           source_stride, budget_bytes)
+
+
+def index_to_field(index: jax.Array, target_columns: int) -> jax.Array:
+    """Row-major patch indices int[rows, columns] -> (row, column) field int32[rows, columns, 2]
+    on a target grid `target_columns` wide (the form PatchMatch uses)."""
+    index = jnp.asarray(index, jnp.int32)
+    return jnp.stack([index // target_columns, index % target_columns], axis=-1)
+
+
+def upsample_field(field: jax.Array, rows: int, columns: int, target_rows: int,
+                   target_columns: int, factor: int = 2) -> jax.Array:
+    """An NNF carried to the next finer pyramid level (maps `factor` times larger), as the
+    coarse-to-fine NNF search of Deep Image Analogy starts each level.
+
+    Fine position (y, x) takes its coarse parent's match (y // factor, x // factor), scaled by
+    `factor` and moved by the same offset within the parent, (y % factor, x % factor).
+
+    Args:
+      field: int[r, c, 2], (row, column) matches on the coarse target grid.
+      rows, columns: the fine source grid; target_rows, target_columns: the fine target grid.
+    Returns:
+      int32[rows, columns, 2], clipped to the fine target grid.
+    """
+    ys, xs = jnp.arange(rows), jnp.arange(columns)
+    parent = field[jnp.minimum(ys // factor, field.shape[0] - 1)][
+        :, jnp.minimum(xs // factor, field.shape[1] - 1)]
+    offset = jnp.stack(jnp.meshgrid(ys % factor, xs % factor, indexing="ij"), axis=-1)
+    fine = parent * factor + offset
+    return jnp.clip(fine, 0, jnp.array([target_rows - 1, target_columns - 1])).astype(jnp.int32)
 
 
 def vote(patches: jax.Array, field: jax.Array, height: int, width: int) -> jax.Array:

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jstyle import losses
+from jstyle import losses, patches
 
 RNG = np.random.default_rng(0)
 FEATS = RNG.normal(size=(7, 5, 3)).astype(np.float32) ** 2  # H=7, W=5, C=3
@@ -214,35 +214,78 @@ def test_gradients_are_finite_and_nonzero(name):
     assert np.all(np.isfinite(grad)) and np.any(grad != 0)
 
 
-def np_mrf(f, style, k, stride):
-    """Brute force: every output patch against every style patch (cosine), then the energy."""
-    def grid(x, s):
-        h, w, _ = x.shape
-        return np.stack([x[r:r + k, c:c + k] for r in range(0, h - k + 1, s)
-                         for c in range(0, w - k + 1, s)]).astype(np.float64)
-    out, sty = grid(f, 1), grid(style, stride)
-    a, b = out.reshape(len(out), -1), sty.reshape(len(sty), -1)
+def _np_grid(x, k, s):
+    """Patches at stride s, float64[P, k, k, C], and their top-left corners."""
+    h, w, _ = x.shape
+    corners = [(r, c) for r in range(0, h - k + 1, s) for c in range(0, w - k + 1, s)]
+    return np.stack([x[r:r + k, c:c + k] for r, c in corners]).astype(np.float64), corners
+
+
+def np_mrf(f, style, k, style_stride, stride=1, weights=None, guide=None, style_guide=None):
+    """Brute force: every output patch (at `stride`) against every style patch (cosine, on
+    features and guide channels), then the (weighted) energy and the matched patches."""
+    cat = lambda x, g: x if g is None else np.concatenate([x, g], -1)
+    (out, corners), (sty, _) = _np_grid(f, k, stride), _np_grid(style, k, style_stride)
+    a = _np_grid(cat(f, guide), k, stride)[0].reshape(len(out), -1)
+    b = _np_grid(cat(style, style_guide), k, style_stride)[0].reshape(len(sty), -1)
     nn = np.argmax((a @ b.T) / np.linalg.norm(b, axis=1), axis=1)
-    return np.sum((out - sty[nn]) ** 2)
+    w = np.ones(f.shape[:2]) if weights is None else weights
+    energy = sum(np.sum(w[r:r + k, c:c + k, None] * (out[i] - sty[nn[i]]) ** 2)
+                 for i, (r, c) in enumerate(corners))
+    return energy, sty[nn], corners
 
 
 MRF_STYLE = RNG.normal(size=(8, 9, 3)).astype(np.float32)
 
 
-@pytest.mark.parametrize("stride", [1, 2])
-def test_mrf_term_matches_brute_force(stride):
-    np.testing.assert_allclose(losses.mrf_term(FEATS, MRF_STYLE, 3, stride),
-                               np_mrf(FEATS, MRF_STYLE, 3, stride), rtol=1e-5)
+@pytest.mark.parametrize("style_stride,stride", [(1, 1), (2, 1), (2, 2), (1, 3)])
+def test_mrf_term_matches_brute_force(style_stride, stride):
+    candidates = patches.extract_patches(MRF_STYLE, 3, style_stride)
+    np.testing.assert_allclose(losses.mrf_term(FEATS, candidates, stride),
+                               np_mrf(FEATS, MRF_STYLE, 3, style_stride, stride)[0], rtol=1e-5)
+
+
+def test_mrf_coverage_weights_give_cnnmrfs_gradient():
+    """CNNMRF's gradient at a position is F - (average of the matched patches covering it)."""
+    h, w, _ = FEATS.shape
+    weights = losses.mrf_coverage_weights(h, w, 3, 2)
+    candidates = patches.extract_patches(MRF_STYLE, 3, 1)
+    _, chosen, corners = np_mrf(FEATS, MRF_STYLE, 3, 1, 2, weights)
+    total, count = np.zeros(FEATS.shape), np.zeros(FEATS.shape[:2] + (1,))
+    for patch, (r, c) in zip(chosen, corners):
+        total[r:r + 3, c:c + 3] += patch
+        count[r:r + 3, c:c + 3] += 1
+    expected = np.where(count > 0, FEATS - total / np.maximum(count, 1), 0.0)
+    grad = jax.grad(lambda f: losses.mrf_term(f, candidates, 2, jnp.asarray(weights)))(
+        jnp.asarray(FEATS))
+    np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(losses.mrf_term(FEATS, candidates, 2, jnp.asarray(weights)),
+                               np_mrf(FEATS, MRF_STYLE, 3, 1, 2, weights)[0], rtol=1e-5)
+
+
+def test_mrf_guide_channels_keep_matches_within_regions():
+    h, w, _ = FEATS.shape
+    guide = np.zeros((h, w, 2), np.float32)
+    guide[:, : w // 2, 0] = guide[:, w // 2:, 1] = 50.0
+    style_guide = np.zeros(MRF_STYLE.shape[:2] + (2,), np.float32)
+    style_guide[: 4, :, 0] = style_guide[4:, :, 1] = 50.0
+    candidates = patches.extract_patches(MRF_STYLE, 3, 1)
+    got = losses.mrf_term(FEATS, candidates, 1, None, guide,
+                          patches.extract_patches(style_guide, 3, 1))
+    expected, _, _ = np_mrf(FEATS, MRF_STYLE, 3, 1, 1, None, guide, style_guide)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    assert abs(float(got) - np_mrf(FEATS, MRF_STYLE, 3, 1)[0]) > 1e-3 * expected  # it mattered
 
 
 def test_mrf_term_rematches_at_every_evaluation_and_has_a_finite_gradient():
-    grad = jax.jit(jax.grad(lambda f: losses.mrf_term(f, MRF_STYLE)))(jnp.asarray(FEATS))
+    candidates = patches.extract_patches(MRF_STYLE, 3, 1)
+    grad = jax.jit(jax.grad(lambda f: losses.mrf_term(f, candidates)))(jnp.asarray(FEATS))
     assert np.all(np.isfinite(grad)) and np.any(grad != 0)
     # a different output matches different style patches: the energy is not the first match's
     moved = FEATS[::-1].copy()
-    np.testing.assert_allclose(losses.mrf_term(moved, MRF_STYLE), np_mrf(moved, MRF_STYLE, 3, 1),
-                               rtol=1e-5)
+    np.testing.assert_allclose(losses.mrf_term(moved, candidates),
+                               np_mrf(moved, MRF_STYLE, 3, 1)[0], rtol=1e-5)
     # the style itself is its own best match everywhere: zero energy, zero gradient
-    zero = jax.grad(lambda f: losses.mrf_term(f, MRF_STYLE))(jnp.asarray(MRF_STYLE))
-    np.testing.assert_allclose(losses.mrf_term(MRF_STYLE, MRF_STYLE), 0.0, atol=1e-4)
+    zero = jax.grad(lambda f: losses.mrf_term(f, candidates))(jnp.asarray(MRF_STYLE))
+    np.testing.assert_allclose(losses.mrf_term(MRF_STYLE, candidates), 0.0, atol=1e-4)
     np.testing.assert_allclose(zero, 0.0, atol=1e-4)

@@ -19,12 +19,13 @@ def np_patches(f, k, s):
                      for c in range(cols)])
 
 
-def np_nnf(source, target, k, stride):
+def np_nnf(source, target, k, stride, source_stride=1):
     """Brute force: cosine similarity of every source patch with every target patch."""
-    src = np_patches(source, k, 1).reshape(-1, k * k * source.shape[2]).astype(np.float64)
+    src = np_patches(source, k, source_stride).reshape(-1, k * k * source.shape[2])
     tgt = np_patches(target, k, stride).reshape(-1, k * k * target.shape[2]).astype(np.float64)
     sim = (src @ tgt.T) / np.linalg.norm(src, axis=1)[:, None] / np.linalg.norm(tgt, axis=1)
-    rows, cols = source.shape[0] - k + 1, source.shape[1] - k + 1
+    rows = (source.shape[0] - k) // source_stride + 1
+    cols = (source.shape[1] - k) // source_stride + 1
     return sim.argmax(1).reshape(rows, cols), sim.max(1).reshape(rows, cols)
 
 
@@ -41,10 +42,10 @@ def test_normalized_patches_have_unit_norm():
                                rtol=1e-5)
 
 
-@pytest.mark.parametrize("stride", [1, 2])
-def test_exact_nnf_matches_brute_force(stride):
-    index, sim = patches.nnf_exact(SOURCE, TARGET, 3, stride)
-    want_index, want_sim = np_nnf(SOURCE, TARGET, 3, stride)
+@pytest.mark.parametrize("stride,source_stride", [(1, 1), (2, 1), (1, 2), (2, 3)])
+def test_exact_nnf_matches_brute_force(stride, source_stride):
+    index, sim = patches.nnf_exact(SOURCE, TARGET, 3, stride, source_stride=source_stride)
+    want_index, want_sim = np_nnf(SOURCE, TARGET, 3, stride, source_stride)
     np.testing.assert_array_equal(index, want_index)
     np.testing.assert_allclose(sim, want_sim, rtol=1e-5, atol=1e-6)
 
@@ -57,6 +58,31 @@ def test_chunked_and_unchunked_nnf_agree_and_jit_matches():
     for got in (chunked, jitted):
         np.testing.assert_array_equal(got[0], whole[0])
         np.testing.assert_allclose(got[1], whole[1], rtol=1e-6)
+
+
+def test_nearest_patches_indexes_candidates_pooled_from_several_maps():
+    other = RNG.normal(size=(6, 10, 5)).astype(np.float32)
+    pooled = np.concatenate([np_patches(TARGET, 3, 2), np_patches(other, 3, 1)])
+    index, sim = patches.nearest_patches(SOURCE, jnp.asarray(pooled), 3)
+    src = np_patches(SOURCE, 3, 1).reshape(len(np_patches(SOURCE, 3, 1)), -1)
+    cand = pooled.reshape(len(pooled), -1).astype(np.float64)
+    want = (src @ cand.T) / np.linalg.norm(src, axis=1)[:, None] / np.linalg.norm(cand, axis=1)
+    np.testing.assert_array_equal(np.ravel(index), want.argmax(1))
+    np.testing.assert_allclose(np.ravel(sim), want.max(1), rtol=1e-5)
+
+
+def test_index_to_field_and_upsampled_fields():
+    index, _ = patches.nnf_exact(SOURCE, TARGET, 3, 1)
+    t_rows, t_cols = patches.grid_shape(11, 8, 3)
+    field = patches.index_to_field(index, t_cols)
+    np.testing.assert_array_equal(field[..., 0] * t_cols + field[..., 1], index)
+    # each fine position takes its parent's match, doubled, plus its offset within the parent
+    fine = np.asarray(patches.upsample_field(field, 15, 9, 2 * t_rows + 1, 2 * t_cols))
+    assert fine.shape == (15, 9, 2)
+    for y, x in [(0, 0), (5, 3), (14, 8), (7, 6)]:
+        parent = np.asarray(field)[min(y // 2, field.shape[0] - 1), min(x // 2, field.shape[1] - 1)]
+        want = np.minimum(parent * 2 + [y % 2, x % 2], [2 * t_rows, 2 * t_cols - 1])
+        np.testing.assert_array_equal(fine[y, x], want)
 
 
 def test_a_map_matched_to_itself_finds_itself():
