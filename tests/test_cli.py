@@ -47,7 +47,8 @@ def test_help_lists_flags_with_defaults(tmp_path):
     result = jstyle("--help", cwd=tmp_path)
     assert result.returncode == 0
     for text in ("--content_weight", "--style_blend_weights", "--preserve_colors", "--init",
-                 "(default: 'relu4_2')", "neural-style preset"):
+                 "--mrf_weight", "--rotations", "(default: relu3_1,relu4_1)",
+                 "(default by --preset: jstyle 1.0,", "cnnmrf 20.0"):
         assert text in result.stdout
 
 
@@ -66,6 +67,20 @@ def test_run_writes_image_and_record(pics, tmp_path):
     assert record["final_loss"]["total"] < record["initial_loss"]["total"]
     assert record["vgg_weights"]["sha256"] and record["versions"]["jax"]
     assert "step 2/4" in result.stderr
+
+
+def test_mrf_method_writes_image_and_record(pics, tmp_path):
+    out = tmp_path / "mrf.png"
+    result = jstyle("--method=mrf", f"--content={pics / 'content.png'}",
+                    f"--style={pics / 'style.jpg'}", f"--output={out}", "--size=64",
+                    "--pyramid_levels=2", "--steps=3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert Image.open(out).size == (64, 48)
+    record = json.loads((tmp_path / "mrf.json").read_text())
+    assert record["method"] == "mrf" and record["preset"] == "cnnmrf"
+    assert record["hyperparameters"]["mrf_layers"] == ["relu3_1", "relu4_1"]
+    assert [level["size"] for level in record["levels"]] == [32, 64]
+    assert set(record["final_loss"]) == {"content", "mrf", "tv", "total"}
 
 
 BAD = [
@@ -90,6 +105,13 @@ BAD = [
     (["--style_mask=auto,auto", "--content_mask=auto"], "2 --style_mask for 1 style images"),
     (["--preserve_colors=lab"], "preserve_colors"),
     (["--pyramid_levels=2", "--pyramid_steps=3"], "--pyramid_steps needs 2 step counts"),
+    (["--method=mrf", "--style_weight=3"], "--style_weight does not apply to --method=mrf"),
+    (["--preset=cnnmrf"], "--preset=cnnmrf is not a preset of --method=gatys"),
+    (["--method=mrf", "--style_blend_weights=1"], "--style_blend_weights does not apply"),
+    (["--method=mrf", "--pyramid_levels=1", "--size=20"], "need at least 24 px"),
+    (["--method=mrf", "--normalization=jstyle"], "unknown --normalization=jstyle for mrf"),
+    (["--method=mrf", "--size=48", "--pyramid_levels=1", "--content_mask=auto",
+      "--style_mask=auto", "--rotations=1"], None),
     (["--content={d}/content.png"], None),  # the baseline the others depart from: must pass
     (["--content_mask=auto", "--style_mask=auto", "--hist_weight=10", "--pyramid_levels=2",
       "--size=48", "--preserve_colors=luminance", "--remat"], None),

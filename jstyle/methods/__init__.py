@@ -28,4 +28,4 @@ def get(name: str):
     return REGISTRY[name]
 
 
-from jstyle.methods import gatys  # noqa: E402,F401  (registers itself)
+from jstyle.methods import gatys, mrf  # noqa: E402,F401  (they register themselves)

@@ -1,0 +1,313 @@
+"""Li & Wand (2016), "Combining Markov random fields and convolutional neural networks for image
+synthesis" (CNNMRF).
+
+Optimises the pixels of an image O so that every k x k patch of its VGG-19 features at the MRF
+layers resembles the style patch most similar to it, while its features at the content layers
+stay close to the content image's:
+
+  L = w_c sum_l L_c,l + w_mrf sum_l E_l + w_tv L_tv,   E_l = sum_i ||Psi_i(F_l) - Psi_NN(i)||^2
+
+Psi_i are the output's patches (at the synthesis stride) and Psi_NN(i) the style patch (at the
+style stride, from every style image and its rotated and scaled copies) with the highest
+normalised cross-correlation, re-matched at every evaluation of the loss. With label maps
+(neural doodle, Champandard 2016) the weighted label channels are appended to the features for
+matching, so patches match within their regions.
+
+Features are VGG-19's raw activations of the Caffe-preprocessed image (8-bit levels), as in the
+authors' Torch code, and L_c is MSECriterion's mean. Two energy normalisations:
+  * "cnnmrf" (both presets): the authors' code, whose gradient at a position is F - V, V the
+    average of the matched patches covering it (mylib/mrf.lua); `losses.mrf_coverage_weights`
+    gives the energy with that gradient, so their weights carry over.
+  * "paper": the paper's plain sum E above (the gradient 2 c_p (F - V), c_p the number of
+    patches covering a position: about 2 k^2 / s^2 times larger).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import pathlib
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jstyle import image as image_lib
+from jstyle import losses, masks, patches, vgg
+from jstyle.errors import InputError
+from jstyle.methods import pixels, register
+from jstyle.methods.pixels import RunOptions
+from jstyle.weights import VGGWeights
+
+NORMALIZATIONS = ("cnnmrf", "paper")
+ROTATION_STEP = math.pi / 24  # transfer_CNNMRF_wrapper.lua: target_step_rotation
+SCALE_STEP = 1.05  # transfer_CNNMRF_wrapper.lua: target_step_scale
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["content_weight", "mrf_weight", "tv_weight", "semantic_weight",
+                 "content_layer_weights", "mrf_layer_weights"],
+    meta_fields=["content_layers", "mrf_layers", "patch_size", "style_stride",
+                 "synthesis_stride", "rotations", "scales", "normalization", "pooling"])
+@dataclasses.dataclass(frozen=True)
+class MRFParams:
+    """CNNMRF's objective, a pytree (weights are leaves; layers, patch geometry and style
+    copies are static). Defaults: the authors' code (transfer_CNNMRF_wrapper.lua, run_test)."""
+    content_layers: tuple[str, ...] = ("relu4_1",)  # content_layers {21}
+    mrf_layers: tuple[str, ...] = ("relu3_1", "relu4_1")  # mrf_layers {12, 21}
+    patch_size: int = 3  # mrf_patch_size {3, 3}
+    style_stride: int = 2  # mrf_sample_stride {2, 2}: style patches every 2 positions
+    synthesis_stride: int = 2  # mrf_synthesis_stride {2, 2}: output patches every 2 positions
+    rotations: int = 0  # mrf_num_rotation: style copies at +-1..r steps of pi/24
+    scales: int = 0  # mrf_num_scale: style copies at 1.05^(+-1..s)
+    normalization: str = "cnnmrf"  # one of NORMALIZATIONS
+    pooling: str = "max"
+    content_weight: Any = 2e1  # content_weight 2e1
+    mrf_weight: Any = 1e-4  # mrf_weight {1e-4, 1e-4}
+    tv_weight: Any = 1e-3  # tv_weight 1e-3
+    semantic_weight: Any = 10.0  # label channels' weight for matching (neural doodle's default)
+    content_layer_weights: Any = (1.0,)
+    mrf_layer_weights: Any = (1.0, 1.0)
+
+
+_CODE_RUN = RunOptions(size=384, steps=100, pyramid_levels=3, lbfgs_memory=25, init="content",
+                       tol=0.0, print_every=10)  # max_size 384, num_res 3, num_iter {100, ...},
+#   nCorrection 25, ini_method 'image', tolX = tolFun = 0, print_iter 10
+
+PRESETS: dict[str, tuple[MRFParams, RunOptions]] = {
+    "cnnmrf": (MRFParams(), _CODE_RUN),
+    # Where the paper differs from the code's defaults: content at relu4_2, every patch of the
+    # output and the style (stride 1), and rotated and scaled style copies (one step each way,
+    # as the authors' reference tests in run_trans.lua).
+    "paper": (MRFParams(content_layers=("relu4_2",), style_stride=1, synthesis_stride=1,
+                        rotations=1, scales=1), _CODE_RUN),
+}
+
+
+class Targets(NamedTuple):
+    """What the objective compares against, per pyramid level."""
+    content: dict[str, jax.Array]  # layer -> F_l[I], float32[H_l, W_l, C_l]
+    candidates: dict[str, jax.Array]  # layer -> style patches, float32[P_l, k, k, C_l]
+    position_weights: dict[str, jax.Array] | None  # "cnnmrf": layer -> float32[H_l, W_l]
+    guide: dict[str, jax.Array] | None  # labels: layer -> the output's, float32[H_l, W_l, R]
+    candidate_guide: dict[str, jax.Array] | None  # labels: layer -> float32[P_l, k, k, R]
+
+
+def validate(hp: MRFParams, opts: RunOptions, num_styles: int) -> None:
+    """Raises InputError for option values that cannot work, naming the fix."""
+    vgg.check_layers(hp.content_layers + hp.mrf_layers)
+    if hp.normalization not in NORMALIZATIONS:
+        raise InputError(f"unknown --normalization={hp.normalization} for mrf; use one of "
+                         f"{', '.join(NORMALIZATIONS)}")
+    if hp.pooling not in ("max", "avg"):
+        raise InputError(f"unknown pooling {hp.pooling!r}; use max or avg")
+    for name, layers, layer_weights in (("content", hp.content_layers, hp.content_layer_weights),
+                                        ("mrf", hp.mrf_layers, hp.mrf_layer_weights)):
+        if len(layer_weights) != len(layers):
+            raise InputError(f"{len(layer_weights)} --{name}_layer_weights for "
+                             f"{len(layers)} --{name}_layers; give one weight per layer")
+    pixels.check_nonnegative({
+        "content_weight": [hp.content_weight], "mrf_weight": [hp.mrf_weight],
+        "tv_weight": [hp.tv_weight], "semantic_weight": [hp.semantic_weight],
+        "content_layer_weights": hp.content_layer_weights,
+        "mrf_layer_weights": hp.mrf_layer_weights})
+    for name in ("patch_size", "style_stride", "synthesis_stride"):
+        if getattr(hp, name) < 1:
+            raise InputError(f"--{name}={getattr(hp, name)} must be >= 1")
+    for name in ("rotations", "scales"):
+        if getattr(hp, name) < 0:
+            raise InputError(f"--{name}={getattr(hp, name)} must be >= 0")
+    if opts.style_blend_weights is not None:
+        raise InputError("--style_blend_weights does not apply to --method=mrf: the patches of "
+                         "all style images are candidates alike; leave it out")
+    pixels.validate_options(opts, num_styles)
+
+
+def _pools(layer: str) -> int:
+    return sum(1 for n in vgg.LAYERS[: vgg.LAYERS.index(layer)] if n.startswith("pool"))
+
+
+def _check_size(img: np.ndarray, hp: MRFParams, layers: tuple[str, ...], what: str) -> None:
+    deepest = max(layers, key=vgg.LAYERS.index)
+    need = max(vgg.min_size(layers), hp.patch_size << _pools(deepest))
+    if min(img.shape[:2]) < need:
+        raise InputError(
+            f"the {what} image is {img.shape[1]}x{img.shape[0]} px at this level, but "
+            f"{hp.patch_size}x{hp.patch_size} patches at {deepest} need at least {need} px on "
+            "each side; use a larger --size/--style_scale, fewer --pyramid_levels or "
+            "shallower layers")
+
+
+def style_copies(image: np.ndarray, rotations: int, scales: int) -> list[np.ndarray]:
+    """The style image and its rotated and scaled copies, as the authors' code makes them:
+    angles k pi/24 for k in -rotations..rotations (cropped to the part with no fill), each at
+    scales 1.05^j for j in -scales..scales of its longer edge.
+
+    Args:
+      image: float32[H, W, C] in [0, 1] (C: colour, or label masks).
+    Returns:
+      (2 rotations + 1)(2 scales + 1) arrays float32[H', W', C], the unchanged image among them.
+    """
+    out = []
+    for r in range(-rotations, rotations + 1):
+        rotated = image_lib.rotate_crop(image, r * ROTATION_STEP)
+        for j in range(-scales, scales + 1):
+            edge = max(1, math.floor(max(rotated.shape[:2]) * SCALE_STEP ** j))
+            out.append(rotated if j == 0 else image_lib.resize_to_edge(rotated, edge))
+    return out
+
+
+def _layer_features(vgg_params: dict, image: jax.Array, layers: tuple[str, ...], pooling: str,
+                    convention, remat: bool = False) -> dict[str, jax.Array]:
+    """Raw VGG-19 features of `image` (float32[H, W, 3], 8-bit levels) at `layers`."""
+    return vgg.features(vgg_params, image_lib.preprocess(image, convention), layers, pooling,
+                        remat)
+
+
+def compute_targets(vgg_params: dict, content: np.ndarray, styles: list[np.ndarray],
+                    hp: MRFParams, convention, labels: masks.Labels | None = None) -> Targets:
+    """Content features, the candidate style patches and, with labels, the guide channels.
+
+    Args:
+      content: float32[H, W, 3] and styles float32[H_i, W_i, 3], in 8-bit levels, at this
+        level's size.
+      labels: semantic regions (masks.match), or None.
+    """
+    extract = jax.jit(_layer_features, static_argnums=(2, 3, 4))
+    content_feats = extract(vgg_params, jnp.asarray(content), hp.content_layers, hp.pooling,
+                            convention)
+    k, stride = hp.patch_size, hp.style_stride
+    count = 0 if labels is None else len(labels.colors)
+    candidates = {l: [] for l in hp.mrf_layers}
+    label_candidates = {l: [] for l in hp.mrf_layers}
+    for i, style in enumerate(styles):
+        stacked = style / 255.0
+        if labels is not None:  # transform the label masks with their image
+            style_masks = masks.one_hot(labels.styles[i], count, *style.shape[:2])
+            stacked = np.concatenate([stacked, style_masks.transpose(1, 2, 0)], axis=-1)
+        for copy in style_copies(stacked, hp.rotations, hp.scales):
+            _check_size(copy, hp, hp.mrf_layers, "style (or a rotated or scaled copy)")
+            feats = extract(vgg_params, jnp.asarray(image_lib.to_levels(copy[..., :3])),
+                            hp.mrf_layers, hp.pooling, convention)
+            for l in hp.mrf_layers:
+                candidates[l].append(patches.extract_patches(feats[l], k, stride))
+                if labels is not None:
+                    layer_masks = masks.at_layer(copy[..., 3:].transpose(2, 0, 1), _pools(l))
+                    label_candidates[l].append(patches.extract_patches(
+                        jnp.asarray(layer_masks.transpose(1, 2, 0)), k, stride))
+    candidates = {l: jnp.concatenate(c) for l, c in candidates.items()}
+
+    h, w = content.shape[:2]
+    weights = None
+    if hp.normalization == "cnnmrf":
+        weights = {l: jnp.asarray(losses.mrf_coverage_weights(
+            h >> _pools(l), w >> _pools(l), k, hp.synthesis_stride)) for l in hp.mrf_layers}
+    guide = candidate_guide = None
+    if labels is not None:
+        content_masks = masks.one_hot(labels.content, count, h, w)
+        guide, candidate_guide = {}, {}
+        for l in hp.mrf_layers:
+            # label channels at the features' scale: a one-hot label vector has the norm of a
+            # typical style feature vector, times semantic_weight
+            c = candidates[l]
+            scale = hp.semantic_weight * jnp.sqrt(jnp.mean(jnp.sum(jnp.square(c), axis=-1)))
+            guide[l] = scale * jnp.asarray(
+                masks.at_layer(content_masks, _pools(l)).transpose(1, 2, 0))
+            candidate_guide[l] = scale * jnp.concatenate(label_candidates[l])
+    return Targets(content=content_feats, candidates=candidates, position_weights=weights,
+                   guide=guide, candidate_guide=candidate_guide)
+
+
+def loss_terms(image: jax.Array, vgg_params: dict, targets: Targets, hp: MRFParams,
+               convention, remat: bool = False) -> dict[str, jax.Array]:
+    """The weighted loss terms and their sum at `image` (float32[H, W, 3], 8-bit levels).
+
+    Returns:
+      `{"content": w_c L_c, "mrf": w_mrf E, "tv": w_tv L_tv, "total": their sum}`, each
+      float32[].
+    """
+    layers = tuple(dict.fromkeys(hp.content_layers + hp.mrf_layers))
+    feats = _layer_features(vgg_params, image, layers, hp.pooling, convention, remat)
+    content = sum(w * losses.content_loss(feats[l], targets.content[l], 1.0)
+                  for l, w in zip(hp.content_layers, hp.content_layer_weights))
+    pick = lambda table, l: None if table is None else table[l]
+    mrf = sum(w * losses.mrf_term(feats[l], targets.candidates[l], hp.synthesis_stride,
+                                  pick(targets.position_weights, l), pick(targets.guide, l),
+                                  pick(targets.candidate_guide, l))
+              for l, w in zip(hp.mrf_layers, hp.mrf_layer_weights))
+    terms = {"content": hp.content_weight * content, "mrf": hp.mrf_weight * mrf,
+             "tv": hp.tv_weight * losses.total_variation_neural_style(image)}
+    terms["total"] = terms["content"] + terms["mrf"] + terms["tv"]
+    return terms
+
+
+def objective(image: jax.Array, data: tuple, convention, remat: bool = False) -> jax.Array:
+    """The scalar loss; `data` is `(vgg_params, targets, hp)`."""
+    return loss_terms(image, *data, convention, remat)["total"]
+
+
+def setup(content: np.ndarray, styles: list[np.ndarray], hp: MRFParams, opts: RunOptions,
+          weights: VGGWeights, key: jax.Array, *, init: np.ndarray | None = None,
+          labels: masks.Labels | None = None) -> pixels.Problem:
+    """One level: resizes the images to `opts.size`, computes the targets, builds the chunk.
+
+    Args:
+      content, styles: float[H, W, 3] in [0, 1], any size.
+      init: the previous level's result (float[h, w, 3], 8-bit levels), or None for `opts.init`.
+      labels: semantic regions (masks.match), or None.
+    Returns:
+      a pixels.Problem whose data is (vgg params, targets, hp).
+    """
+    validate(hp, opts, len(styles))
+    content, styles = pixels.resize_inputs(content, styles, opts)
+    _check_size(content, hp, hp.content_layers + hp.mrf_layers, "content")
+    hp = dataclasses.replace(hp, **{f: tuple(float(w) for w in getattr(hp, f))
+                                    for f in ("content_layer_weights", "mrf_layer_weights")})
+    convention = weights.convention
+    vgg_params = vgg.prepare(weights.params)
+    targets = compute_targets(vgg_params, content, styles, hp, convention, labels)
+    return pixels.make_problem(
+        functools.partial(objective, convention=convention, remat=opts.remat),
+        lambda image, data: loss_terms(image, *data, convention),
+        (vgg_params, targets, hp), opts, content, styles, None,
+        pixels.start_image(key, opts, content, styles, init))
+
+
+def run(content: np.ndarray, styles: list[np.ndarray], hp: MRFParams, opts: RunOptions,
+        weights: VGGWeights, key: jax.Array, *, labels: masks.Labels | None = None,
+        snapshot: Callable[[int, np.ndarray], None] | None = None,
+        checkpoint: pathlib.Path | None = None, progress: bool = True) -> pixels.Result:
+    """Stylises `content` with the patches of `styles`, coarse to fine (pixels.run).
+
+    Args:
+      content: float32[H, W, 3] in [0, 1], any size (resized to `opts.size` on the longer edge).
+      styles: one or more float32[H_i, W_i, 3] in [0, 1] (resized to style_scale * size).
+      hp, opts: the objective and the run's options (see PRESETS for defaults).
+      weights: VGG-19 weights (jstyle.weights.load).
+      key: PRNG key for the noise init.
+      labels: semantic regions of content and styles (masks.match), or None.
+      snapshot, checkpoint, progress: see pixels.run.
+    Returns:
+      pixels.Result with the image in [0, 1], the run record and the loss history.
+    """
+    validate(hp, opts, len(styles))
+
+    def setup_level(work_content, work_styles, level_opts, previous):
+        return setup(work_content, work_styles, hp, level_opts, weights, key, init=previous,
+                     labels=labels)
+
+    return pixels.run("mrf", setup_level, content, styles, hp, opts, weights, labels=labels,
+                      snapshot=snapshot, checkpoint=checkpoint, progress=progress)
+
+
+@register("mrf")
+class MRF:
+    """The registry entry: hyperparameters, presets, validation and `run`."""
+    Params = MRFParams
+    Options = RunOptions
+    presets = PRESETS
+    validate = staticmethod(validate)
+    run = staticmethod(run)
