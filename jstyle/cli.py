@@ -132,8 +132,13 @@ def _define_flags():
                   "memory (README, Memory at print sizes)." + d("remat"))
     f.DEFINE_enum("optimizer", None, ["lbfgs", "adam"], "Optimiser (optax)." + d("optimizer"))
     f.DEFINE_float("learning_rate", None,
-                   "Adam step size in 8-bit levels." + d("learning_rate"))
+                   "Adam step size in 8-bit levels; L-BFGS's step with --linesearch=none."
+                   + d("learning_rate"))
     f.DEFINE_integer("lbfgs_memory", None, "L-BFGS history length." + d("lbfgs_memory"))
+    f.DEFINE_enum("linesearch", None, ["zoom", "none"],
+                  "L-BFGS line search: zoom (strong Wolfe), or none (fixed steps of "
+                  "--learning_rate, one evaluation each, for piecewise-smooth objectives such "
+                  "as CNNMRF's)." + d("linesearch"))
     f.DEFINE_integer("steps", None, "Optimiser steps (per pyramid level)." + d("steps"))
     f.DEFINE_integer("size", None, "Longer edge of the output, pixels." + d("size"))
     f.DEFINE_float("tol", None, "Stop when the loss changes by less than this, relatively "
@@ -157,7 +162,8 @@ FLAGS = flags.FLAGS
 # Sizes and steps for the built-in sample, so that it finishes in about a minute on 2 cores.
 SAMPLE = {"size": 256, "steps": 100}
 RUN_OPTION_FLAGS = ("style_scale", "init", "init_noise", "seed", "preserve_colors",
-                    "color_match_mode", "optimizer", "learning_rate", "lbfgs_memory", "steps",
+                    "color_match_mode", "optimizer", "learning_rate", "lbfgs_memory",
+                    "linesearch", "steps",
                     "size", "tol", "print_every", "save_every", "pyramid_levels",
                     "pyramid_ratio", "remat", "unmatched")
 

@@ -28,6 +28,7 @@ import optax
 from jstyle.errors import InputError
 
 OPTIMIZERS = ("lbfgs", "adam")
+LINESEARCHES = ("zoom", "none")
 
 
 class LoopState(NamedTuple):
@@ -41,14 +42,45 @@ class LoopState(NamedTuple):
     failed: jax.Array  # bool[], the objective became NaN or infinite; `image` is not good
 
 
-def make_optimizer(name: str, learning_rate: float,
-                   memory_size: int = 10) -> optax.GradientTransformationExtraArgs:
-    """`lbfgs` (learning rate unused: the line search picks the step) or `adam`."""
+def make_optimizer(name: str, learning_rate: float, memory_size: int = 10,
+                   linesearch: str = "zoom") -> optax.GradientTransformationExtraArgs:
+    """`lbfgs` or `adam`.
+
+    L-BFGS's line search: "zoom" (optax's default: strong Wolfe conditions, up to 15 trials;
+    `learning_rate` unused) or "none" (a fixed step of `learning_rate` along the L-BFGS
+    direction, one evaluation per step, as Torch's optim.lbfgs without a line search, which
+    CNNMRF uses). "none" suits objectives that are only piecewise smooth, such as CNNMRF's,
+    whose nearest-neighbour field changes between trials: there the curvature condition is
+    seldom met and zoom spends all its trials.
+    """
     if name == "lbfgs":
-        return optax.lbfgs(memory_size=memory_size)
+        if linesearch not in LINESEARCHES:
+            raise InputError(f"unknown --linesearch={linesearch}; use zoom or none")
+        if linesearch == "zoom":
+            return optax.lbfgs(memory_size=memory_size)
+        return optax.chain(optax.scale_by_lbfgs(memory_size=memory_size),
+                           _fixed_steps(learning_rate))
     if name == "adam":
         return optax.with_extra_args_support(optax.adam(learning_rate))
     raise InputError(f"unknown optimizer {name!r}; use lbfgs or adam")
+
+
+def _fixed_steps(learning_rate: float) -> optax.GradientTransformation:
+    """Descent by `learning_rate` times the direction, except a first step of
+    learning_rate * min(1, 1 / |d|_1): Torch's optim.lbfgs without a line search, whose first
+    direction is the raw gradient (no curvature pairs yet) and would jump far."""
+    def init(params):
+        del params
+        return jnp.zeros([], jnp.int32)
+
+    def update(updates, count, params=None):
+        del params
+        norm = sum(jnp.sum(jnp.abs(u)) for u in jax.tree.leaves(updates))
+        first = jnp.minimum(1.0, 1.0 / jnp.maximum(norm, 1e-30))
+        scale = -learning_rate * jnp.where(count == 0, first, 1.0)
+        return jax.tree.map(lambda u: scale * u, updates), count + 1
+
+    return optax.GradientTransformation(init, update)
 
 
 def init(optimizer: optax.GradientTransformation, image: jax.Array) -> LoopState:

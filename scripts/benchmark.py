@@ -22,10 +22,8 @@ import functools
 import json
 import pathlib
 import statistics
-import subprocess
 import sys
 import time
-import venv
 
 from absl import app, flags, logging
 
@@ -36,9 +34,11 @@ import numpy as np
 from jstyle import image, weights
 from jstyle.methods import gatys
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from peer import Worker  # noqa: E402
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "images"
-PEER_REQUIREMENTS = ("torch==2.13.0", "pastiche==1.6.0")
 
 flags.DEFINE_list("sizes", ["256", "512"], "Longer edges to measure, pixels.")
 flags.DEFINE_list("optimizers", ["adam", "lbfgs"], "Optimisers to measure.")
@@ -61,38 +61,6 @@ def _images() -> tuple[pathlib.Path, pathlib.Path]:
     import skimage.data
     folder = pathlib.Path(skimage.data.__file__).parent
     return folder / "chelsea.png", folder / "ihc.png"
-
-
-def peer_python() -> pathlib.Path:
-    """The peer venv's python, creating the venv on first use."""
-    folder = pathlib.Path(FLAGS.peer_venv) if FLAGS.peer_venv else weights.cache_dir() / "peer-venv"
-    python = folder / "bin" / "python"
-    if not python.exists():
-        print(f"benchmark: creating {folder} with {' '.join(PEER_REQUIREMENTS)}", file=sys.stderr)
-        venv.create(folder, with_pip=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", *PEER_REQUIREMENTS],
-                       check=True)
-    return python
-
-
-class Peer:
-    """pastiche in its own process, told over stdin how many steps to run."""
-
-    def __init__(self, content, style, size, optimizer):
-        self.proc = subprocess.Popen(
-            [str(peer_python()), str(ROOT / "scripts" / "pastiche_worker.py"), str(content),
-             str(style), str(size), optimizer], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            text=True)
-        self.info = json.loads(self.proc.stdout.readline())
-
-    def time(self, steps: int) -> float:
-        self.proc.stdin.write(f"{steps}\n")
-        self.proc.stdin.flush()
-        return json.loads(self.proc.stdout.readline())["seconds"]
-
-    def close(self):
-        self.proc.stdin.close()
-        self.proc.wait()
 
 
 class JStyle:
@@ -169,7 +137,8 @@ def main(argv):
     for size in (int(s) for s in FLAGS.sizes):
         for optimizer in FLAGS.optimizers:
             ours = JStyle(content, style, size, optimizer, vgg_weights)
-            peer = Peer(content, style, size, optimizer) if FLAGS.peer == "pastiche" else None
+            peer = (Worker("pastiche_worker.py", content, style, size, optimizer,
+                           venv_folder=FLAGS.peer_venv) if FLAGS.peer == "pastiche" else None)
             mine, theirs = [], []
             for _ in range(FLAGS.rounds):  # alternate, so drift hits both alike
                 mine.append(ours.time(FLAGS.steps) / FLAGS.steps)

@@ -25,7 +25,8 @@ def test_registered_with_the_authors_defaults_and_the_papers():
         ("relu3_1", "relu4_1"), ("relu4_1",), 3, 2)
     assert (code.content_weight, code.mrf_weight, code.tv_weight) == (2e1, 1e-4, 1e-3)
     opts = mrf.PRESETS["cnnmrf"][1]
-    assert (opts.size, opts.pyramid_levels, opts.steps, opts.optimizer) == (384, 3, 100, "lbfgs")
+    assert (opts.size, opts.pyramid_levels, opts.steps, opts.optimizer, opts.linesearch) == (
+        384, 3, 100, "lbfgs", "none")
     assert (paper.content_layers, paper.style_stride, paper.synthesis_stride) == (
         ("relu4_2",), 1, 1)
     assert paper.rotations > 0 and paper.scales > 0

@@ -38,6 +38,23 @@ def test_later_chunks_do_not_recompile(name):
     assert chunk._cache_size() == 1  # one compiled program served all three chunks
 
 
+def test_lbfgs_without_line_search_takes_torchs_steps():
+    """A small first step, lr * min(1, 1/|g|_1) * g, then curvature-scaled steps that converge
+    (the objective is a quadratic whose minimum is inside the bounds)."""
+    opt = optimize.make_optimizer("lbfgs", 1.0, 5, linesearch="none")
+    chunk = optimize.make_chunk(quadratic, opt, uses_linesearch=False, tol=0.0,
+                                bounds=(0.0, 255.0))
+    start = jnp.full((5, 7, 3), 128.0)
+    grad = jax.grad(quadratic)(start, {"target": TARGET})
+    first = chunk(optimize.init(opt, start), jnp.int32(1), {"target": TARGET})
+    step = min(1.0, 1.0 / float(jnp.sum(jnp.abs(grad))))
+    np.testing.assert_allclose(first.image, start - step * grad, rtol=1e-6)
+    state = chunk(first, jnp.int32(30), {"target": TARGET})
+    np.testing.assert_allclose(state.image, TARGET, atol=1e-2)
+    with pytest.raises(Exception, match="--linesearch=wolfe"):
+        optimize.make_optimizer("lbfgs", 1.0, linesearch="wolfe")
+
+
 def test_boundaries():
     assert optimize.boundaries(10, 4) == [4, 8, 10]
     assert optimize.boundaries(10, 4, 5) == [4, 5, 8, 10]

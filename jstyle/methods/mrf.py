@@ -73,9 +73,10 @@ class MRFParams:
     mrf_layer_weights: Any = (1.0, 1.0)
 
 
-_CODE_RUN = RunOptions(size=384, steps=100, pyramid_levels=3, lbfgs_memory=25, init="content",
-                       tol=0.0, print_every=10)  # max_size 384, num_res 3, num_iter {100, ...},
-#   nCorrection 25, ini_method 'image', tolX = tolFun = 0, print_iter 10
+_CODE_RUN = RunOptions(size=384, steps=100, pyramid_levels=3, lbfgs_memory=25, linesearch="none",
+                       learning_rate=1.0, init="content", tol=0.0, print_every=10)
+#   max_size 384, num_res 3, num_iter {100, 100, 100}, nCorrection 25, ini_method 'image',
+#   tolX = tolFun = 0, print_iter 10; mylbfgs without a line search, learningRate 1
 
 PRESETS: dict[str, tuple[MRFParams, RunOptions]] = {
     "cnnmrf": (MRFParams(), _CODE_RUN),

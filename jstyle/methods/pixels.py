@@ -37,8 +37,10 @@ class RunOptions:
     size: int = 512  # longer edge of the output, pixels
     steps: int = 500  # optimiser steps (L-BFGS iterations or Adam steps)
     optimizer: str = "lbfgs"  # "lbfgs" or "adam"
-    learning_rate: float = 4.0  # Adam step size in 8-bit levels
+    learning_rate: float = 4.0  # Adam step size in 8-bit levels (L-BFGS without line search:
+    #   the step along its direction)
     lbfgs_memory: int = 10  # L-BFGS history length
+    linesearch: str = "zoom"  # L-BFGS line search: zoom or none (optimize.make_optimizer)
     init: str = "content"  # "content", "noise", "style" or an image path
     init_noise: float = 8.0  # std of the noise init around the mean pixel, 8-bit levels
     seed: int = 0
@@ -83,6 +85,7 @@ def validate_options(opts: RunOptions, num_styles: int) -> None:
         raise InputError(f"unknown optimizer {opts.optimizer!r}; use lbfgs or adam")
     for name, value, allowed in (("preserve_colors", opts.preserve_colors, PRESERVE_COLORS),
                                  ("color_match_mode", opts.color_match_mode, COLOR_MATCH_MODES),
+                                 ("linesearch", opts.linesearch, optimize.LINESEARCHES),
                                  ("unmatched", opts.unmatched, masks.UNMATCHED)):
         if value not in allowed:
             raise InputError(f"unknown --{name}={value}; use one of {', '.join(allowed)}")
@@ -163,8 +166,10 @@ def make_problem(objective: Callable, terms: Callable, data: tuple, opts: RunOpt
                  init: np.ndarray) -> Problem:
     """Builds the optimiser and its compiled chunk for `objective(image, data) -> float[]`
     (image float32[H, W, 3] in 8-bit levels, kept in [0, 255])."""
-    optimizer = optimize.make_optimizer(opts.optimizer, opts.learning_rate, opts.lbfgs_memory)
-    chunk = optimize.make_chunk(objective, optimizer, uses_linesearch=opts.optimizer == "lbfgs",
+    optimizer = optimize.make_optimizer(opts.optimizer, opts.learning_rate, opts.lbfgs_memory,
+                                        opts.linesearch)
+    uses_linesearch = opts.optimizer == "lbfgs" and opts.linesearch != "none"
+    chunk = optimize.make_chunk(objective, optimizer, uses_linesearch=uses_linesearch,
                                 tol=opts.tol, bounds=(0.0, 255.0))
     return Problem(chunk=chunk, state=optimize.init(optimizer, init), data=data,
                    terms=jax.jit(terms), content=content, styles=styles, blend=blend, init=init)
