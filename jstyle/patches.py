@@ -227,7 +227,8 @@ def _best(source, target, size, stride, norms, field, score, candidate):
 
 def patchmatch(key: jax.Array, source: jax.Array, target: jax.Array, size: int = 3,
                target_stride: int = 1, iterations: int = 8, alpha: float = 0.5,
-               samples: int = 4) -> tuple[jax.Array, jax.Array]:
+               samples: int = 4, init: jax.Array | None = None
+               ) -> tuple[jax.Array, jax.Array]:
     """PatchMatch (Barnes et al. 2009), vectorised: an approximate NNF, every position at once.
 
     Start from a random field; each iteration then
@@ -248,6 +249,8 @@ def patchmatch(key: jax.Array, source: jax.Array, target: jax.Array, size: int =
       iterations: propagation + search rounds.
       alpha: ratio of consecutive search radii.
       samples: random candidates per radius and iteration.
+      init: a starting field, int[rows, columns, 2] (e.g. `upsample_field` of the coarser
+        level's, or an earlier call's to continue it); default: uniformly random.
     Returns:
       (field int32[rows, columns, 2], (row, column) on the target's grid;
        similarity float32[rows, columns]).
@@ -257,9 +260,12 @@ def patchmatch(key: jax.Array, source: jax.Array, target: jax.Array, size: int =
     t_rows, t_cols = grid_shape(target.shape[0], target.shape[1], size, target_stride)
     high = jnp.array([t_rows - 1, t_cols - 1], jnp.int32)
     key, init_key = jax.random.split(key)
-    field = jnp.stack([jax.random.randint(init_key, (rows, cols), 0, t_rows),
-                       jax.random.randint(jax.random.fold_in(init_key, 1), (rows, cols), 0,
-                                          t_cols)], axis=-1).astype(jnp.int32)
+    if init is None:
+        field = jnp.stack([jax.random.randint(init_key, (rows, cols), 0, t_rows),
+                           jax.random.randint(jax.random.fold_in(init_key, 1), (rows, cols), 0,
+                                              t_cols)], axis=-1).astype(jnp.int32)
+    else:
+        field = jnp.clip(jnp.asarray(init, jnp.int32), 0, high)
     norms = _grid_norms(source, target, size, target_stride)  # fixed: computed once
     score = similarity(source, target, field, size, target_stride, norms)
     jumps = [2 ** j for j in reversed(range(max(1, (max(rows, cols) - 1).bit_length())))]

@@ -85,6 +85,15 @@ def test_index_to_field_and_upsampled_fields():
         np.testing.assert_array_equal(fine[y, x], want)
 
 
+def test_patchmatch_continues_from_a_given_field():
+    index, sim = patches.nnf_exact(SOURCE, TARGET, 3, 1)
+    exact_field = patches.index_to_field(index, patches.grid_shape(11, 8, 3)[1])
+    field, got = patches.patchmatch(jax.random.key(0), SOURCE, TARGET, 3, 1, iterations=1,
+                                    init=exact_field)
+    np.testing.assert_array_equal(field, exact_field)  # nothing beats the exact field
+    np.testing.assert_allclose(got, sim, rtol=1e-5)
+
+
 def test_a_map_matched_to_itself_finds_itself():
     index, sim = patches.nnf_exact(TARGET, TARGET, 3, 1)
     rows, cols = patches.grid_shape(11, 8, 3)
