@@ -284,8 +284,8 @@ def mrf_coverage_weights(height: int, width: int, size: int, stride: int) -> np.
 
 def mrf_term(features: jax.Array, candidates: jax.Array, stride: int = 1,
              position_weights: jax.Array | None = None, guide: jax.Array | None = None,
-             candidate_guide: jax.Array | None = None, budget_bytes: int = 256 * 2**20
-             ) -> jax.Array:
+             candidate_guide: jax.Array | None = None, guide_weight: float | jax.Array = 1.0,
+             budget_bytes: int = 256 * 2**20) -> jax.Array:
     """CNNMRF's style term: match every patch of the output's features to its nearest candidate
     (normalised cross-correlation, `patches.nearest_patches`) at this evaluation, then
     `mrf_loss`. The match is a constant (no gradient flows through the argmax), recomputed on
@@ -296,15 +296,13 @@ def mrf_term(features: jax.Array, candidates: jax.Array, stride: int = 1,
       stride: the output's patches are taken at this stride (CNNMRF's synthesis stride).
       position_weights: see `mrf_loss`.
       guide, candidate_guide: optional extra channels for matching only, float[H, W, G] and
-        float[P, k, k, G] (semantic labels, neural doodle): appended to the features and the
-        candidates before matching, so that patches match within their regions.
+        float[P, k, k, G] (semantic labels, neural doodle), scored with `guide_weight` (see
+        `patches.nearest_patches`), so that patches match within their regions.
     Returns:
       float[] loss.
     """
     from jstyle import patches
-    query, pool = jax.lax.stop_gradient(features), candidates
-    if guide is not None:
-        query = jnp.concatenate([query, guide], axis=-1)
-        pool = jnp.concatenate([candidates, candidate_guide], axis=-1)
-    field, _ = patches.nearest_patches(query, pool, candidates.shape[1], stride, budget_bytes)
+    field, _ = patches.nearest_patches(jax.lax.stop_gradient(features), candidates,
+                                       candidates.shape[1], stride, budget_bytes, guide,
+                                       candidate_guide, guide_weight)
     return mrf_loss(features, candidates, field, stride, position_weights)

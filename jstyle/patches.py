@@ -56,33 +56,44 @@ def chunk_size(positions: int, patches: int, budget_bytes: int) -> int:
 
 
 def nearest_patches(source: jax.Array, candidates: jax.Array, size: int = 3,
-                    source_stride: int = 1, budget_bytes: int = 256 * 2**20
-                    ) -> tuple[jax.Array, jax.Array]:
+                    source_stride: int = 1, budget_bytes: int = 256 * 2**20,
+                    guide: jax.Array | None = None, candidate_guide: jax.Array | None = None,
+                    guide_weight: float | jax.Array = 1.0) -> tuple[jax.Array, jax.Array]:
     """For every k x k patch of `source` (at `source_stride`), the most similar of `candidates`
     by normalised cross-correlation (cosine similarity), as CNNMRF matches.
 
     CNNMRF convolves the source with the normalised candidates as filters; jstyle computes the
-    same responses as one matrix product of the source's patch matrix (a row per patch, k*k*C
-    wide) with the normalised candidates, which XLA:CPU runs about 4x faster than the
-    equivalent convolution with thousands of output channels. Each source patch's response is
-    divided by its own norm, and the best candidate is the argmax. Candidates are scored in
+    same responses as one matrix product of the source's normalised patch matrix (a row per
+    patch, k*k*C wide) with the normalised candidates, which XLA:CPU runs about 4x faster than
+    the equivalent convolution with thousands of output channels. Candidates are scored in
     chunks (`chunk_size` from the sizes and `budget_bytes`), keeping a running best, so the
     response block stays within the budget however many candidates there are; the source's
     patch matrix (k*k times the source map, over the stride squared) comes on top.
+
+    With guide channels (semantic labels), the score is cos(features) + guide_weight *
+    cos(guides), each cosine over its own channels, so within one region the ranking is the
+    features' alone, and a large weight keeps every match inside its region.
 
     Args:
       source: float[H, W, C].
       candidates: float[P, k, k, C], unnormalised (e.g. `extract_patches` of one or several
         style maps, concatenated).
       source_stride: match the source patches at this stride only.
+      guide, candidate_guide: optional float[H, W, G] and float[P, k, k, G].
     Returns:
-      (index int32[rows, columns] into `candidates`; similarity float32[rows, columns] in
-      [-1, 1]), rows and columns the source's grid at `source_stride`.
+      (index int32[rows, columns] into `candidates`; score float32[rows, columns], the cosine
+      similarity in [-1, 1] plus the guide term), rows and columns the source's grid at
+      `source_stride`.
     """
-    h, w, c = source.shape
+    h, w, _ = source.shape
     rows, cols = grid_shape(h, w, size, source_stride)
-    source_rows = extract_patches(source, size, source_stride).reshape(rows * cols, -1)
-    filters = normalize_patches(candidates).reshape(candidates.shape[0], -1)
+    flat = lambda x: x.reshape(x.shape[0], -1)
+    unit_rows = lambda x: flat(normalize_patches(extract_patches(x, size, source_stride)))
+    query = unit_rows(source)
+    filters = flat(normalize_patches(candidates))
+    if guide is not None:
+        query = jnp.concatenate([query, guide_weight * unit_rows(guide)], axis=1)
+        filters = jnp.concatenate([filters, flat(normalize_patches(candidate_guide))], axis=1)
     count = filters.shape[0]
     chunk = chunk_size(rows * cols, count, budget_bytes)
     chunks = math.ceil(count / chunk)
@@ -92,7 +103,7 @@ def nearest_patches(source: jax.Array, candidates: jax.Array, size: int = 3,
     def best_of(carry, inputs):
         best, index = carry
         block, start = inputs
-        response = jnp.matmul(source_rows, block.T, precision=jax.lax.Precision.HIGHEST)
+        response = jnp.matmul(query, block.T, precision=jax.lax.Precision.HIGHEST)
         valid = start + jnp.arange(chunk) < count
         response = jnp.where(valid[None], response, -jnp.inf)
         block_best = jnp.max(response, axis=1)
@@ -100,12 +111,10 @@ def nearest_patches(source: jax.Array, candidates: jax.Array, size: int = 3,
         better = block_best > best
         return (jnp.where(better, block_best, best), jnp.where(better, block_index, index)), None
 
-    init = (jnp.full((rows * cols,), -jnp.inf, source_rows.dtype),
-            jnp.zeros((rows * cols,), jnp.int32))
+    init = (jnp.full((rows * cols,), -jnp.inf, query.dtype), jnp.zeros((rows * cols,), jnp.int32))
     starts = jnp.arange(chunks, dtype=jnp.int32) * chunk
     (best, index), _ = jax.lax.scan(best_of, init, (padded, starts))
-    norms = patch_norms(source, size)[::source_stride, ::source_stride]
-    return index.reshape(rows, cols), best.reshape(rows, cols) / jnp.maximum(norms, EPS)
+    return index.reshape(rows, cols), best.reshape(rows, cols)
 
 
 def nnf_exact(source: jax.Array, target: jax.Array, size: int = 3, target_stride: int = 1,

@@ -221,14 +221,23 @@ def _np_grid(x, k, s):
     return np.stack([x[r:r + k, c:c + k] for r, c in corners]).astype(np.float64), corners
 
 
-def np_mrf(f, style, k, style_stride, stride=1, weights=None, guide=None, style_guide=None):
-    """Brute force: every output patch (at `stride`) against every style patch (cosine, on
-    features and guide channels), then the (weighted) energy and the matched patches."""
-    cat = lambda x, g: x if g is None else np.concatenate([x, g], -1)
+def _np_cosines(a, b):
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-8)
+    return unit(a) @ unit(b).T
+
+
+def np_mrf(f, style, k, style_stride, stride=1, weights=None, guide=None, style_guide=None,
+           guide_weight=1.0):
+    """Brute force: every output patch (at `stride`) against every style patch (cosine of the
+    features, plus guide_weight times the guides' cosine), then the (weighted) energy and the
+    matched patches."""
     (out, corners), (sty, _) = _np_grid(f, k, stride), _np_grid(style, k, style_stride)
-    a = _np_grid(cat(f, guide), k, stride)[0].reshape(len(out), -1)
-    b = _np_grid(cat(style, style_guide), k, style_stride)[0].reshape(len(sty), -1)
-    nn = np.argmax((a @ b.T) / np.linalg.norm(b, axis=1), axis=1)
+    score = _np_cosines(out, sty)
+    if guide is not None:
+        score += guide_weight * _np_cosines(_np_grid(guide, k, stride)[0],
+                                            _np_grid(style_guide, k, style_stride)[0])
+    nn = np.argmax(score, axis=1)
     w = np.ones(f.shape[:2]) if weights is None else weights
     energy = sum(np.sum(w[r:r + k, c:c + k, None] * (out[i] - sty[nn[i]]) ** 2)
                  for i, (r, c) in enumerate(corners))
@@ -266,15 +275,21 @@ def test_mrf_coverage_weights_give_cnnmrfs_gradient():
 def test_mrf_guide_channels_keep_matches_within_regions():
     h, w, _ = FEATS.shape
     guide = np.zeros((h, w, 2), np.float32)
-    guide[:, : w // 2, 0] = guide[:, w // 2:, 1] = 50.0
+    guide[:, : w // 2, 0] = guide[:, w // 2:, 1] = 1.0
     style_guide = np.zeros(MRF_STYLE.shape[:2] + (2,), np.float32)
-    style_guide[: 4, :, 0] = style_guide[4:, :, 1] = 50.0
+    style_guide[: 4, :, 0] = style_guide[4:, :, 1] = 1.0
     candidates = patches.extract_patches(MRF_STYLE, 3, 1)
     got = losses.mrf_term(FEATS, candidates, 1, None, guide,
-                          patches.extract_patches(style_guide, 3, 1))
-    expected, _, _ = np_mrf(FEATS, MRF_STYLE, 3, 1, 1, None, guide, style_guide)
+                          patches.extract_patches(style_guide, 3, 1), 10.0)
+    expected, _, _ = np_mrf(FEATS, MRF_STYLE, 3, 1, 1, None, guide, style_guide, 10.0)
     np.testing.assert_allclose(got, expected, rtol=1e-5)
     assert abs(float(got) - np_mrf(FEATS, MRF_STYLE, 3, 1)[0]) > 1e-3 * expected  # it mattered
+    # one region everywhere: the ranking is the features' alone
+    one = np.zeros_like(guide)
+    one[..., 0] = 1.0
+    np.testing.assert_allclose(
+        losses.mrf_term(FEATS, candidates, 1, None, one, patches.extract_patches(
+            np.ones_like(style_guide), 3, 1), 10.0), np_mrf(FEATS, MRF_STYLE, 3, 1)[0], rtol=1e-5)
 
 
 def test_mrf_term_rematches_at_every_evaluation_and_has_a_finite_gradient():

@@ -10,8 +10,9 @@ stay close to the content image's:
 Psi_i are the output's patches (at the synthesis stride) and Psi_NN(i) the style patch (at the
 style stride, from every style image and its rotated and scaled copies) with the highest
 normalised cross-correlation, re-matched at every evaluation of the loss. With label maps
-(neural doodle, Champandard 2016) the weighted label channels are appended to the features for
-matching, so patches match within their regions.
+(neural doodle, Champandard 2016) the label channels join the matching: the score adds
+`semantic_weight` times the labels' cosine to the features', so patches match within their
+regions.
 
 Features are VGG-19's raw activations of the Caffe-preprocessed image (8-bit levels), as in the
 authors' Torch code, and L_c is MSECriterion's mean. Two energy normalisations:
@@ -68,7 +69,8 @@ class MRFParams:
     content_weight: Any = 2e1  # content_weight 2e1
     mrf_weight: Any = 1e-4  # mrf_weight {1e-4, 1e-4}
     tv_weight: Any = 1e-3  # tv_weight 1e-3
-    semantic_weight: Any = 10.0  # label channels' weight for matching (neural doodle's default)
+    semantic_weight: Any = 10.0  # weight of the labels' cosine in the match score (10: never
+    #   across regions)
     content_layer_weights: Any = (1.0,)
     mrf_layer_weights: Any = (1.0, 1.0)
 
@@ -93,8 +95,9 @@ class Targets(NamedTuple):
     content: dict[str, jax.Array]  # layer -> F_l[I], float32[H_l, W_l, C_l]
     candidates: dict[str, jax.Array]  # layer -> style patches, float32[P_l, k, k, C_l]
     position_weights: dict[str, jax.Array] | None  # "cnnmrf": layer -> float32[H_l, W_l]
-    guide: dict[str, jax.Array] | None  # labels: layer -> the output's, float32[H_l, W_l, R]
-    candidate_guide: dict[str, jax.Array] | None  # labels: layer -> float32[P_l, k, k, R]
+    guide: dict[str, jax.Array] | None  # labels: layer -> the output's masks, float32[H_l, W_l, R]
+    candidate_guide: dict[str, jax.Array] | None  # labels: layer -> the candidates' masks,
+    #   float32[P_l, k, k, R]
 
 
 def validate(hp: MRFParams, opts: RunOptions, num_styles: int) -> None:
@@ -209,15 +212,9 @@ def compute_targets(vgg_params: dict, content: np.ndarray, styles: list[np.ndarr
     guide = candidate_guide = None
     if labels is not None:
         content_masks = masks.one_hot(labels.content, count, h, w)
-        guide, candidate_guide = {}, {}
-        for l in hp.mrf_layers:
-            # label channels at the features' scale: a one-hot label vector has the norm of a
-            # typical style feature vector, times semantic_weight
-            c = candidates[l]
-            scale = hp.semantic_weight * jnp.sqrt(jnp.mean(jnp.sum(jnp.square(c), axis=-1)))
-            guide[l] = scale * jnp.asarray(
-                masks.at_layer(content_masks, _pools(l)).transpose(1, 2, 0))
-            candidate_guide[l] = scale * jnp.concatenate(label_candidates[l])
+        guide = {l: jnp.asarray(masks.at_layer(content_masks, _pools(l)).transpose(1, 2, 0))
+                 for l in hp.mrf_layers}
+        candidate_guide = {l: jnp.concatenate(c) for l, c in label_candidates.items()}
     return Targets(content=content_feats, candidates=candidates, position_weights=weights,
                    guide=guide, candidate_guide=candidate_guide)
 
@@ -237,7 +234,7 @@ def loss_terms(image: jax.Array, vgg_params: dict, targets: Targets, hp: MRFPara
     pick = lambda table, l: None if table is None else table[l]
     mrf = sum(w * losses.mrf_term(feats[l], targets.candidates[l], hp.synthesis_stride,
                                   pick(targets.position_weights, l), pick(targets.guide, l),
-                                  pick(targets.candidate_guide, l))
+                                  pick(targets.candidate_guide, l), hp.semantic_weight)
               for l, w in zip(hp.mrf_layers, hp.mrf_layer_weights))
     terms = {"content": hp.content_weight * content, "mrf": hp.mrf_weight * mrf,
              "tv": hp.tv_weight * losses.total_variation_neural_style(image)}
