@@ -312,7 +312,8 @@ def run_command() -> None:
         image.save(pathlib.Path(f"{stem}_{step}{output.suffix}"), img, fmt)
 
     result = method.run(content, styles, hp, opts, vgg_weights, jax.random.key(opts.seed),
-                        labels=labels, snapshot=snapshot, checkpoint=checkpoint if opts.save_every else None,
+                        labels=labels, snapshot=snapshot,
+                        checkpoint=checkpoint if opts.save_every else None,
                         progress=opts.print_every > 0)
     record = {
         "command": sys.argv, "content": str(content_path), "style": [str(p) for p in style_paths],

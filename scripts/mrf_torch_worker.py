@@ -30,7 +30,8 @@ def coverage_weights(h, w, stride):
     rows, cols = (h - K) // stride + 1, (w - K) // stride + 1
     for dy in range(K):
         for dx in range(K):
-            count[dy:dy + (rows - 1) * stride + 1:stride, dx:dx + (cols - 1) * stride + 1:stride] += 1
+            count[dy:dy + (rows - 1) * stride + 1:stride,
+                  dx:dx + (cols - 1) * stride + 1:stride] += 1
     return torch.where(count > 0, 0.5 / count.clamp(min=1), torch.zeros(()))
 
 

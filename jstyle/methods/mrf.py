@@ -28,8 +28,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import pathlib
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -275,30 +274,14 @@ def setup(content: np.ndarray, styles: list[np.ndarray], hp: MRFParams, opts: Ru
 
 
 def run(content: np.ndarray, styles: list[np.ndarray], hp: MRFParams, opts: RunOptions,
-        weights: VGGWeights, key: jax.Array, *, labels: masks.Labels | None = None,
-        snapshot: Callable[[int, np.ndarray], None] | None = None,
-        checkpoint: pathlib.Path | None = None, progress: bool = True) -> pixels.Result:
-    """Stylises `content` with the patches of `styles`, coarse to fine (pixels.run).
+        weights: VGGWeights, key: jax.Array, **kwargs) -> pixels.Result:
+    """Stylises `content` with the patches of `styles`, coarse to fine with
+    `opts.pyramid_levels` > 1.
 
-    Args:
-      content: float32[H, W, 3] in [0, 1], any size (resized to `opts.size` on the longer edge).
-      styles: one or more float32[H_i, W_i, 3] in [0, 1] (resized to style_scale * size).
-      hp, opts: the objective and the run's options (see PRESETS for defaults).
-      weights: VGG-19 weights (jstyle.weights.load).
-      key: PRNG key for the noise init.
-      labels: semantic regions of content and styles (masks.match), or None.
-      snapshot, checkpoint, progress: see pixels.run.
-    Returns:
-      pixels.Result with the image in [0, 1], the run record and the loss history.
+    The arguments (labels, snapshot, checkpoint, progress as keywords) and the result are
+    pixels.run's; see PRESETS for the defaults.
     """
-    validate(hp, opts, len(styles))
-
-    def setup_level(work_content, work_styles, level_opts, previous):
-        return setup(work_content, work_styles, hp, level_opts, weights, key, init=previous,
-                     labels=labels)
-
-    return pixels.run("mrf", setup_level, content, styles, hp, opts, weights, labels=labels,
-                      snapshot=snapshot, checkpoint=checkpoint, progress=progress)
+    return pixels.run("mrf", validate, setup, content, styles, hp, opts, weights, key, **kwargs)
 
 
 @register("mrf")

@@ -2,8 +2,8 @@
 
 Run options and their validation, the initial image, colour control (Gatys et al. 2017), and
 `run`: the coarse-to-fine loop over pyramid levels with progress, snapshots, checkpoints and
-resume. A method supplies `setup_level`, which builds one level's `Problem` (its objective,
-compiled chunk and first state); everything else is here.
+resume. A method supplies `setup`, which builds one level's `Problem` (its objective,
+compiled chunk and first state), and `validate`; everything else is here.
 """
 
 from __future__ import annotations
@@ -226,25 +226,29 @@ def _floats(terms: dict) -> dict[str, float]:
     return {k: float(v) for k, v in terms.items()}
 
 
-SetupLevel = Callable[[np.ndarray, list[np.ndarray], RunOptions, np.ndarray | None], Problem]
-
-
-def run(method: str, setup_level: SetupLevel, content: np.ndarray, styles: list[np.ndarray],
-        hp, opts: RunOptions, weights: VGGWeights, *, labels: masks.Labels | None = None,
+def run(method: str, validate: Callable, setup: Callable, content: np.ndarray,
+        styles: list[np.ndarray], hp, opts: RunOptions, weights: VGGWeights, key: jax.Array, *,
+        labels: masks.Labels | None = None,
         snapshot: Callable[[int, np.ndarray], None] | None = None,
         checkpoint: pathlib.Path | None = None, progress: bool = True) -> Result:
-    """Optimises an image coarse to fine: each pyramid level starts from the previous level's
-    result, upsampled, and builds its objective at its own size.
+    """A pixel-optimising method's run: optimises an image coarse to fine, each pyramid level
+    starting from the previous level's result, upsampled, with its objective built at its own
+    size.
 
     Args:
       method: the method's name, for the record and the progress line.
-      setup_level: (work content, work styles, the level's options, the previous level's
-        result or None) -> Problem; the images are float[H, W, 3] in [0, 1] after colour
-        control (`prepare_colors`), results float[h, w, 3] in 8-bit levels.
-      content, styles: float32[H, W, 3] in [0, 1], any size.
+      validate: the method's validate(hp, opts, number of styles), called first.
+      setup: the method's setup(content, styles, hp, level options, weights, key, *, init,
+        labels) -> Problem for one level; it gets the images after colour control
+        (`prepare_colors`, float[H, W, 3] in [0, 1]) and, as init, the previous level's result
+        (float[h, w, 3] in 8-bit levels) or None.
+      content: float32[H, W, 3] in [0, 1], any size (resized to `opts.size` on the longer edge).
+      styles: one or more float32[H_i, W_i, 3] in [0, 1] (resized to style_scale * size).
       hp: the method's hyperparameters (a dataclass), recorded.
-      weights: VGG-19 weights, recorded by digest.
-      labels: semantic regions of content and styles, recorded by digest.
+      opts: the run's options.
+      weights: VGG-19 weights (jstyle.weights.load), recorded by digest.
+      key: PRNG key for the noise init.
+      labels: semantic regions of content and styles (masks.match), or None.
       snapshot: called as snapshot(step, image in [0, 1]) every `opts.save_every` steps (steps
         count across pyramid levels).
       checkpoint: where to save a resumable checkpoint every `opts.save_every` steps; a matching
@@ -254,6 +258,7 @@ def run(method: str, setup_level: SetupLevel, content: np.ndarray, styles: list[
       Result with the image in [0, 1], the run record and the loss history.
     """
     started = time.perf_counter()
+    validate(hp, opts, len(styles))
     work_content, work_styles = prepare_colors(content, styles, opts)
     levels = pyramid(opts)
     record = {"method": method, "hyperparameters": dataclasses.asdict(hp),
@@ -271,8 +276,9 @@ def run(method: str, setup_level: SetupLevel, content: np.ndarray, styles: list[
     for level, (size, steps) in enumerate(levels):
         if level < resume_level:
             continue
-        problem = setup_level(work_content, work_styles,
-                              dataclasses.replace(opts, size=size, steps=steps), image)
+        problem = setup(work_content, work_styles, hp,
+                        dataclasses.replace(opts, size=size, steps=steps), weights, key,
+                        init=image, labels=labels)
         data, terms_fn, state = problem.data, problem.terms, problem.state
         level_record = {**record, "level": level}
         if level == resume_level and saved:
