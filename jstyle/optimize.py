@@ -98,8 +98,12 @@ def init(optimizer: optax.GradientTransformation, image: jax.Array) -> LoopState
 
 def make_chunk(objective: Callable[[jax.Array, Any], jax.Array],
                optimizer: optax.GradientTransformationExtraArgs, *, uses_linesearch: bool,
-               tol: float, bounds: tuple[float, float] | None):
+               tol: float, bounds: tuple[float, float] | None, data_axes: Any = None):
     """Returns jitted `chunk(state, end, data) -> state` that steps until `end` or a stop.
+
+    With `data_axes` (vmap's in_axes for `data`, e.g. (None, None, None, 0) to batch only the
+    hyperparameters), the chunk runs a batch: every leaf of the state has a leading batch
+    axis, and each point stops on its own (the loop runs while any point is going).
 
     A step: evaluate the objective and gradient at the image, update it, project (Adam). The run
     stops early when the objective is not finite (`failed`) or changes by less than `tol`
@@ -136,6 +140,8 @@ def make_chunk(objective: Callable[[jax.Array, Any], jax.Array],
 
         return jax.lax.while_loop(keep_going, step, state)
 
+    if data_axes is not None:
+        chunk = jax.vmap(chunk, in_axes=(0, None, data_axes))
     return jax.jit(chunk, donate_argnums=0)  # the old state is dead: reuse its buffers
 
 
@@ -152,14 +158,14 @@ def run(chunk, state: LoopState, data: Any, stops: list[int],
         on_stop: Callable[[LoopState], None] = lambda s: None) -> LoopState:
     """Runs `chunk` from `state` up to each step in `stops`, calling `on_stop` after each.
 
-    Returns early once the state has converged or failed.
+    Returns early once the state (every point of a batched state) has converged or failed.
     """
     for end in stops:
         if int(state.step) >= end:
             continue
         state = chunk(state, jnp.int32(end), data)
         on_stop(state)
-        if bool(state.converged) or bool(state.failed):
+        if bool(jnp.all(state.converged | state.failed)):
             break
     return state
 
