@@ -1,6 +1,5 @@
 """Sweeps: K Gatys points as one vmapped program give each point's own single run."""
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
