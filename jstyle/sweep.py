@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jax.sharding import NamedSharding, PartitionSpec
+
 from jstyle import optimize, vgg
 from jstyle.errors import InputError
 from jstyle.methods import gatys, pixels
@@ -95,3 +97,28 @@ def setup(content: np.ndarray, styles: list[np.ndarray], points: list[gatys.Gaty
                           terms=jax.jit(lambda images, data: terms(images, data[3])),
                           content=single.content, styles=single.styles, blend=single.blend,
                           init=starts)
+
+
+def shard(problem: pixels.Problem, mesh: jax.sharding.Mesh | None = None) -> pixels.Problem:
+    """The batch over the devices: the points' states and hyperparameters split along the
+    mesh's first axis, the network and the targets replicated. The compiled chunk then runs
+    each device's points where they lie.
+
+    Args:
+      problem: from `setup`.
+      mesh: default: every device on one axis, "points" (automatic sharding: XLA carries the
+        split through the network).
+    Raises:
+      InputError: the number of points is not a multiple of the number of devices.
+    """
+    mesh = mesh or jax.make_mesh((jax.device_count(),), ("points",),
+                                 axis_types=(jax.sharding.AxisType.Auto,))  # XLA propagates
+    points, devices = problem.state.image.shape[0], mesh.devices.shape[0]
+    if points % devices:
+        raise InputError(f"{points} points do not split over {devices} devices; use a multiple "
+                         f"of {devices} points")
+    spread = NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
+    same = NamedSharding(mesh, PartitionSpec())
+    vgg_params, scales, targets, hp = problem.data
+    data = (*jax.device_put((vgg_params, scales, targets), same), jax.device_put(hp, spread))
+    return problem._replace(state=jax.device_put(problem.state, spread), data=data)

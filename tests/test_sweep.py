@@ -46,3 +46,34 @@ def test_vmapped_points_match_their_single_runs(vgg_weights, optimizer, steps):
         np.testing.assert_allclose(state.image[k], alone.image, atol=0.05)
         np.testing.assert_allclose(terms["total"][k], single.terms(alone.image, single.data)[
             "total"], rtol=1e-3)
+
+
+SHARDED = """
+import jax, jax.numpy as jnp, numpy as np
+from jstyle import image, sweep, weights
+from jstyle.methods import gatys
+assert jax.device_count() == 8
+content, style = (image.load(p, 48) for p in image.sample_paths())
+points = [gatys.GatysParams(style_weight=10.0 ** (k - 3)) for k in range(8)]
+opts = gatys.RunOptions(size=32, steps=2, optimizer="adam", tol=0.0)
+inits = np.stack([image.to_levels(image.resize_to_edge(content, 32))] * 8).astype(np.float32)
+problem = sweep.setup(content, [style], points, opts, weights.load(), inits)
+plain = problem.chunk(jax.tree.map(jnp.copy, problem.state), jnp.int32(2), problem.data)
+spread = sweep.shard(problem)
+assert len(spread.state.image.sharding.device_set) == 8
+sharded = problem.chunk(spread.state, jnp.int32(2), spread.data)
+assert len(sharded.image.sharding.device_set) == 8
+np.testing.assert_allclose(sharded.image, plain.image, atol=1e-3)
+print("same on 8 devices")
+"""
+
+
+def test_sweep_shards_over_8_devices_with_the_same_results(vgg_weights):
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    result = subprocess.run([sys.executable, "-c", SHARDED], env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "same on 8 devices" in result.stdout
