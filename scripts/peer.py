@@ -48,3 +48,17 @@ class Worker:
     def close(self):
         self.proc.stdin.close()
         self.proc.wait()
+
+
+def alternate(ours, peer: Worker | None, rounds: int, steps: int
+              ) -> tuple[list[float], list[float]]:
+    """Seconds per step of `ours.time(steps)` and `peer.time(steps)` over `rounds` alternating
+    rounds, so that a noisy machine affects both alike; closes the peer."""
+    mine, theirs = [], []
+    for _ in range(rounds):
+        mine.append(ours.time(steps) / steps)
+        if peer:
+            theirs.append(peer.time(steps) / steps)
+    if peer:
+        peer.close()
+    return mine, theirs

@@ -161,16 +161,22 @@ class Problem(NamedTuple):
     init: np.ndarray  # the initial image, 8-bit levels
 
 
+def compiled_chunk(objective: Callable, opts: RunOptions, data_axes=None):
+    """(optimizer, jitted chunk) for `objective(image, data) -> float[]` with the options'
+    optimiser and line search, pixels kept in [0, 255]; `data_axes`: see optimize.make_chunk."""
+    optimizer = optimize.make_optimizer(opts.optimizer, opts.learning_rate, opts.lbfgs_memory,
+                                        opts.linesearch)
+    uses_linesearch = opts.optimizer == "lbfgs" and opts.linesearch != "none"
+    return optimizer, optimize.make_chunk(objective, optimizer, uses_linesearch=uses_linesearch,
+                                          tol=opts.tol, bounds=(0.0, 255.0), data_axes=data_axes)
+
+
 def make_problem(objective: Callable, terms: Callable, data: tuple, opts: RunOptions,
                  content: np.ndarray, styles: list[np.ndarray], blend: list[float] | None,
                  init: np.ndarray) -> Problem:
     """Builds the optimiser and its compiled chunk for `objective(image, data) -> float[]`
     (image float32[H, W, 3] in 8-bit levels, kept in [0, 255])."""
-    optimizer = optimize.make_optimizer(opts.optimizer, opts.learning_rate, opts.lbfgs_memory,
-                                        opts.linesearch)
-    uses_linesearch = opts.optimizer == "lbfgs" and opts.linesearch != "none"
-    chunk = optimize.make_chunk(objective, optimizer, uses_linesearch=uses_linesearch,
-                                tol=opts.tol, bounds=(0.0, 255.0))
+    optimizer, chunk = compiled_chunk(objective, opts)
     return Problem(chunk=chunk, state=optimize.init(optimizer, init), data=data,
                    terms=jax.jit(terms), content=content, styles=styles, blend=blend, init=init)
 
