@@ -97,7 +97,7 @@ def init(optimizer: optax.GradientTransformation, image: jax.Array) -> LoopState
 
 
 def make_chunk(objective: Callable[[jax.Array, Any], jax.Array],
-               optimizer: optax.GradientTransformationExtraArgs, *, uses_linesearch: bool,
+               optimizer: optax.GradientTransformationExtraArgs, *, linesearch: str | None,
                tol: float, bounds: tuple[float, float] | None, data_axes: Any = None):
     """Returns jitted `chunk(state, end, data) -> state` that steps until `end` or a stop.
 
@@ -105,14 +105,18 @@ def make_chunk(objective: Callable[[jax.Array, Any], jax.Array],
     hyperparameters), the chunk runs a batch: every leaf of the state has a leading batch
     axis, and each point stops on its own (the loop runs while any point is going).
 
-    A step: evaluate the objective and gradient at the image, update it, project (Adam). The run
+    `linesearch`: the optimiser's line search, which gets the objective: "zoom" (whose state
+    holds the value and gradient at the accepted step, reused by the next step) or None (no
+    line search: the image is projected onto `bounds` after each step).
+
+    A step: evaluate the objective and gradient at the image, update it, project. The run
     stops early when the objective is not finite (`failed`) or changes by less than `tol`
     relative to the previous step (`converged`; tol = 0 never stops).
     """
 
     def chunk(state: LoopState, end: jax.Array, data: Any) -> LoopState:
         value_fn = lambda image: objective(image, data)
-        if uses_linesearch:
+        if linesearch == "zoom":
             value_and_grad = optax.value_and_grad_from_state(value_fn)
         else:
             value_and_grad = lambda image, state: jax.value_and_grad(value_fn)(image)
@@ -126,7 +130,7 @@ def make_chunk(objective: Callable[[jax.Array, Any], jax.Array],
             updates, opt_state = optimizer.update(grad, s.opt_state, s.image, value=value,
                                                   grad=grad, value_fn=value_fn)
             image = optax.apply_updates(s.image, updates)
-            if bounds is not None and not uses_linesearch:
+            if bounds is not None and linesearch is None:
                 image = jnp.clip(image, *bounds)
             change = jnp.abs(s.loss - value) / jnp.maximum(jnp.abs(s.loss), 1e-30)
             converged = (s.step > 0) & (change < tol)
@@ -161,7 +165,7 @@ def run(chunk, state: LoopState, data: Any, stops: list[int],
     Returns early once the state (every point of a batched state) has converged or failed.
     """
     for end in stops:
-        if int(state.step) >= end:
+        if int(jnp.min(state.step)) >= end:
             continue
         state = chunk(state, jnp.int32(end), data)
         on_stop(state)

@@ -12,6 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+import pathlib
+import re
+import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +30,7 @@ from jstyle.methods import gatys, pixels
 from jstyle.weights import VGGWeights
 
 _KINDS = ("content", "style", "hist")
+DATA_AXES = (None, None, None, 0)  # (vgg params, scales, targets) shared, hyperparameters not
 
 
 def on_layers(hp: gatys.GatysParams, layers: dict[str, tuple[str, ...]]) -> gatys.GatysParams:
@@ -38,12 +44,15 @@ def on_layers(hp: gatys.GatysParams, layers: dict[str, tuple[str, ...]]) -> gaty
     return dataclasses.replace(hp, **changes)
 
 
-def stack(points: list[gatys.GatysParams]) -> gatys.GatysParams:
-    """K points -> one GatysParams whose weights are float32[K] (layer weights tuples of
-    float32[K]), on the union of the points' layers (in VGG order).
+def align(points: list[gatys.GatysParams], keep_hist: bool | None = None
+          ) -> list[gatys.GatysParams]:
+    """The points on the union of their layers (in VGG order), so that they stack.
 
+    keep_hist: whether the histogram term stays (default: some point has w_hist > 0); without
+      it the histogram layers are dropped, keeping the sorts out of the compiled loss.
     Raises:
-      InputError: the points differ in pooling or normalisation (these cannot vary in a batch).
+      InputError: no points, or points that differ in pooling or normalisation (these cannot
+        vary in a batch).
     """
     if not points:
         raise InputError("a sweep needs at least one point")
@@ -51,14 +60,36 @@ def stack(points: list[gatys.GatysParams]) -> gatys.GatysParams:
         if len({getattr(p, field) for p in points}) > 1:
             raise InputError(f"the points of one sweep must share {field}; run one sweep per "
                              f"{field}")
+    if keep_hist is None:
+        keep_hist = any(float(p.hist_weight) > 0 for p in points)
+    if not keep_hist:
+        points = [dataclasses.replace(p, hist_layers=(), hist_layer_weights=()) for p in points]
     layers = {kind: tuple(sorted({l for p in points for l in getattr(p, f"{kind}_layers")},
                                  key=vgg.LAYERS.index)) for kind in _KINDS}
-    aligned = [on_layers(p, layers) for p in points]
-    return jax.tree.map(lambda *xs: jnp.asarray(xs, jnp.float32), *aligned)
+    return [on_layers(p, layers) for p in points]
+
+
+def stack(points: list[gatys.GatysParams], keep_hist: bool | None = None) -> gatys.GatysParams:
+    """K points -> one GatysParams whose weights are float32[K] (layer weights tuples of
+    float32[K]), on the union of the points' layers (`align`)."""
+    return jax.tree.map(lambda *xs: jnp.asarray(xs, jnp.float32), *align(points, keep_hist))
+
+
+def program(opts: pixels.RunOptions, convention) -> tuple:
+    """(optimizer, chunk, terms) of a batch of points: the optimiser chunk vmapped over the
+    points' states and hyperparameters, and the batched loss terms (images, data) -> {term:
+    float32[K]}; both jitted, so batches of one shape compile once."""
+    optimizer, chunk = pixels.compiled_chunk(
+        functools.partial(gatys.objective, convention=convention, remat=opts.remat), opts,
+        data_axes=DATA_AXES)
+    terms = jax.jit(jax.vmap(lambda image, data: gatys.loss_terms(image, *data, convention),
+                             in_axes=(0, DATA_AXES)))
+    return optimizer, chunk, terms
 
 
 def setup(content: np.ndarray, styles: list[np.ndarray], points: list[gatys.GatysParams],
-          opts: pixels.RunOptions, weights: VGGWeights, inits: np.ndarray) -> pixels.Problem:
+          opts: pixels.RunOptions, weights: VGGWeights, inits: np.ndarray,
+          keep_hist: bool | None = None, compiled: tuple | None = None) -> pixels.Problem:
     """One compiled program for all `points`: targets for the union of their layers, computed
     once, and a chunk vmapped over the points.
 
@@ -67,33 +98,36 @@ def setup(content: np.ndarray, styles: list[np.ndarray], points: list[gatys.Gaty
       points: K hyperparameter sets; `opts` applies to all.
       inits: float32[K, h, w, 3], each point's starting image in 8-bit levels (any size:
         resized to the content's).
+      keep_hist: see `align`.
+      compiled: `program(opts, weights.convention)`, to reuse its compilations across
+        batches of one shape (default: made afresh).
     Returns:
       a pixels.Problem whose state and `terms` are batched (leading axis K); its data is
       (vgg params, layer scales, targets, stacked hyperparameters).
     """
-    batched = stack(points)
+    batched = stack(points, keep_hist)
     first = jax.tree.map(lambda x: float(x[0]), batched)  # hashable, as gatys.setup needs
-    if any(float(p.hist_weight) > 0 for p in points):  # keep the histogram term for everyone
+    if batched.hist_layers:  # histogram targets for everyone, even at weight 0
         first = dataclasses.replace(first, hist_weight=1.0)
     single = gatys.setup(content, styles, first, opts, weights, jax.random.key(0),
                          init=np.asarray(inits[0]))
     vgg_params, scales, targets, hp = single.data
-    if hp.hist_layers != batched.hist_layers:  # no point uses the histogram loss
-        batched = dataclasses.replace(batched, hist_layers=(), hist_layer_weights=())
     data = (vgg_params, scales, targets, batched)
-    convention = weights.convention
-    optimizer, chunk = pixels.compiled_chunk(
-        functools.partial(gatys.objective, convention=convention, remat=opts.remat), opts,
-        data_axes=(None, None, None, 0))
+    optimizer, chunk, terms = program(opts, weights.convention) if compiled is None else compiled
     starts = np.stack([pixels.start_image(None, opts, single.content, single.styles,
                                           np.asarray(i)) for i in inits])
     state = jax.vmap(lambda image: optimize.init(optimizer, image))(jnp.asarray(starts))
-    terms = jax.vmap(lambda image, hp: gatys.loss_terms(image, vgg_params, scales, targets, hp,
-                                                        convention), in_axes=(0, 0))
-    return pixels.Problem(chunk=chunk, state=state, data=data,
-                          terms=jax.jit(lambda images, data: terms(images, data[3])),
+    return pixels.Problem(chunk=chunk, state=state, data=data, terms=terms,
                           content=single.content, styles=single.styles, blend=single.blend,
                           init=starts)
+
+
+def local_mesh() -> jax.sharding.Mesh:
+    """This process's devices on one axis, "points", with automatic sharding (XLA carries the
+    split through the network). Under jax.distributed each process runs its own points on its
+    own devices, so no computation spans hosts."""
+    return jax.sharding.Mesh(np.array(jax.local_devices()), ("points",),
+                             axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def shard(problem: pixels.Problem, mesh: jax.sharding.Mesh | None = None) -> pixels.Problem:
@@ -103,13 +137,11 @@ def shard(problem: pixels.Problem, mesh: jax.sharding.Mesh | None = None) -> pix
 
     Args:
       problem: from `setup`.
-      mesh: default: every device on one axis, "points" (automatic sharding: XLA carries the
-        split through the network).
+      mesh: default: `local_mesh()`.
     Raises:
       InputError: the number of points is not a multiple of the number of devices.
     """
-    mesh = mesh or jax.make_mesh((jax.device_count(),), ("points",),
-                                 axis_types=(jax.sharding.AxisType.Auto,))  # XLA propagates
+    mesh = mesh or local_mesh()
     points, devices = problem.state.image.shape[0], mesh.devices.shape[0]
     if points % devices:
         raise InputError(f"{points} points do not split over {devices} devices; use a multiple "
@@ -119,3 +151,168 @@ def shard(problem: pixels.Problem, mesh: jax.sharding.Mesh | None = None) -> pix
     vgg_params, scales, targets, hp = problem.data
     data = (*jax.device_put((vgg_params, scales, targets), same), jax.device_put(hp, spread))
     return problem._replace(state=jax.device_put(problem.state, spread), data=data)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running a sweep into a workdir: batches, this process's share of the points, resume.
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    """One configuration of a sweep."""
+    name: str  # unique; names the point's files in the workdir
+    coords: dict  # the point's value on each of the sweep's axes (JSON scalars)
+    hp: gatys.GatysParams  # the objective
+    init: str = "content"  # "content" or "noise" (the mean pixel plus init_noise x N(0, 1))
+    init_noise: float = 8.0  # std of the noise init, 8-bit levels
+    seed: int = 0  # the noise init's jax.random key
+
+    def describe(self) -> dict:
+        """The point as JSON: name, coordinates, hyperparameters and start."""
+        return json.loads(json.dumps({
+            "name": self.name, "coords": self.coords, "hyperparameters": dataclasses.asdict(
+                self.hp), "init": self.init, "init_noise": self.init_noise, "seed": self.seed}))
+
+
+def initial_images(points: list[Point], content: np.ndarray) -> np.ndarray:
+    """Each point's starting image: float32[K, H, W, 3] in 8-bit levels; `content`
+    float32[H, W, 3] in 8-bit levels."""
+    return np.stack([pixels.initial_image(jax.random.key(p.seed), p.init, content, [],
+                                          p.init_noise) for p in points]).astype(np.float32)
+
+
+def _check(points: list[Point], opts: pixels.RunOptions, batch_size: int) -> None:
+    names = [p.name for p in points]
+    bad = [n for n in names if not _NAME.match(n)]
+    if bad:
+        raise InputError(f"point name {bad[0]!r} is not a file name; use letters, digits and "
+                         "._=+-")
+    if len(set(names)) != len(names):
+        raise InputError("two points share a name; give every point its own name")
+    for p in points:
+        if p.init not in ("content", "noise"):
+            raise InputError(f"point {p.name}: init {p.init!r} cannot vary in a sweep; use "
+                             "content or noise")
+        gatys.validate(p.hp, opts, 1)
+    if opts.pyramid_levels != 1:
+        raise InputError("a sweep runs one size; set --pyramid_levels=1")
+    if batch_size < 1:
+        raise InputError(f"--batch_size={batch_size} must be >= 1")
+
+
+def run(workdir: str | pathlib.Path, content: np.ndarray, styles: list[np.ndarray],
+        points: list[Point], opts: pixels.RunOptions, weights: VGGWeights, *,
+        axes: dict[str, list], panels: list[dict] | None = None, batch_size: int = 8,
+        extra: dict | None = None, progress: bool = True) -> None:
+    """Runs the sweep into `workdir`, resuming: a point whose files are complete and were made
+    the same way is kept; the others are computed, `batch_size` at a time (rounded up to a
+    multiple of the local devices) as one program sharded over this process's devices.
+
+    Under jax.distributed every process takes every process_count-th point, writes only those,
+    and process 0 writes the merged files once all are done (results.write_sweep).
+
+    Args:
+      workdir: created if missing; see results.py for the files.
+      content, styles: float[H, W, 3] in [0, 1], any size (resized by `opts`).
+      points: the sweep's points, in the order tables list them.
+      opts: how every point runs (size, steps, optimiser, print_every = the logging interval).
+      axes: {axis name: its values in order}, for sweep.npz and the contact sheet.
+      panels: contact sheet panels (results.write_sweep); default: one per combination of
+        the axes after the first two.
+      batch_size: points per compiled program; lower it when a batch does not fit in memory.
+      extra: more JSON for config.json (what the experiment is, where its images came from).
+    Raises:
+      InputError: invalid points or options.
+    """
+    from jstyle import results
+    from jstyle.progress import Progress
+    _check(points, opts, batch_size)
+    workdir = pathlib.Path(workdir)
+    (workdir / "points").mkdir(parents=True, exist_ok=True)
+    (workdir / "images").mkdir(exist_ok=True)
+    made = {"options": dataclasses.asdict(opts), "weights": weights.digest,
+            "inputs": pixels.digest(content, *styles)}
+    if jax.process_index() == 0:
+        results.write_json(workdir / "config.json", {
+            **(extra or {}), "axes": axes, "panels": panels, **made,
+            "points": [p.describe() for p in points]})
+    keep_hist = any(float(p.hp.hist_weight) > 0 for p in points)
+    aligned = dict(zip([p.name for p in points], align([p.hp for p in points], keep_hist)))
+    mine = points[jax.process_index()::jax.process_count()]
+    todo = [p for p in mine if results.read_point(workdir, {"point": p.describe(), **made})
+            is None]
+    if progress:
+        print(f"sweep: process {jax.process_index()} of {jax.process_count()}: {len(todo)} of "
+              f"its {len(mine)} points to compute", file=sys.stderr, flush=True)
+    work_content, work_styles = pixels.prepare_colors(content, styles, opts)
+    levels = pixels.resize_inputs(work_content, work_styles, opts)[0]
+    devices = jax.local_device_count()
+    size = -(-min(batch_size, max(len(todo), 1)) // devices) * devices
+    bar = Progress(len(todo) * opts.steps, "sweep", enabled=progress)
+    compiled = program(opts, weights.convention)
+    for start in range(0, len(todo), size):
+        batch = todo[start:start + size]
+        padded = batch + [batch[-1]] * (size - len(batch))  # same shape: no recompilation
+        _run_batch(workdir, batch, padded, aligned, keep_hist, compiled, made, work_content,
+                   work_styles, content, levels, opts, weights, bar, start * opts.steps)
+    bar.close()
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices("jstyle sweep: every point written")
+    if jax.process_index() == 0:
+        results.write_sweep(workdir)
+
+
+def _run_batch(workdir, batch, padded, aligned, keep_hist, compiled, made, work_content,
+               work_styles, content, levels, opts, weights, bar, done_steps) -> None:
+    """Optimises one batch and writes each real (not padding) point's image and record."""
+    from jstyle import results
+    started = time.perf_counter()
+    problem = shard(setup(work_content, work_styles, [aligned[p.name] for p in padded], opts,
+                          weights, initial_images(padded, levels), keep_hist, compiled))
+    histories: list[list[dict]] = [[] for _ in batch]
+
+    def log(images, steps) -> None:
+        terms = problem.terms(images, problem.data)
+        for k, history in enumerate(histories):
+            if not history or history[-1]["step"] != int(steps[k]):
+                history.append({"step": int(steps[k]),
+                                **{t: float(v[k]) for t, v in terms.items()}})
+
+    def output(state: optimize.LoopState) -> jax.Array:
+        failed = state.failed[:, None, None, None]
+        return jnp.clip(jnp.where(failed, state.good_image, state.image), 0.0, 255.0)
+
+    def on_stop(state: optimize.LoopState) -> None:
+        steps = np.asarray(state.step)
+        log(output(state), steps)
+        bar.update(done_steps + len(batch) * int(steps.max()),
+                   f"points {done_steps // opts.steps + len(batch)}")
+
+    log(jnp.asarray(problem.init), np.zeros(len(padded), int))
+    stops = optimize.boundaries(opts.steps, opts.print_every)
+    state = optimize.run(problem.chunk, problem.state, problem.data, stops, on_stop)
+    images = np.asarray(output(state)) / 255.0
+    seconds = (time.perf_counter() - started) / len(batch)
+    for k, point in enumerate(batch):
+        stopped = ("nan" if bool(state.failed[k]) else
+                   "converged" if bool(state.converged[k]) else "steps")
+        results.write_point(workdir, {
+            "point": point.describe(), **made, "history": histories[k],
+            "final_loss": {t: v for t, v in histories[k][-1].items() if t != "step"},
+            "steps": int(state.step[k]), "stopped": stopped, "seconds": seconds,
+            "batch": len(padded), "process": jax.process_index()}, pixels.finish_colors(images[k], content, opts))
+
+
+def initialize_distributed(coordinator_address: str | None, num_processes: int | None,
+                           process_id: int | None, auto: bool = False) -> None:
+    """Joins a multi-process run (jax.distributed.initialize) when asked: with an explicit
+    coordinator address ("host:port"), number of processes and this process's id, or, with
+    `auto`, as JAX detects them (Cloud TPU, SLURM, Open MPI). Otherwise a no-op."""
+    if coordinator_address is None and not auto:
+        return
+    if coordinator_address is not None and (num_processes is None or process_id is None):
+        raise InputError("--coordinator_address needs --num_processes and --process_id")
+    jax.distributed.initialize(coordinator_address, num_processes, process_id)

@@ -2,9 +2,12 @@
 
 import json
 import pathlib
+import socket
 import subprocess
 import sys
+import time
 
+import numpy as np
 from PIL import Image
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -30,3 +33,59 @@ def test_seed_figures_quick_run_writes_panel_and_measures(tmp_path, vgg_weights)
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and "running 8 steps" not in again.stderr
     assert json.loads((tmp_path / "seed_figures.json").read_text())["tv"] == summary["tv"]
+
+
+def _experiment(name: str, *args: str) -> list[str]:
+    return [sys.executable, str(ROOT / "experiments" / name), *args]
+
+
+QUICK_SWEEP = ("--grid=quick", "--size=32", "--batch_size=2")
+
+
+def test_gatys_sweep_killed_midway_finishes_only_the_rest(tmp_path, vgg_weights):
+    cmd = _experiment("gatys_sweep.py", f"--workdir={tmp_path}", *QUICK_SWEEP, "--steps=150")
+    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while len(list((tmp_path / "points").glob("*.json"))) < 2 and child.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    child.kill()  # during the second batch of two
+    child.wait()
+    assert len(list((tmp_path / "points").glob("*.json"))) == 2
+    assert not (tmp_path / "metrics.jsonl").exists()
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "2 of its 4 points to compute" in again.stderr
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["grid"] == "quick" and len(config["points"]) == 4
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert {json.loads(l)["point"] for l in lines} == {p["name"] for p in config["points"]}
+    assert Image.open(tmp_path / "contact_sheet.png").size[0] == 3 * 160
+
+
+def test_gatys_sweep_on_two_processes_matches_one(tmp_path, vgg_weights):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    quick = (*QUICK_SWEEP, "--steps=4")
+    children = [subprocess.Popen(
+        _experiment("gatys_sweep.py", f"--workdir={tmp_path / 'two'}", *quick,
+                    f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+                    f"--process_id={i}"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True) for i in range(2)]
+    outputs = [c.communicate(timeout=600)[0] for c in children]
+    assert [c.returncode for c in children] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    for i, out in enumerate(outputs):
+        assert f"process {i} of 2: 2 of its 2 points to compute" in out
+    one = subprocess.run(_experiment("gatys_sweep.py", f"--workdir={tmp_path / 'one'}", *quick),
+                         capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-2000:]
+    records = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "two" / "points").iterdir()}
+    assert sorted(r["process"] for r in records.values()) == [0, 0, 1, 1]
+    for name in records:
+        np.testing.assert_allclose(
+            np.asarray(Image.open(tmp_path / "two" / "images" / f"{name}.png"), np.float32),
+            np.asarray(Image.open(tmp_path / "one" / "images" / f"{name}.png"), np.float32),
+            atol=2)
+    lines = [(tmp_path / d / "metrics.jsonl").read_text().splitlines() for d in ("two", "one")]
+    assert [json.loads(l)["point"] for l in lines[0]] == [json.loads(l)["point"] for l in lines[1]]

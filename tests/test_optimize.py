@@ -16,7 +16,7 @@ def quadratic(image, data):
 
 def _run(name, steps, every, tol=0.0, bounds=(0.0, 255.0), objective=quadratic, start=None):
     opt = optimize.make_optimizer(name, learning_rate=5.0)
-    chunk = optimize.make_chunk(objective, opt, uses_linesearch=name == "lbfgs", tol=tol,
+    chunk = optimize.make_chunk(objective, opt, linesearch="zoom" if name == "lbfgs" else None, tol=tol,
                                 bounds=bounds)
     state = optimize.init(opt, jnp.full((5, 7, 3), 128.0) if start is None else start)
     seen = []
@@ -42,7 +42,7 @@ def test_lbfgs_without_line_search_takes_torchs_steps():
     """A small first step, lr * min(1, 1/|g|_1) * g, then curvature-scaled steps that converge
     (the objective is a quadratic whose minimum is inside the bounds)."""
     opt = optimize.make_optimizer("lbfgs", 1.0, 5, linesearch="none")
-    chunk = optimize.make_chunk(quadratic, opt, uses_linesearch=False, tol=0.0,
+    chunk = optimize.make_chunk(quadratic, opt, linesearch=None, tol=0.0,
                                 bounds=(0.0, 255.0))
     start = jnp.full((5, 7, 3), 128.0)
     grad = jax.grad(quadratic)(start, {"target": TARGET})

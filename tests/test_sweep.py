@@ -77,3 +77,61 @@ def test_sweep_shards_over_8_devices_with_the_same_results(vgg_weights):
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "same on 8 devices" in result.stdout
+
+
+def _points():
+    return [sweep.Point(f"beta{b:g}" + ("_noise" if i == "noise" else ""), {"beta": b, "init": i},
+                        gatys.GatysParams(style_weight=b, style_layers=layers,
+                                          style_layer_weights=(1.0,) * len(layers)), init=i)
+            for b, i, layers in ((1.0, "content", ("relu1_1",)),
+                                 (100.0, "content", ("relu1_1", "relu2_1")),
+                                 (1.0, "noise", ("relu1_1",)))]
+
+
+def test_run_writes_the_workdir_and_recomputes_only_missing_or_corrupt_points(
+        tmp_path, vgg_weights, capfd):
+    from jstyle import results
+    opts = gatys.RunOptions(size=32, steps=4, optimizer="adam", tol=0.0, print_every=2)
+    axes = {"beta": [1.0, 100.0], "init": ["content", "noise"]}
+    run = lambda: sweep.run(tmp_path, CONTENT, [STYLE], _points(), opts, vgg_weights,
+                            axes=axes, batch_size=2)
+    run()
+    assert "3 of its 3 points to compute" in capfd.readouterr().err
+    metrics = results.load_metrics(tmp_path)
+    assert len(metrics) == 3 * 3  # steps 0, 2, 4 of each point
+    assert set(metrics["point"]) == {p.name for p in _points()}
+    assert {"content", "style", "tv", "total", "hyperparameters.style_weight"} <= set(metrics)
+    points = results.load_points(tmp_path).set_index("point")
+    assert (points["steps"] == 4).all()
+    # the losses fell, and the image is the one recorded
+    first, last = metrics[metrics["step"] == 0], metrics[metrics["step"] == 4]
+    assert (last["total"].to_numpy() < first["total"].to_numpy()).all()
+    with np.load(tmp_path / "sweep.npz") as npz:
+        assert list(npz["axes"]) == ["beta", "init"] and npz["grid__total"].shape == (2, 2)
+        np.testing.assert_allclose(npz["final__total"], last["total"], rtol=1e-6)
+        assert np.isnan(npz["grid__total"][1, 1])  # no point at beta 100 from noise
+    sheet = image.load(tmp_path / "contact_sheet.png")
+    assert sheet.shape[1] == 3 * 160  # the row label and two columns
+    kept = tmp_path / "points" / "beta1.json"
+    stamp = kept.stat().st_mtime_ns
+    before = image.load(tmp_path / "images" / "beta100.png")
+    (tmp_path / "images" / "beta100.png").write_bytes(b"truncated")  # corrupt
+    (tmp_path / "points" / "beta1_noise.json").unlink()  # never finished
+    run()
+    assert "2 of its 3 points to compute" in capfd.readouterr().err
+    assert kept.stat().st_mtime_ns == stamp
+    np.testing.assert_allclose(image.load(tmp_path / "images" / "beta100.png"), before,
+                               atol=2 / 255)
+    assert len(results.load_points(tmp_path)) == 3
+    run()
+    assert "0 of its 3 points to compute" in capfd.readouterr().err
+
+
+def test_run_rejects_bad_points(tmp_path, vgg_weights):
+    opts = gatys.RunOptions(size=32, steps=2, optimizer="adam")
+    twice = [_points()[0], _points()[0]]
+    with pytest.raises(InputError, match="share a name"):
+        sweep.run(tmp_path, CONTENT, [STYLE], twice, opts, vgg_weights, axes={})
+    with pytest.raises(InputError, match="not a file name"):
+        sweep.run(tmp_path, CONTENT, [STYLE], [sweep.Point("a/b", {}, gatys.GatysParams())],
+                  opts, vgg_weights, axes={})

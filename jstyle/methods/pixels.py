@@ -166,8 +166,9 @@ def compiled_chunk(objective: Callable, opts: RunOptions, data_axes=None):
     optimiser and line search, pixels kept in [0, 255]; `data_axes`: see optimize.make_chunk."""
     optimizer = optimize.make_optimizer(opts.optimizer, opts.learning_rate, opts.lbfgs_memory,
                                         opts.linesearch)
-    uses_linesearch = opts.optimizer == "lbfgs" and opts.linesearch != "none"
-    return optimizer, optimize.make_chunk(objective, optimizer, uses_linesearch=uses_linesearch,
+    linesearch = opts.linesearch if opts.optimizer == "lbfgs" and opts.linesearch != "none" \
+        else None
+    return optimizer, optimize.make_chunk(objective, optimizer, linesearch=linesearch,
                                           tol=opts.tol, bounds=(0.0, 255.0), data_axes=data_axes)
 
 
@@ -207,7 +208,8 @@ def finish_colors(output: np.ndarray, content: np.ndarray, opts: RunOptions) -> 
     return output
 
 
-def _digest(*arrays: np.ndarray) -> str:
+def digest(*arrays: np.ndarray) -> str:
+    """SHA-256 of the arrays' shapes and float32 values: what a record names its inputs by."""
     h = hashlib.sha256()
     for a in arrays:
         h.update(str(a.shape).encode())
@@ -219,7 +221,7 @@ def _inputs_digest(content, styles, labels, opts) -> str:
     extra = [] if labels is None else [labels.content, *labels.styles]
     if opts.init not in ("content", "noise", "style"):
         extra.append(image_lib.load(opts.init))
-    return _digest(content, *styles, *extra)
+    return digest(content, *styles, *extra)
 
 
 class Result(NamedTuple):

@@ -1,0 +1,211 @@
+"""Experiment 2: every registered method side by side on common content/style pairs.
+
+  python experiments/compare_methods.py --workdir=DIR [--size=256] [--steps=N] \
+      [--content_dir=DIR --style_dir=DIR] [--methods=gatys,mrf]
+
+Each method registered in jstyle.methods runs with its default preset (`--steps` overrides the
+steps of every method, for quick runs) on each pair, as the `jstyle` command in a child
+process, so that its wall time and peak resident memory are its own. One evaluator then
+measures every output the same way, on the same VGG-19 layers:
+
+  content_distance  |F(O) - F(C)|^2 / |F(C)|^2 at relu4_2, O and C at the output's size
+  style_distance    the mean over relu1_1 ... relu5_1 of |G(O) - G(S)|^2 / |G(S)|^2, with
+                    G = F^T F / (H W) and S at the output's size (a Gram matrix compares
+                    feature statistics, so the sizes need not match)
+
+The inputs' own distances are listed too (method "content": the photo itself, "style": the
+painting resized to the photo), as the two ends of the scale. Pairs: with --content_dir and
+--style_dir every content with every style; otherwise tubingen x starry_night,
+brad_pitt x picasso_selfport1907 and golden_gate x the_scream from ../shared/images when present,
+else the built-in sample pair.
+
+The workdir (jstyle.results.load_metrics reads metrics.jsonl):
+  images/<method>__<pair>.png and .json   each output and the command's record of it
+  metrics.jsonl                           one line per method and pair: distances, seconds,
+                                          wall seconds, peak memory (MiB), steps
+  grid.png                                rows: pairs; columns: content, style, each method
+A rerun with the same workdir and flags reuses finished runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags, logging
+
+import common
+from jstyle import image, losses, methods, results, vgg
+from jstyle import weights as weights_lib
+from jstyle.errors import JStyleError
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Output folder (created; reruns resume).", required=True)
+flags.DEFINE_integer("size", 256, "Longer edge of the outputs, pixels.")
+flags.DEFINE_integer("steps", None, "Steps of every method (default: each preset's).")
+flags.DEFINE_string("content_dir", None, "Folder of content images (with --style_dir).")
+flags.DEFINE_string("style_dir", None, "Folder of style images (with --content_dir).")
+flags.DEFINE_list("methods", None, "Methods to run (default: every registered one).")
+flags.DEFINE_string("vgg_weights", None, "VGG-19 weights file (default: the cached download).")
+
+DEFAULT_PAIRS = [("tubingen", "starry_night"), ("brad_pitt", "picasso_selfport1907"),
+                 ("golden_gate", "the_scream")]
+CONTENT_LAYER = "relu4_2"
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+    name: str
+    content: pathlib.Path
+    style: pathlib.Path
+
+
+def _images(folder: str) -> list[pathlib.Path]:
+    found = sorted(p for p in pathlib.Path(folder).iterdir()
+                   if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not found:
+        raise JStyleError(f"no images in {folder}; give a folder of .jpg or .png files")
+    return found
+
+
+def pairs() -> list[Pair]:
+    """The content/style pairs of this run (see the module docstring)."""
+    if (FLAGS.content_dir is None) != (FLAGS.style_dir is None):
+        raise JStyleError("give both --content_dir and --style_dir, or neither")
+    if FLAGS.content_dir is not None:
+        return [Pair(f"{c.stem}-{s.stem}", c, s) for c in _images(FLAGS.content_dir)
+                for s in _images(FLAGS.style_dir)]
+    shared = [(common.shared_image("content", c), common.shared_image("style", s))
+              for c, s in DEFAULT_PAIRS]
+    found = [Pair(f"{c.stem}-{s.stem}", c, s) for c, s in shared if c and s]
+    if found:
+        return found
+    c, s = image.sample_paths()
+    return [Pair("sample", c, s)]
+
+
+def run_method(workdir: pathlib.Path, method: str, pair: Pair) -> dict:
+    """Runs (or reuses) one method on one pair in a child process: its record, with the
+    child's wall seconds and peak resident memory added."""
+    out = workdir / "images" / f"{method}__{pair.name}.png"
+    args = [f"--method={method}", f"--content={pair.content}", f"--style={pair.style}",
+            f"--size={FLAGS.size}", f"--output={out}", "--print_every=0"]
+    if FLAGS.steps is not None:
+        args.append(f"--steps={FLAGS.steps}")
+    if FLAGS.vgg_weights:
+        args.append(f"--vgg_weights={FLAGS.vgg_weights}")
+    record = results.read_json(out.with_suffix(".json"))
+    if record is not None and record.get("comparison", {}).get("args") == args and out.exists():
+        logging.info("%s on %s: reusing %s", method, pair.name, out)
+        return record
+    logging.info("%s on %s: running", method, pair.name)
+    started = time.perf_counter()
+    child = subprocess.Popen([sys.executable, "-m", "jstyle", *args], stderr=subprocess.PIPE,
+                             text=True)
+    stderr = child.stderr.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - started
+    if child.returncode != 0:
+        raise JStyleError(f"{method} on {pair.name} failed (exit {child.returncode}): "
+                          f"{stderr.strip().splitlines()[-1] if stderr.strip() else ''}")
+    record = results.read_json(out.with_suffix(".json"))
+    record["comparison"] = {"args": args, "wall_seconds": wall,
+                            "peak_memory_mib": usage.ru_maxrss / 1024}  # Linux: KiB
+    results.write_json(out.with_suffix(".json"), record)
+    return record
+
+
+class Evaluator:
+    """The common measure of every output (see the module docstring)."""
+
+    def __init__(self, weights: weights_lib.VGGWeights):
+        self.params = vgg.prepare(weights.params)
+        self.convention = weights.convention
+        self.features = jax.jit(lambda params, x: vgg.features(
+            params, image.preprocess(x, self.convention), (CONTENT_LAYER, *STYLE_LAYERS)))
+
+    def _features(self, img: np.ndarray) -> dict:
+        return self.features(self.params, jnp.asarray(image.to_levels(img)))
+
+    def distances(self, output: np.ndarray, content: np.ndarray, style: np.ndarray
+                  ) -> dict[str, float]:
+        """output float[H, W, 3] in [0, 1]; content and style any size (resized to H x W)."""
+        h, w = output.shape[:2]
+        o, c, s = (self._features(x) for x in (output, image.resize(content, h, w),
+                                               image.resize(style, h, w)))
+        content_distance = float(jnp.sum((o[CONTENT_LAYER] - c[CONTENT_LAYER]) ** 2)
+                                 / jnp.sum(c[CONTENT_LAYER] ** 2))
+        style_distance = np.mean([float(jnp.sum((losses.gram_matrix(o[l]) - losses.gram_matrix(s[l])) ** 2)
+                                        / jnp.sum(losses.gram_matrix(s[l]) ** 2))
+                                  for l in STYLE_LAYERS])
+        return {"content_distance": content_distance, "style_distance": float(style_distance)}
+
+
+def main(argv):
+    del argv
+    workdir = pathlib.Path(FLAGS.workdir)
+    try:
+        names = FLAGS.methods or sorted(methods.REGISTRY)
+        for name in names:
+            methods.get(name)
+        todo = pairs()
+        evaluator = Evaluator(weights_lib.load(FLAGS.vgg_weights))
+        (workdir / "images").mkdir(parents=True, exist_ok=True)
+        rows, lines, failures = [], [], []
+        for pair in todo:
+            content, style = image.load(pair.content), image.load(pair.style)
+            shown = image.resize_to_edge(content, FLAGS.size)
+            row = [(shown, f"{pair.content.stem}"),
+                   (image.resize_to_edge(style, FLAGS.size), f"{pair.style.stem}")]
+            base = {"pair": pair.name, "content": str(pair.content), "style": str(pair.style)}
+            lines.append({**base, "method": "content",
+                          **evaluator.distances(shown, content, style)})
+            lines.append({**base, "method": "style", **evaluator.distances(
+                image.resize(style, *shown.shape[:2]), content, style)})
+            for method in names:
+                try:
+                    record = run_method(workdir, method, pair)
+                except JStyleError as e:  # one method's failure does not stop the others
+                    logging.error("%s", e)
+                    failures.append(str(e))
+                    lines.append({**base, "method": method, "error": str(e)})
+                    row.append((None, f"{method} failed"))
+                    continue
+                output = image.load(workdir / "images" / f"{method}__{pair.name}.png")
+                measured = evaluator.distances(output, content, style)
+                lines.append({**base, "method": method, **measured,
+                              "seconds": record["seconds"], "steps": record["steps"],
+                              "preset": record["preset"], **record["comparison"]})
+                row.append((output, f"{method}  c {measured['content_distance']:.2f}  "
+                                    f"s {measured['style_distance']:.2f}"))
+            rows.append(row)
+    except (JStyleError, OSError) as e:
+        common.fail("compare_methods", e)
+    image.write_atomic(workdir / "metrics.jsonl", lambda f: f.write(
+        "".join(json.dumps(l) + "\n" for l in lines).encode()))
+    image.save(workdir / "grid.png", results.contact_sheet(rows))
+    for l in lines:
+        if "error" not in l:
+            logging.info("%-8s %-32s content %.3f style %.3f%s", l["method"], l["pair"],
+                         l["content_distance"], l["style_distance"],
+                         f"  {l['seconds']:.1f}s  {l['peak_memory_mib']:.0f} MiB"
+                         if "seconds" in l else "")
+    if failures:
+        print(f"compare_methods: {len(failures)} run(s) failed, listed in metrics.jsonl; "
+              f"first: {failures[0]}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    app.run(main)
