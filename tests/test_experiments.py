@@ -10,6 +10,8 @@ import time
 import numpy as np
 from PIL import Image
 
+from jstyle import image as image_lib
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -89,3 +91,45 @@ def test_gatys_sweep_on_two_processes_matches_one(tmp_path, vgg_weights):
             atol=2)
     lines = [(tmp_path / d / "metrics.jsonl").read_text().splitlines() for d in ("two", "one")]
     assert [json.loads(l)["point"] for l in lines[0]] == [json.loads(l)["point"] for l in lines[1]]
+
+
+def test_compare_methods_and_the_notebook(tmp_path, vgg_weights, monkeypatch):
+    import nbclient
+    import nbformat
+    from jstyle import methods
+    pairs = tmp_path / "content", tmp_path / "style"
+    for folder, path in zip(pairs, image_lib.sample_paths()):
+        folder.mkdir()
+        (folder / path.name).write_bytes(path.read_bytes())
+    compare = tmp_path / "compare"
+    result = subprocess.run(_experiment(
+        "compare_methods.py", f"--workdir={compare}", f"--content_dir={pairs[0]}",
+        f"--style_dir={pairs[1]}", "--size=192", "--steps=3"), capture_output=True, text=True,
+        timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [json.loads(l) for l in (compare / "metrics.jsonl").read_text().splitlines()]
+    assert [l["method"] for l in lines] == ["content", "style", *sorted(methods.REGISTRY)]
+    by_method = {l["method"]: l for l in lines}
+    assert by_method["content"]["content_distance"] == 0.0
+    assert by_method["style"]["style_distance"] == 0.0
+    for name in methods.REGISTRY:  # every method measured; 3 steps stay near the photo
+        row = by_method[name]
+        assert 0 < row["content_distance"] < by_method["style"]["content_distance"]
+        assert 0 < row["style_distance"] < np.inf
+        assert row["seconds"] > 0 and row["peak_memory_mib"] > 100 and row["steps"] > 0
+    grid = Image.open(compare / "grid.png")
+    assert grid.size[0] == (2 + len(methods.REGISTRY)) * 256
+
+    sweep_dir = tmp_path / "sweep"
+    result = subprocess.run(_experiment("gatys_sweep.py", f"--workdir={sweep_dir}",
+                                        *QUICK_SWEEP, "--steps=4"),
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    monkeypatch.setenv("JSTYLE_SWEEP_DIR", str(sweep_dir))
+    monkeypatch.setenv("JSTYLE_COMPARE_DIR", str(compare))
+    notebook = nbformat.read(ROOT / "experiments" / "analysis.ipynb", as_version=4)
+    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 4  # the plots
