@@ -146,9 +146,9 @@ class Evaluator:
                                                image.resize(style, h, w)))
         content_distance = float(jnp.sum((o[CONTENT_LAYER] - c[CONTENT_LAYER]) ** 2)
                                  / jnp.sum(c[CONTENT_LAYER] ** 2))
-        style_distance = np.mean([float(jnp.sum((losses.gram_matrix(o[l]) - losses.gram_matrix(s[l])) ** 2)
-                                        / jnp.sum(losses.gram_matrix(s[l]) ** 2))
-                                  for l in STYLE_LAYERS])
+        grams = [(losses.gram_matrix(o[l]), losses.gram_matrix(s[l])) for l in STYLE_LAYERS]
+        style_distance = np.mean([float(jnp.sum((g - t) ** 2) / jnp.sum(t ** 2))
+                                  for g, t in grams])
         return {"content_distance": content_distance, "style_distance": float(style_distance)}
 
 

@@ -54,22 +54,25 @@ def contact_sheet(rows: list[list[tuple[np.ndarray | None, str]]], tile: int = 2
         cell with the text in its middle (a label); rows may differ in length.
       tile: each image is fitted into a tile x tile cell, aspect kept, centred.
     Returns:
-      float32[rows * (tile + LABEL_HEIGHT), columns * tile, 3] in [0, 1], white background.
+      float32[H, columns * tile, 3] in [0, 1], white background; a row is tile + LABEL_HEIGHT
+      high, or 2 * LABEL_HEIGHT if it holds text only.
     """
     columns = max(len(r) for r in rows)
-    cell_h = tile + LABEL_HEIGHT
-    sheet = Image.new("RGB", (columns * tile, len(rows) * cell_h), "white")
+    # rows of text only (titles) are one line high
+    heights = [tile + LABEL_HEIGHT if any(img is not None for img, _ in row) else 2 * LABEL_HEIGHT
+               for row in rows]
+    sheet = Image.new("RGB", (columns * tile, sum(heights)), "white")
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default(size=14)
-    for y, row in enumerate(rows):
+    for row, top, height in zip(rows, np.cumsum([0, *heights]), heights):
         for x, (img, caption) in enumerate(row):
             if img is not None:
                 h, w = image_lib.fit_edge(img.shape[0], img.shape[1], tile)
                 pixels = np.uint8(np.round(np.clip(image_lib.resize(img, h, w), 0, 1) * 255))
                 sheet.paste(Image.fromarray(pixels),
-                            (x * tile + (tile - w) // 2, y * cell_h + (tile - h) // 2))
-            middle = tile + LABEL_HEIGHT // 2 if img is not None else cell_h // 2
-            draw.text((x * tile + tile // 2, y * cell_h + middle), caption, fill="black",
+                            (x * tile + (tile - w) // 2, int(top) + (tile - h) // 2))
+            middle = tile + LABEL_HEIGHT // 2 if img is not None else height // 2
+            draw.text((x * tile + tile // 2, int(top) + middle), caption, fill="black",
                       font=font, anchor="mm")
     return np.asarray(sheet, np.float32) / 255.0
 

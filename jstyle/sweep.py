@@ -303,7 +303,8 @@ def _run_batch(workdir, batch, padded, aligned, keep_hist, compiled, made, work_
             "point": point.describe(), **made, "history": histories[k],
             "final_loss": {t: v for t, v in histories[k][-1].items() if t != "step"},
             "steps": int(state.step[k]), "stopped": stopped, "seconds": seconds,
-            "batch": len(padded), "process": jax.process_index()}, pixels.finish_colors(images[k], content, opts))
+            "batch": len(padded), "process": jax.process_index()},
+            pixels.finish_colors(images[k], content, opts))
 
 
 def initialize_distributed(coordinator_address: str | None, num_processes: int | None,

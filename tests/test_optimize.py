@@ -16,8 +16,8 @@ def quadratic(image, data):
 
 def _run(name, steps, every, tol=0.0, bounds=(0.0, 255.0), objective=quadratic, start=None):
     opt = optimize.make_optimizer(name, learning_rate=5.0)
-    chunk = optimize.make_chunk(objective, opt, linesearch="zoom" if name == "lbfgs" else None, tol=tol,
-                                bounds=bounds)
+    chunk = optimize.make_chunk(objective, opt, linesearch="zoom" if name == "lbfgs" else None,
+                                tol=tol, bounds=bounds)
     state = optimize.init(opt, jnp.full((5, 7, 3), 128.0) if start is None else start)
     seen = []
     state = optimize.run(chunk, state, {"target": TARGET}, optimize.boundaries(steps, every),

@@ -80,7 +80,8 @@ def test_sweep_shards_over_8_devices_with_the_same_results(vgg_weights):
 
 
 def _points():
-    return [sweep.Point(f"beta{b:g}" + ("_noise" if i == "noise" else ""), {"beta": b, "init": i},
+    return [sweep.Point(f"beta{b:g}" + ("_noise" if i == "noise" else ""),
+                        {"beta": b, "init": i},
                         gatys.GatysParams(style_weight=b, style_layers=layers,
                                           style_layer_weights=(1.0,) * len(layers)), init=i)
             for b, i, layers in ((1.0, "content", ("relu1_1",)),
