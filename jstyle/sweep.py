@@ -24,9 +24,10 @@ import numpy as np
 
 from jax.sharding import NamedSharding, PartitionSpec
 
-from jstyle import optimize, vgg
+from jstyle import optimize, results, vgg
 from jstyle.errors import InputError
 from jstyle.methods import gatys, pixels
+from jstyle.progress import Progress
 from jstyle.weights import VGGWeights
 
 _KINDS = ("content", "style", "hist")
@@ -183,7 +184,8 @@ def initial_images(points: list[Point], content: np.ndarray) -> np.ndarray:
                                           p.init_noise) for p in points]).astype(np.float32)
 
 
-def _check(points: list[Point], opts: pixels.RunOptions, batch_size: int) -> None:
+def _check(points: list[Point], opts: pixels.RunOptions, batch_size: int, num_styles: int
+           ) -> None:
     names = [p.name for p in points]
     bad = [n for n in names if not _NAME.match(n)]
     if bad:
@@ -195,7 +197,7 @@ def _check(points: list[Point], opts: pixels.RunOptions, batch_size: int) -> Non
         if p.init not in ("content", "noise"):
             raise InputError(f"point {p.name}: init {p.init!r} cannot vary in a sweep; use "
                              "content or noise")
-        gatys.validate(p.hp, opts, 1)
+        gatys.validate(p.hp, opts, num_styles)
     if opts.pyramid_levels != 1:
         raise InputError("a sweep runs one size; set --pyramid_levels=1")
     if batch_size < 1:
@@ -226,9 +228,7 @@ def run(workdir: str | pathlib.Path, content: np.ndarray, styles: list[np.ndarra
     Raises:
       InputError: invalid points or options.
     """
-    from jstyle import results
-    from jstyle.progress import Progress
-    _check(points, opts, batch_size)
+    _check(points, opts, batch_size, len(styles))
     workdir = pathlib.Path(workdir)
     (workdir / "points").mkdir(parents=True, exist_ok=True)
     (workdir / "images").mkdir(exist_ok=True)
@@ -252,11 +252,46 @@ def run(workdir: str | pathlib.Path, content: np.ndarray, styles: list[np.ndarra
     size = -(-min(batch_size, max(len(todo), 1)) // devices) * devices
     bar = Progress(len(todo) * opts.steps, "sweep", enabled=progress)
     compiled = program(opts, weights.convention)
+
+    def compute(batch: list[Point], done: int) -> None:
+        """Optimises one batch and writes each point's image and record."""
+        started = time.perf_counter()
+        padded = batch + [batch[-1]] * (size - len(batch))  # one shape: no recompilation
+        problem = shard(setup(work_content, work_styles, [aligned[p.name] for p in padded],
+                              opts, weights, initial_images(padded, levels), keep_hist,
+                              compiled))
+        histories: list[list[dict]] = [[] for _ in batch]
+
+        def log(images: jax.Array, steps: np.ndarray) -> None:
+            terms = problem.terms(images, problem.data)
+            for k, history in enumerate(histories):
+                if not history or history[-1]["step"] != int(steps[k]):
+                    history.append({"step": int(steps[k]),
+                                    **{t: float(v[k]) for t, v in terms.items()}})
+
+        def on_stop(state: optimize.LoopState) -> None:
+            steps = np.asarray(state.step)
+            log(_outputs(state), steps)
+            bar.update(done * opts.steps + len(batch) * int(steps.max()),
+                       f"points {done + len(batch)}/{len(todo)}")
+
+        log(jnp.asarray(problem.init), np.zeros(len(padded), int))
+        stops = optimize.boundaries(opts.steps, opts.print_every)
+        state = optimize.run(problem.chunk, problem.state, problem.data, stops, on_stop)
+        images = np.asarray(_outputs(state)) / 255.0
+        seconds = (time.perf_counter() - started) / len(batch)
+        for k, point in enumerate(batch):
+            stopped = ("nan" if bool(state.failed[k]) else
+                       "converged" if bool(state.converged[k]) else "steps")
+            results.write_point(workdir, {
+                "point": point.describe(), **made, "history": histories[k],
+                "final_loss": {t: v for t, v in histories[k][-1].items() if t != "step"},
+                "steps": int(state.step[k]), "stopped": stopped, "seconds": seconds,
+                "batch": len(padded), "process": jax.process_index()},
+                pixels.finish_colors(images[k], content, opts))
+
     for start in range(0, len(todo), size):
-        batch = todo[start:start + size]
-        padded = batch + [batch[-1]] * (size - len(batch))  # same shape: no recompilation
-        _run_batch(workdir, batch, padded, aligned, keep_hist, compiled, made, work_content,
-                   work_styles, content, levels, opts, weights, bar, start * opts.steps)
+        compute(todo[start:start + size], start)
     bar.close()
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
@@ -265,46 +300,11 @@ def run(workdir: str | pathlib.Path, content: np.ndarray, styles: list[np.ndarra
         results.write_sweep(workdir)
 
 
-def _run_batch(workdir, batch, padded, aligned, keep_hist, compiled, made, work_content,
-               work_styles, content, levels, opts, weights, bar, done_steps) -> None:
-    """Optimises one batch and writes each real (not padding) point's image and record."""
-    from jstyle import results
-    started = time.perf_counter()
-    problem = shard(setup(work_content, work_styles, [aligned[p.name] for p in padded], opts,
-                          weights, initial_images(padded, levels), keep_hist, compiled))
-    histories: list[list[dict]] = [[] for _ in batch]
-
-    def log(images, steps) -> None:
-        terms = problem.terms(images, problem.data)
-        for k, history in enumerate(histories):
-            if not history or history[-1]["step"] != int(steps[k]):
-                history.append({"step": int(steps[k]),
-                                **{t: float(v[k]) for t, v in terms.items()}})
-
-    def output(state: optimize.LoopState) -> jax.Array:
-        failed = state.failed[:, None, None, None]
-        return jnp.clip(jnp.where(failed, state.good_image, state.image), 0.0, 255.0)
-
-    def on_stop(state: optimize.LoopState) -> None:
-        steps = np.asarray(state.step)
-        log(output(state), steps)
-        bar.update(done_steps + len(batch) * int(steps.max()),
-                   f"points {done_steps // opts.steps + len(batch)}")
-
-    log(jnp.asarray(problem.init), np.zeros(len(padded), int))
-    stops = optimize.boundaries(opts.steps, opts.print_every)
-    state = optimize.run(problem.chunk, problem.state, problem.data, stops, on_stop)
-    images = np.asarray(output(state)) / 255.0
-    seconds = (time.perf_counter() - started) / len(batch)
-    for k, point in enumerate(batch):
-        stopped = ("nan" if bool(state.failed[k]) else
-                   "converged" if bool(state.converged[k]) else "steps")
-        results.write_point(workdir, {
-            "point": point.describe(), **made, "history": histories[k],
-            "final_loss": {t: v for t, v in histories[k][-1].items() if t != "step"},
-            "steps": int(state.step[k]), "stopped": stopped, "seconds": seconds,
-            "batch": len(padded), "process": jax.process_index()},
-            pixels.finish_colors(images[k], content, opts))
+def _outputs(state: optimize.LoopState) -> jax.Array:
+    """Each point's image, float32[K, H, W, 3] in [0, 255]: the last good one where the loss
+    became NaN."""
+    failed = state.failed[:, None, None, None]
+    return jnp.clip(jnp.where(failed, state.good_image, state.image), 0.0, 255.0)
 
 
 def initialize_distributed(coordinator_address: str | None, num_processes: int | None,
