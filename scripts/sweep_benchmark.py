@@ -6,7 +6,8 @@ over devices.
 
 Sequential: one compiled single-point chunk (gatys.setup's), run for each point in turn; the
 points differ only in alpha/beta and w_TV (leaves of the hyperparameter pytree), so the one
-compilation serves all. Vmapped: sweep.setup's batched chunk, all points at once. Both run
+compilation serves all. Vmapped: sweep.setup's batched chunk, all points at once (L-BFGS with
+the zoom line search: point by point inside it, see optimize.make_chunk). Both run
 the same steps at the same size from the content image; compile time is excluded (a warm-up
 chunk of one step first), and each time is the best of --rounds.
 
