@@ -1,6 +1,7 @@
 """The `jstyle` command: flags -> a method's run() -> an image and its JSON record.
 
   jstyle --content=photo.jpg --style=painting.jpg[,other.jpg] --output=out.png [--method=gatys]
+  jstyle train --style=painting.jpg --data_dir=photos/ --workdir=run/ [--steps=40000]
 
 With neither --content nor --style it stylises a built-in sample pair (a photo and a stained
 micrograph texture shipped with scikit-image) at a small size. Every flag has a documented
@@ -73,7 +74,8 @@ HYPERPARAMETER_FLAGS = {
 
 def _define_flags():
     from jstyle.methods import REGISTRY, pixels
-    presets = [p for m in REGISTRY.values() for p in m.presets]
+    from jstyle import train
+    presets = [p for m in REGISTRY.values() for p in m.presets] + list(train.PRESETS)
     normalizations = ["jstyle", "neural-style", "cnnmrf", "paper"]
     f = flags
     d = _preset_default
@@ -85,7 +87,8 @@ def _define_flags():
     f.DEFINE_enum("preset", None, presets,
                   "Set of defaults (default: the method's first): gatys: jstyle "
                   "(size-independent seed formulas) or neural-style (jcjohnson/neural-style's); "
-                  "mrf: cnnmrf (the authors' code) or paper (Li & Wand 2016).")
+                  "mrf: cnnmrf (the authors' code) or paper (Li & Wand 2016); train: "
+                  "pytorch-examples (content relu2_2) or johnson (relu3_3, the authors' code).")
     for name, (kind, text) in HYPERPARAMETER_FLAGS.items():
         text += "" if name.endswith("_layer_weights") else d(name)
         if kind in ("list", "floats"):
@@ -154,10 +157,21 @@ def _define_flags():
                     "jstyle .npz); default: fetched once and cached.")
     f.DEFINE_string("cache_dir", None, "Weights cache folder (default: $JSTYLE_CACHE or "
                     "~/.cache/jstyle).")
+    # `jstyle train` (the fast network); --style, --steps, --size (crop edge), --seed,
+    # --learning_rate, --content/style/tv_weight, --save_every, --print_every, --resume too
+    f.DEFINE_string("data_dir", None, "train: folder of training photos (JPEG/PNG, searched "
+                    "recursively), e.g. COCO train2014.")
+    f.DEFINE_string("workdir", None, "train: output folder (checkpoints, metrics.jsonl, "
+                    "model.msgpack).")
+    f.DEFINE_integer("batch_size", None, "train: photos per step (default 4).")
+    f.DEFINE_float("width", None, "train: the network's width multiplier (default 1; 0.5 "
+                   "is about 4x faster).")
 
 
+_COMMAND_FLAGS = set(flags.FLAGS)
 _define_flags()
 FLAGS = flags.FLAGS
+_COMMAND_FLAGS = set(FLAGS) - _COMMAND_FLAGS  # jstyle's own flags (not absl's)
 
 # Sizes and steps for the built-in sample, so that it finishes in about a minute on 2 cores.
 SAMPLE = {"size": 256, "steps": 100}
@@ -288,6 +302,9 @@ def run_command() -> None:
     import jax
     from jstyle import image, methods, weights
 
+    for name in ("data_dir", "workdir", "batch_size", "width"):
+        if _given(name):
+            raise InputError(f"--{name} applies to jstyle train only; leave it out")
     output = pathlib.Path(FLAGS.output)
     fmt = _check_output(output)
     method = methods.get(FLAGS.method)
@@ -338,8 +355,62 @@ def run_command() -> None:
           f" -> {final['total']:.4g})", file=sys.stderr)
 
 
+TRAIN_DEFAULTS = {"steps": 40000, "save_every": 1000, "print_every": 50, "seed": 0}
+TRAIN_FLAGS = ("style", "data_dir", "workdir", "steps", "size", "batch_size", "learning_rate",
+               "content_weight", "style_weight", "tv_weight", "width", "seed", "save_every",
+               "print_every", "resume", "preset", "vgg_weights", "cache_dir", "verbosity")
+
+
+def train_command() -> None:
+    """`jstyle train --style=S --data_dir=D --workdir=W`: trains the fast network for S."""
+    from jstyle import image, train, weights
+    extra = [n for n in FLAGS if FLAGS[n].present and n not in TRAIN_FLAGS
+             and n in _COMMAND_FLAGS]
+    if extra:
+        raise InputError(f"--{extra[0]} does not apply to jstyle train; leave it out")
+    for name in ("style", "data_dir", "workdir"):
+        if not getattr(FLAGS, name):
+            raise InputError(f"jstyle train needs --{name}")
+    if len(FLAGS.style) != 1:
+        raise InputError("jstyle train learns one style; give one --style image")
+    preset = FLAGS.preset or "pytorch-examples"
+    if preset not in train.PRESETS:
+        raise InputError(f"--preset={preset} is not a training preset; use one of "
+                         f"{', '.join(train.PRESETS)}")
+    hp = dataclasses.replace(train.PRESETS[preset], **{
+        n: getattr(FLAGS, n) for n in ("size", "batch_size", "learning_rate", "content_weight",
+                                       "style_weight", "tv_weight", "width") if _given(n)})
+    opts = {n: getattr(FLAGS, n) if _given(n) else d for n, d in TRAIN_DEFAULTS.items()}
+    for name, value, low in (("steps", opts["steps"], 1), ("batch_size", hp.batch_size, 1),
+                             ("size", hp.size, 16), ("save_every", opts["save_every"], 0),
+                             ("print_every", opts["print_every"], 1)):
+        if value < low:
+            raise InputError(f"--{name}={value} must be >= {low}")
+    for name in ("learning_rate", "width"):
+        if not getattr(hp, name) > 0:
+            raise InputError(f"--{name}={getattr(hp, name)} must be > 0")
+    pixels_check = {"content_weight": [hp.content_weight], "style_weight": [hp.style_weight],
+                    "tv_weight": [hp.tv_weight]}
+    from jstyle.methods.pixels import check_nonnegative
+    check_nonnegative(pixels_check)
+    style = image.load(FLAGS.style[0])
+    train.photo_paths(FLAGS.data_dir)  # a bad folder fails before the weights load
+    vgg_weights = weights.load(FLAGS.vgg_weights, FLAGS.cache_dir)
+    workdir = pathlib.Path(FLAGS.workdir)
+    train.train(style, FLAGS.data_dir, workdir, hp, vgg_weights, steps=opts["steps"],
+                seed=opts["seed"], save_every=opts["save_every"],
+                log_every=opts["print_every"], resume=FLAGS.resume)
+    print(f"jstyle: wrote {workdir / 'model.msgpack'}", file=sys.stderr)
+
+
+COMMAND = {"name": "stylise"}  # or "train", from the first argument
+
+
 def _parse(argv: list[str]) -> list[str]:
     """absl flag parsing with jstyle's error convention (one line, exit 2)."""
+    if len(argv) > 1 and argv[1] == "train":
+        COMMAND["name"] = "train"
+        argv = [argv[0], *argv[2:]]
     if any(a in ("-h", "--help", "-help", "--helpshort", "--helpfull") for a in argv[1:]):
         print(__doc__.strip() + "\n\nFlags:\n" + FLAGS.module_help(sys.modules[__name__]))
         sys.exit(0)
@@ -358,13 +429,16 @@ def _parse(argv: list[str]) -> list[str]:
 def _main(argv: list[str]) -> None:
     if not FLAGS["verbosity"].present:  # keep backend-probing INFO lines off the terminal
         logging.set_verbosity(logging.WARNING)
+    training = COMMAND["name"] == "train"
     try:
-        run_command()
+        train_command() if training else run_command()
     except JStyleError as e:
         print(f"jstyle: error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("jstyle: interrupted; with --save_every, rerun with --resume to continue",
+        print("jstyle: interrupted; " + ("a checkpoint was saved, rerun with --resume to "
+                                         "continue" if training else
+                                         "with --save_every, rerun with --resume to continue"),
               file=sys.stderr)
         sys.exit(130)
 
