@@ -82,8 +82,11 @@ def _define_flags():
     f.DEFINE_string("content", None, "Content image (any format Pillow reads).")
     f.DEFINE_list("style", None, "Style image(s), comma-separated.")
     f.DEFINE_string("output", "out.png", "Output image; OUTPUT.json records how it was made.")
-    f.DEFINE_enum("method", "gatys", sorted(REGISTRY),
-                  "Style-transfer method: gatys (Gram matrices) or mrf (CNNMRF patches).")
+    f.DEFINE_enum("method", "gatys", sorted(REGISTRY) + ["fast"],
+                  "Style-transfer method: gatys (Gram matrices), mrf (CNNMRF patches) or fast "
+                  "(a network trained by `jstyle train`, with --model).")
+    f.DEFINE_string("model", None, "--method=fast: the model.msgpack that `jstyle train` "
+                    "wrote.")
     f.DEFINE_enum("preset", None, presets,
                   "Set of defaults (default: the method's first): gatys: jstyle "
                   "(size-independent seed formulas) or neural-style (jcjohnson/neural-style's); "
@@ -305,6 +308,10 @@ def run_command() -> None:
     for name in ("data_dir", "workdir", "batch_size", "width"):
         if _given(name):
             raise InputError(f"--{name} applies to jstyle train only; leave it out")
+    if FLAGS.method == "fast":
+        return fast_command()
+    if _given("model"):
+        raise InputError("--model applies to --method=fast only; leave it out")
     output = pathlib.Path(FLAGS.output)
     fmt = _check_output(output)
     method = methods.get(FLAGS.method)
@@ -353,6 +360,41 @@ def run_command() -> None:
     print(f"jstyle: wrote {output} ({result.record['steps']} steps, "
           f"{result.record['seconds']:.1f}s, loss {result.record['initial_loss']['total']:.4g}"
           f" -> {final['total']:.4g})", file=sys.stderr)
+
+
+FAST_FLAGS = ("method", "model", "content", "output", "size", "preserve_colors", "verbosity")
+
+
+def fast_command() -> None:
+    """`jstyle --method=fast --model=M --content=IMG_OR_DIR --output=OUT_OR_DIR`."""
+    from jstyle import image
+    from jstyle.methods import fast
+    extra = [n for n in FLAGS if FLAGS[n].present and n not in FAST_FLAGS
+             and n in _COMMAND_FLAGS]
+    if extra:
+        raise InputError(f"--{extra[0]} does not apply to --method=fast (the model holds its "
+                         "style and training); leave it out")
+    if FLAGS.model is None or FLAGS.content is None:
+        raise InputError("--method=fast needs --model (from jstyle train) and --content")
+    output = pathlib.Path(FLAGS.output)
+    pairs = fast.inputs_and_outputs(pathlib.Path(FLAGS.content), output)
+    if len(pairs) == 1:
+        _check_output(output)
+    stylist = fast.Stylist(FLAGS.model)
+    records, skipped = fast.stylise_files(stylist, pairs, FLAGS.size,
+                                          FLAGS.preserve_colors or "none")
+    for record in records:
+        out = pathlib.Path(record["output"])
+        full = {"command": sys.argv, "method": "fast", "model": str(FLAGS.model),
+                "model_sha256": stylist.digest, "training": stylist.record,
+                "preserve_colors": FLAGS.preserve_colors or "none", **record,
+                "versions": _versions()}
+        image.write_atomic(out.with_suffix(".json"), lambda f: f.write(
+            json.dumps(full, indent=2, default=str).encode()))
+    for message in skipped:
+        print(f"jstyle: skipped: {message}", file=sys.stderr)
+    print(f"jstyle: wrote {len(records)} image(s), {sum(r['seconds'] for r in records):.2f}s "
+          f"in the network; {len(skipped)} unreadable file(s) skipped", file=sys.stderr)
 
 
 TRAIN_DEFAULTS = {"steps": 40000, "save_every": 1000, "print_every": 50, "seed": 0}

@@ -287,8 +287,11 @@ def train(style: np.ndarray, data_dir: str | pathlib.Path, workdir: str | pathli
     batches = Batches(paths, data_key, hp.batch_size, hp.size, first_step=start)
     bar = Progress(steps, "train", enabled=progress)
     bar.update(start, "resumed" if start else "")
+    interrupted = threading.Event()
+    # Ctrl-C ends the loop between steps, so a step and its log line are never split
+    previous = _on_interrupt(lambda signum, frame: interrupted.set())
     try:
-        while int(state.step) < steps:
+        while int(state.step) < steps and not interrupted.is_set():
             step, photos = batches.get()
             assert step == int(state.step)
             state, terms = step_fn(state, jnp.asarray(photos))
@@ -301,18 +304,26 @@ def train(style: np.ndarray, data_dir: str | pathlib.Path, workdir: str | pathli
                 bar.update(done, f"loss={line['total']:.4g}")
             if save_every and done % save_every == 0:
                 manager.save(done, args=ocp.args.StandardSave(state))
-    except KeyboardInterrupt:  # keep what was done; --resume continues from here
-        manager.save(int(state.step), args=ocp.args.StandardSave(state), force=True)
-        manager.wait_until_finished()
-        raise
     finally:
+        _on_interrupt(previous)
         batches.close()
         bar.close()
     if manager.latest_step() != int(state.step):
         manager.save(int(state.step), args=ocp.args.StandardSave(state), force=True)
     manager.wait_until_finished()
+    if interrupted.is_set():  # keep what was done; --resume continues from here
+        raise KeyboardInterrupt
     export(workdir / "model.msgpack", state.params, hp, record)
     return state
+
+
+def _on_interrupt(handler):
+    """Installs `handler` as the SIGINT (Ctrl-C) handler when in the main thread; returns the
+    previous one (None elsewhere, or when `handler` is None)."""
+    import signal
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, handler)
 
 
 def json_normal(obj):

@@ -76,3 +76,47 @@ def test_bad_folders_and_model_files_are_clear_errors(tmp_path):
         train.load_model(tmp_path / "model.msgpack")
     with pytest.raises(InputError, match="cannot read --model"):
         train.load_model(tmp_path / "none.msgpack")
+
+
+def test_train_interrupt_resume_then_stylise_from_the_command(tmp_path, photos, vgg_weights):
+    import signal
+    import subprocess
+    import sys
+    import time
+    style = image.sample_paths()[1]
+    workdir = tmp_path / "run"
+    train_cmd = [sys.executable, "-m", "jstyle", "train", f"--style={style}",
+                 f"--data_dir={photos}", f"--workdir={workdir}", "--size=48",
+                 "--batch_size=2", "--width=0.25", "--print_every=1", "--save_every=0"]
+    child = subprocess.Popen([*train_cmd, "--steps=500"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (workdir / "metrics.jsonl").exists() or len(_metrics(workdir)) < 3:
+        assert child.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=300)
+    assert child.returncode == 130, err[-2000:]
+    assert "checkpoint was saved" in err
+    stopped = _metrics(workdir)[-1]["step"]
+    assert 3 <= stopped < 500 and not (workdir / "model.msgpack").exists()
+    resumed = subprocess.run([*train_cmd, f"--steps={stopped + 2}", "--resume"],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert [l["step"] for l in _metrics(workdir)] == list(range(1, stopped + 3))
+
+    out = tmp_path / "styled"
+    run = subprocess.run([sys.executable, "-m", "jstyle", "--method=fast",
+                          f"--model={workdir / 'model.msgpack'}", f"--content={photos}",
+                          f"--output={out}"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "1 unreadable file(s) skipped" in run.stderr
+    written = sorted(p.name for p in out.glob("*.png"))
+    assert written == sorted(p.name for p in photos.glob("*.png"))  # broken.jpg: no output
+    record = json.loads((out / "photo0.json").read_text())
+    assert record["training"]["hyperparameters"]["width"] == 0.25
+    assert image.load(out / "photo0.png").shape == image.load(photos / "photo0.png").shape
+    bad = subprocess.run([sys.executable, "-m", "jstyle", "--method=fast",
+                          f"--model={photos / 'photo0.png'}", f"--content={photos}",
+                          f"--output={out}"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert "not a jstyle fast-style model" in bad.stderr
