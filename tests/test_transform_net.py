@@ -44,3 +44,11 @@ def test_too_small_input_is_a_clear_error(net):
     from jstyle.errors import InputError
     with pytest.raises(InputError, match="at least 8"):
         net(jnp.zeros((1, 5, 30, 3)))
+
+
+def test_shifted_conv_equals_the_direct_convolution():
+    x = jax.random.normal(jax.random.key(3), (2, 13, 11, 8))
+    kernel = jax.random.normal(jax.random.key(4), (5, 3, 8, 3))
+    direct = jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID",
+                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    np.testing.assert_allclose(transform_net.shifted_conv(x, kernel), direct, atol=1e-4)
