@@ -29,8 +29,10 @@ import optax
 from flax import nnx
 
 from jstyle import image as image_lib
-from jstyle import losses, vgg
+from jstyle import losses, results, vgg
 from jstyle.errors import InputError
+from jstyle.methods.pixels import digest
+from jstyle.progress import Progress
 from jstyle.transform_net import TransformNet
 from jstyle.weights import VGGWeights
 
@@ -254,15 +256,12 @@ def train(style: np.ndarray, data_dir: str | pathlib.Path, workdir: str | pathli
     Raises:
       InputError: a bad folder, or a checkpoint of another configuration with `resume`.
     """
-    import orbax.checkpoint as ocp
-    from jstyle import results
-    from jstyle.progress import Progress
+    import orbax.checkpoint as ocp  # imported here: the command loads this module at start
     workdir = pathlib.Path(workdir)
     paths = photo_paths(data_dir)
     workdir.mkdir(parents=True, exist_ok=True)
     key = jax.random.key(seed)
     init_key, data_key = jax.random.split(key)
-    from jstyle.methods.pixels import digest
     record = _record(hp, digest(style), weights, seed)
     graphdef, state = init_state(hp, init_key)
     manager = _manager(workdir)
