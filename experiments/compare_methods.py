@@ -30,7 +30,6 @@ A rerun with the same workdir and flags reuses finished runs.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import pathlib
 import subprocess
@@ -192,8 +191,7 @@ def main(argv):
             rows.append(row)
     except (JStyleError, OSError) as e:
         common.fail("compare_methods", e)
-    image.write_atomic(workdir / "metrics.jsonl", lambda f: f.write(
-        "".join(json.dumps(l) + "\n" for l in lines).encode()))
+    results.write_jsonl(workdir / "metrics.jsonl", lines)
     image.save(workdir / "grid.png", results.contact_sheet(rows))
     for l in lines:
         if "error" not in l:

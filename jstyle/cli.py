@@ -362,18 +362,21 @@ def run_command() -> None:
           f" -> {final['total']:.4g})", file=sys.stderr)
 
 
+def _reject_others(allowed: tuple[str, ...], command: str) -> None:
+    """InputError naming the first of jstyle's flags given that `command` does not use."""
+    extra = [n for n in FLAGS if FLAGS[n].present and n in _COMMAND_FLAGS and n not in allowed]
+    if extra:
+        raise InputError(f"--{extra[0]} does not apply to {command}; leave it out")
+
+
 FAST_FLAGS = ("method", "model", "content", "output", "size", "preserve_colors", "verbosity")
 
 
 def fast_command() -> None:
     """`jstyle --method=fast --model=M --content=IMG_OR_DIR --output=OUT_OR_DIR`."""
-    from jstyle import image
+    from jstyle import results
     from jstyle.methods import fast
-    extra = [n for n in FLAGS if FLAGS[n].present and n not in FAST_FLAGS
-             and n in _COMMAND_FLAGS]
-    if extra:
-        raise InputError(f"--{extra[0]} does not apply to --method=fast (the model holds its "
-                         "style and training); leave it out")
+    _reject_others(FAST_FLAGS, "--method=fast (the model holds its style and training)")
     if FLAGS.model is None or FLAGS.content is None:
         raise InputError("--method=fast needs --model (from jstyle train) and --content")
     output = pathlib.Path(FLAGS.output)
@@ -389,8 +392,7 @@ def fast_command() -> None:
                 "model_sha256": stylist.digest, "training": stylist.record,
                 "preserve_colors": FLAGS.preserve_colors or "none", **record,
                 "versions": _versions()}
-        image.write_atomic(out.with_suffix(".json"), lambda f: f.write(
-            json.dumps(full, indent=2, default=str).encode()))
+        results.write_json(out.with_suffix(".json"), full)
     for message in skipped:
         print(f"jstyle: skipped: {message}", file=sys.stderr)
     print(f"jstyle: wrote {len(records)} image(s), {sum(r['seconds'] for r in records):.2f}s "
@@ -406,10 +408,7 @@ TRAIN_FLAGS = ("style", "data_dir", "workdir", "steps", "size", "batch_size", "l
 def train_command() -> None:
     """`jstyle train --style=S --data_dir=D --workdir=W`: trains the fast network for S."""
     from jstyle import image, train, weights
-    extra = [n for n in FLAGS if FLAGS[n].present and n not in TRAIN_FLAGS
-             and n in _COMMAND_FLAGS]
-    if extra:
-        raise InputError(f"--{extra[0]} does not apply to jstyle train; leave it out")
+    _reject_others(TRAIN_FLAGS, "jstyle train")
     for name in ("style", "data_dir", "workdir"):
         if not getattr(FLAGS, name):
             raise InputError(f"jstyle train needs --{name}")
@@ -431,10 +430,9 @@ def train_command() -> None:
     for name in ("learning_rate", "width"):
         if not getattr(hp, name) > 0:
             raise InputError(f"--{name}={getattr(hp, name)} must be > 0")
-    pixels_check = {"content_weight": [hp.content_weight], "style_weight": [hp.style_weight],
-                    "tv_weight": [hp.tv_weight]}
     from jstyle.methods.pixels import check_nonnegative
-    check_nonnegative(pixels_check)
+    check_nonnegative({n: [getattr(hp, n)] for n in ("content_weight", "style_weight",
+                                                     "tv_weight")})
     style = image.load(FLAGS.style[0])
     train.photo_paths(FLAGS.data_dir)  # a bad folder fails before the weights load
     vgg_weights = weights.load(FLAGS.vgg_weights, FLAGS.cache_dir)

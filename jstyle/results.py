@@ -39,6 +39,12 @@ def write_json(path: pathlib.Path, obj) -> None:
         json.dumps(obj, indent=2, default=str).encode()))
 
 
+def write_jsonl(path: pathlib.Path, lines: list[dict]) -> None:
+    """Writes one JSON object per line, atomically."""
+    image_lib.write_atomic(pathlib.Path(path), lambda f: f.write(
+        "".join(json.dumps(l) + "\n" for l in lines).encode()))
+
+
 def read_json(path: pathlib.Path):
     """The JSON object at `path`, or None if the file does not exist."""
     path = pathlib.Path(path)
@@ -165,13 +171,12 @@ def write_sweep(workdir: str | pathlib.Path, tile: int = 160) -> None:
     config = read_json(workdir / "config.json")
     records = {p["name"]: r for p in config["points"]
                if (r := read_json(workdir / "points" / f"{p['name']}.json")) is not None}
-    lines = [json.dumps({"point": p["name"], **p["coords"], "hyperparameters": {
-        **p["hyperparameters"], "init": p["init"], "init_noise": p["init_noise"],
-        "seed": p["seed"]}, **entry})
+    write_jsonl(workdir / "metrics.jsonl", [
+        {"point": p["name"], **p["coords"], "hyperparameters": {
+            **p["hyperparameters"], "init": p["init"], "init_noise": p["init_noise"],
+            "seed": p["seed"]}, **entry}
         for p in config["points"] if p["name"] in records
-        for entry in records[p["name"]]["history"]]
-    image_lib.write_atomic(workdir / "metrics.jsonl",
-                           lambda f: f.write("".join(l + "\n" for l in lines).encode()))
+        for entry in records[p["name"]]["history"]])
 
     axes = config["axes"]
     names = [p["name"] for p in config["points"]]
