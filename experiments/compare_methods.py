@@ -1,11 +1,16 @@
-"""Experiment 2: every registered method side by side on common content/style pairs.
+"""Experiment 2: every method side by side on common content/style pairs.
 
   python experiments/compare_methods.py --workdir=DIR [--size=256] [--steps=N] \
-      [--content_dir=DIR --style_dir=DIR] [--methods=gatys,mrf]
+      [--content_dir=DIR --style_dir=DIR] [--methods=gatys,mrf,fast] \
+      [--fast_data_dir=PHOTOS --fast_steps=400 --fast_size=128]
 
 Each method registered in jstyle.methods runs with its default preset (`--steps` overrides the
-steps of every method, for quick runs) on each pair, as the `jstyle` command in a child
-process, so that its wall time and peak resident memory are its own. One evaluator then
+steps of every such method, for quick runs) on each pair, as the `jstyle` command in a child
+process, so that its wall time and peak resident memory are its own. The fast network
+(Johnson et al.) is trained once per style first (`jstyle train` in a child process, on the
+photos of --fast_data_dir, by default the first content photo's folder: a demonstration-grade
+model; give a COCO folder and more steps for a real one), then stylises each photo in one
+pass; its training time and memory are listed beside its stylisation's. One evaluator then
 measures every output the same way, on the same VGG-19 layers:
 
   content_distance  |F(O) - F(C)|^2 / |F(C)|^2 at relu4_2, O and C at the output's size
@@ -21,8 +26,11 @@ else the built-in sample pair.
 
 The workdir (jstyle.results.load_metrics reads metrics.jsonl):
   images/<method>__<pair>.png and .json   each output and the command's record of it
+  models/<style>-<steps>x<size>/          the fast network trained for a style
   metrics.jsonl                           one line per method and pair: distances, seconds,
-                                          wall seconds, peak memory (MiB), steps
+                                          wall seconds, peak memory (MiB), steps (fast:
+                                          train_steps, train_wall_seconds,
+                                          train_peak_memory_mib)
   grid.png                                rows: pairs; columns: content, style, each method
 A rerun with the same workdir and flags reuses finished runs.
 """
@@ -53,12 +61,17 @@ flags.DEFINE_integer("steps", None, "Steps of every method (default: each preset
 flags.DEFINE_string("content_dir", None, "Folder of content images (with --style_dir).")
 flags.DEFINE_string("style_dir", None, "Folder of style images (with --content_dir).")
 flags.DEFINE_list("methods", None, "Methods to run (default: every registered one).")
+flags.DEFINE_string("fast_data_dir", None, "Photos the fast network trains on (default: the "
+                    "folder of the first pair's content photo).")
+flags.DEFINE_integer("fast_steps", 400, "Training steps of each style's fast network.")
+flags.DEFINE_integer("fast_size", 128, "Crop edge of the fast network's training, pixels.")
 flags.DEFINE_string("vgg_weights", None, "VGG-19 weights file (default: the cached download).")
 
 DEFAULT_PAIRS = [("tubingen", "starry_night"), ("brad_pitt", "picasso_selfport1907"),
                  ("golden_gate", "the_scream")]
 CONTENT_LAYER = "relu4_2"
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+FAST = "fast"  # not a registered run(): a network trained per style (jstyle train), then run
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -93,34 +106,71 @@ def pairs() -> list[Pair]:
     return [Pair("sample", c, s)]
 
 
-def run_method(workdir: pathlib.Path, method: str, pair: Pair) -> dict:
-    """Runs (or reuses) one method on one pair in a child process: its record, with the
-    child's wall seconds and peak resident memory added."""
-    out = workdir / "images" / f"{method}__{pair.name}.png"
-    args = [f"--method={method}", f"--content={pair.content}", f"--style={pair.style}",
-            f"--size={FLAGS.size}", f"--output={out}", "--print_every=0"]
-    if FLAGS.steps is not None:
-        args.append(f"--steps={FLAGS.steps}")
-    if FLAGS.vgg_weights:
-        args.append(f"--vgg_weights={FLAGS.vgg_weights}")
-    record = results.read_json(out.with_suffix(".json"))
-    if record is not None and record.get("comparison", {}).get("args") == args and out.exists():
-        logging.info("%s on %s: reusing %s", method, pair.name, out)
-        return record
-    logging.info("%s on %s: running", method, pair.name)
+def _child(args: list[str], label: str) -> dict:
+    """Runs `jstyle ARGS` in a child process: its wall seconds and peak resident memory (MiB).
+
+    Raises:
+      JStyleError: the command failed (its last line of stderr is quoted).
+    """
     started = time.perf_counter()
     child = subprocess.Popen([sys.executable, "-m", "jstyle", *args], stderr=subprocess.PIPE,
                              text=True)
     stderr = child.stderr.read()
     _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - started
-    if child.returncode != 0:
-        raise JStyleError(f"{method} on {pair.name} failed (exit {child.returncode}): "
-                          f"{stderr.strip().splitlines()[-1] if stderr.strip() else ''}")
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
+        raise JStyleError(f"{label} failed (exit {code}): {last}")
+    return {"wall_seconds": time.perf_counter() - started,
+            "peak_memory_mib": usage.ru_maxrss / 1024}  # Linux: KiB
+
+
+def train_fast(workdir: pathlib.Path, style: pathlib.Path, data_dir: pathlib.Path
+               ) -> tuple[pathlib.Path, dict]:
+    """Trains (or reuses) the fast network for `style` with `jstyle train` in a child process:
+    the model file, and the training's steps, wall seconds and peak memory."""
+    folder = workdir / "models" / f"{style.stem}-{FLAGS.fast_steps}x{FLAGS.fast_size}"
+    args = ["train", f"--style={style}", f"--data_dir={data_dir}", f"--workdir={folder}",
+            f"--steps={FLAGS.fast_steps}", f"--size={FLAGS.fast_size}",
+            f"--print_every={max(1, FLAGS.fast_steps // 10)}"]
+    if FLAGS.vgg_weights:
+        args.append(f"--vgg_weights={FLAGS.vgg_weights}")
+    model = folder / "model.msgpack"
+    done = results.read_json(folder / "comparison.json")
+    if done is None or done.get("args") != args or not model.exists():
+        logging.info("fast: training for %s (%d steps)", style.stem, FLAGS.fast_steps)
+        done = {"args": args, **_child(args, f"training fast for {style.stem}")}
+        results.write_json(folder / "comparison.json", done)
+    return model, {"train_steps": FLAGS.fast_steps, "train_wall_seconds": done["wall_seconds"],
+                   "train_peak_memory_mib": done["peak_memory_mib"]}
+
+
+def run_method(workdir: pathlib.Path, method: str, pair: Pair, fast_data: pathlib.Path) -> dict:
+    """Runs (or reuses) one method on one pair in a child process: its record, with the
+    child's wall seconds and peak resident memory added (for fast: the stylisation's, and
+    its model's training's as train_*)."""
+    out = workdir / "images" / f"{method}__{pair.name}.png"
+    args = [f"--method={method}", f"--content={pair.content}", f"--size={FLAGS.size}",
+            f"--output={out}"]
+    training = {}
+    if method == FAST:
+        model, training = train_fast(workdir, pair.style, fast_data)
+        args.append(f"--model={model}")
+    else:
+        args += [f"--style={pair.style}", "--print_every=0"]
+        if FLAGS.steps is not None:
+            args.append(f"--steps={FLAGS.steps}")
+        if FLAGS.vgg_weights:
+            args.append(f"--vgg_weights={FLAGS.vgg_weights}")
     record = results.read_json(out.with_suffix(".json"))
-    record["comparison"] = {"args": args, "wall_seconds": wall,
-                            "peak_memory_mib": usage.ru_maxrss / 1024}  # Linux: KiB
+    if (record is not None and record.get("comparison", {}).get("args") == args and out.exists()
+            and (method != FAST or record["model_sha256"] == results.file_sha256(model))):
+        logging.info("%s on %s: reusing %s", method, pair.name, out)
+        return record
+    logging.info("%s on %s: running", method, pair.name)
+    measured = _child(args, f"{method} on {pair.name}")
+    record = results.read_json(out.with_suffix(".json"))
+    record["comparison"] = {"args": args, **measured, **training}
     results.write_json(out.with_suffix(".json"), record)
     return record
 
@@ -155,10 +205,13 @@ def main(argv):
     del argv
     workdir = pathlib.Path(FLAGS.workdir)
     try:
-        names = FLAGS.methods or sorted(methods.REGISTRY)
-        for name in names:
-            methods.get(name)
+        known = [*sorted(methods.REGISTRY), FAST]
+        names = FLAGS.methods or known
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise JStyleError(f"unknown method {unknown[0]!r}; choose from {', '.join(known)}")
         todo = pairs()
+        fast_data = pathlib.Path(FLAGS.fast_data_dir or todo[0].content.parent)
         evaluator = Evaluator(weights_lib.load(FLAGS.vgg_weights))
         (workdir / "images").mkdir(parents=True, exist_ok=True)
         rows, lines, failures = [], [], []
@@ -174,7 +227,7 @@ def main(argv):
                 image.resize(style, *shown.shape[:2]), content, style)})
             for method in names:
                 try:
-                    record = run_method(workdir, method, pair)
+                    record = run_method(workdir, method, pair, fast_data)
                 except JStyleError as e:  # one method's failure does not stop the others
                     logging.error("%s", e)
                     failures.append(str(e))
@@ -184,8 +237,8 @@ def main(argv):
                 output = image.load(workdir / "images" / f"{method}__{pair.name}.png")
                 measured = evaluator.distances(output, content, style)
                 lines.append({**base, "method": method, **measured,
-                              "seconds": record["seconds"], "steps": record["steps"],
-                              "preset": record["preset"], **record["comparison"]})
+                              **{k: record[k] for k in ("seconds", "steps", "preset")
+                                 if k in record}, **record["comparison"]})
                 row.append((output, f"{method}  c {measured['content_distance']:.2f}  "
                                     f"s {measured['style_distance']:.2f}"))
             rows.append(row)

@@ -51,6 +51,11 @@ def read_json(path: pathlib.Path):
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def file_sha256(path: str | pathlib.Path) -> str:
+    """The SHA-256 hex digest of a file's bytes."""
+    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+
+
 def contact_sheet(rows: list[list[tuple[np.ndarray | None, str]]], tile: int = 256
                   ) -> np.ndarray:
     """A grid of captioned images.
@@ -86,10 +91,6 @@ def contact_sheet(rows: list[list[tuple[np.ndarray | None, str]]], tile: int = 2
 # ---------------------------------------------------------------------------------------------
 # Sweep workdirs.
 
-def _sha256(path: pathlib.Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def write_point(workdir: pathlib.Path, record: dict, output: np.ndarray) -> None:
     """Writes a finished point: its image (float[H, W, 3] in [0, 1]), then its record with the
     image's SHA-256; the record is written last, so its presence marks a complete point."""
@@ -97,7 +98,7 @@ def write_point(workdir: pathlib.Path, record: dict, output: np.ndarray) -> None
     png = pathlib.Path(workdir) / "images" / f"{name}.png"
     image_lib.save(png, output)
     write_json(pathlib.Path(workdir) / "points" / f"{name}.json",
-               {**record, "image_sha256": _sha256(png)})
+               {**record, "image_sha256": file_sha256(png)})
 
 
 def read_point(workdir: pathlib.Path, made: dict) -> dict | None:
@@ -110,7 +111,7 @@ def read_point(workdir: pathlib.Path, made: dict) -> dict | None:
         record = json.loads((pathlib.Path(workdir) / "points" / f"{name}.json").read_text())
         png = pathlib.Path(workdir) / "images" / f"{name}.png"
         if any(record.get(k) != v for k, v in made.items()) or \
-                _sha256(png) != record["image_sha256"]:
+                file_sha256(png) != record["image_sha256"]:
             return None
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -312,7 +312,9 @@ def train(style: np.ndarray, data_dir: str | pathlib.Path, workdir: str | pathli
     manager.wait_until_finished()
     if interrupted.is_set():  # keep what was done; --resume continues from here
         raise KeyboardInterrupt
-    export(workdir / "model.msgpack", state.params, hp, record)
+    export(workdir / "model.msgpack", state.params, hp,
+           {**record, "steps": int(state.step), "data_dir": str(data_dir), "photos": len(paths),
+            "skipped_files": len(batches.skipped)})
     return state
 
 

@@ -28,33 +28,22 @@ def _reflect(x: jax.Array, pad: int) -> jax.Array:
     return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
 
 
-def shifted_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """A VALID stride-1 convolution as one 1x1 convolution to kh kw C_out channels, then the
-    sum of their shifted slices: x float[B, H, W, C_in], kernel float[kh, kw, C_in, C_out] ->
-    float[B, H - kh + 1, W - kw + 1, C_out]. Where C_out < C_in it is faster on XLA:CPU than
-    the direct convolution (7x for the 9x9 convolution to 3 channels at 512 px, measured),
-    whose patch matrix is read once per few output channels."""
-    kh, kw, cin, cout = kernel.shape
-    z = jnp.einsum("bhwc,cd->bhwd", x, jnp.transpose(kernel, (2, 0, 1, 3)).reshape(cin, -1))
-    z = z.reshape(*z.shape[:3], kh, kw, cout)
-    h, w = x.shape[1] - kh + 1, x.shape[2] - kw + 1
-    return sum(z[:, dy:dy + h, dx:dx + w, dy, dx, :] for dy in range(kh) for dx in range(kw))
-
-
 class ConvLayer(nnx.Module):
-    """Reflection padding, then a k x k convolution (optionally strided)."""
+    """Reflection padding, then a k x k convolution (optionally strided).
+
+    The convolution runs with `stride` zero rows and columns in front and drops its first output
+    row and column: the same numbers as the unpadded convolution, but XLA:CPU's padded
+    convolution is 2-28x faster than its unpadded one for this network's layers (measured at
+    512 px), for one extra output row and column.
+    """
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, *, rngs: nnx.Rngs):
         self.pad = kernel // 2
-        self.shifted = stride == 1 and cout < cin  # see shifted_conv
-        self.conv = nnx.Conv(cin, cout, (kernel, kernel), (stride, stride), padding="VALID",
-                             rngs=rngs)
+        self.conv = nnx.Conv(cin, cout, (kernel, kernel), (stride, stride),
+                             padding=((stride, 0), (stride, 0)), rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = _reflect(x, self.pad)
-        if self.shifted:
-            return shifted_conv(x, self.conv.kernel[...]) + self.conv.bias[...]
-        return self.conv(x)
+        return self.conv(_reflect(x, self.pad))[:, 1:, 1:, :]
 
 
 class NormConv(nnx.Module):

@@ -104,21 +104,31 @@ def test_compare_methods_and_the_notebook(tmp_path, vgg_weights, monkeypatch):
     compare = tmp_path / "compare"
     result = subprocess.run(_experiment(
         "compare_methods.py", f"--workdir={compare}", f"--content_dir={pairs[0]}",
-        f"--style_dir={pairs[1]}", "--size=192", "--steps=3"), capture_output=True, text=True,
-        timeout=900)
+        f"--style_dir={pairs[1]}", "--size=192", "--steps=3", "--fast_steps=2",
+        "--fast_size=32"), capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [json.loads(l) for l in (compare / "metrics.jsonl").read_text().splitlines()]
-    assert [l["method"] for l in lines] == ["content", "style", *sorted(methods.REGISTRY)]
+    every = [*sorted(methods.REGISTRY), "fast"]
+    assert [l["method"] for l in lines] == ["content", "style", *every]
     by_method = {l["method"]: l for l in lines}
     assert by_method["content"]["content_distance"] == 0.0
     assert by_method["style"]["style_distance"] == 0.0
-    for name in methods.REGISTRY:  # every method measured; 3 steps stay near the photo
+    for name in every:  # every method measured
         row = by_method[name]
-        assert 0 < row["content_distance"] < by_method["style"]["content_distance"]
-        assert 0 < row["style_distance"] < np.inf
-        assert row["seconds"] > 0 and row["peak_memory_mib"] > 100 and row["steps"] > 0
+        assert 0 < row["content_distance"] < np.inf and 0 < row["style_distance"] < np.inf
+        assert row["seconds"] > 0 and row["peak_memory_mib"] > 100
+    for name in methods.REGISTRY:  # 3 steps stay near the photo
+        assert by_method[name]["content_distance"] < by_method["style"]["content_distance"]
+        assert by_method[name]["steps"] == 3
+    fast = by_method["fast"]  # trained on the content folder, 2 steps
+    assert fast["train_steps"] == 2 and fast["train_wall_seconds"] > fast["seconds"]
+    style_name = image_lib.sample_paths()[1].stem
+    assert (compare / "models" / f"{style_name}-2x32" / "model.msgpack").exists()
     grid = Image.open(compare / "grid.png")
-    assert grid.size[0] == (2 + len(methods.REGISTRY)) * 256
+    assert grid.size[0] == (2 + len(every)) * 256
+    again = subprocess.run(result.args, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert ": running" not in again.stderr and "training for" not in again.stderr
 
     sweep_dir = tmp_path / "sweep"
     result = subprocess.run(_experiment("gatys_sweep.py", f"--workdir={sweep_dir}",

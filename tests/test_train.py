@@ -63,7 +63,7 @@ def test_resume_continues_exactly_and_export_round_trips(tmp_path, photos, vgg_w
     net_b, _ = train.load_model(halves / "model.msgpack")
     photo = jnp.asarray(image.load(next(photos.glob("*.png")), 40)[None])
     np.testing.assert_allclose(net_a(photo), net_b(photo), atol=1e-5)
-    assert record["hyperparameters"]["width"] == 0.25
+    assert record["hyperparameters"]["width"] == 0.25 and record["steps"] == 8
 
 
 def test_bad_folders_and_model_files_are_clear_errors(tmp_path):

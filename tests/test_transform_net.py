@@ -46,9 +46,12 @@ def test_too_small_input_is_a_clear_error(net):
         net(jnp.zeros((1, 5, 30, 3)))
 
 
-def test_shifted_conv_equals_the_direct_convolution():
-    x = jax.random.normal(jax.random.key(3), (2, 13, 11, 8))
-    kernel = jax.random.normal(jax.random.key(4), (5, 3, 8, 3))
-    direct = jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID",
-                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    np.testing.assert_allclose(transform_net.shifted_conv(x, kernel), direct, atol=1e-4)
+@pytest.mark.parametrize("kernel, stride", [(9, 1), (3, 1), (3, 2)])
+def test_conv_layer_equals_the_valid_convolution_of_the_reflected_input(kernel, stride):
+    layer = transform_net.ConvLayer(5, 4, kernel, stride, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(3), (2, 13, 11, 5))
+    pad = kernel // 2
+    padded = np.pad(np.asarray(x), ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    direct = jax.lax.conv_general_dilated(padded, layer.conv.kernel[...], (stride, stride),
+                                          "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    np.testing.assert_allclose(layer(x), direct + layer.conv.bias[...], atol=1e-4)

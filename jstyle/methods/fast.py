@@ -11,7 +11,6 @@ luminance with the photo's chroma, as for the Gatys objective).
 
 from __future__ import annotations
 
-import hashlib
 import pathlib
 import time
 
@@ -20,6 +19,7 @@ import numpy as np
 from flax import nnx
 
 from jstyle import image as image_lib
+from jstyle import results
 from jstyle.errors import InputError
 from jstyle.train import IMAGE_SUFFIXES, load_model
 
@@ -31,7 +31,7 @@ class Stylist:
 
     def __init__(self, model: str | pathlib.Path):
         net, self.record = load_model(model)
-        self.digest = hashlib.sha256(pathlib.Path(model).read_bytes()).hexdigest()
+        self.digest = results.file_sha256(model)
         graphdef, params = nnx.split(net)
         self.params = params
         self.forward = jax.jit(lambda params, x: nnx.merge(graphdef, params)(x))
