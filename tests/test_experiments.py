@@ -119,7 +119,7 @@ def test_compare_methods_and_the_notebook(tmp_path, vgg_weights, monkeypatch):
         assert row["seconds"] > 0 and row["peak_memory_mib"] > 100
     for name in methods.REGISTRY:  # 3 steps stay near the photo
         assert by_method[name]["content_distance"] < by_method["style"]["content_distance"]
-        assert by_method[name]["steps"] == 3
+        assert by_method[name]["steps"] >= 3  # mrf: 3 per pyramid level
     fast = by_method["fast"]  # trained on the content folder, 2 steps
     assert fast["train_steps"] == 2 and fast["train_wall_seconds"] > fast["seconds"]
     style_name = image_lib.sample_paths()[1].stem
