@@ -10,13 +10,15 @@ class Progress:
     """Reports `update(step, message)` calls for a run of `total` steps.
 
     On a terminal (stderr is a TTY) it draws a tqdm bar; elsewhere (CI, pipes, notebooks'
-    captured output) it writes one line per update to stderr.
+    captured output) it writes one line per update to stderr, with the time left at the rate
+    so far.
     """
 
     def __init__(self, total: int, desc: str, enabled: bool = True):
         self.total = total
         self.desc = desc
         self.start = time.perf_counter()
+        self.first_step = None  # the step of the first update (a resumed run starts there)
         self.enabled = enabled
         self.bar = None
         if enabled and sys.stderr.isatty():
@@ -31,7 +33,12 @@ class Progress:
             self.bar.set_postfix_str(message)
         else:
             elapsed = time.perf_counter() - self.start
-            print(f"{self.desc}: step {step}/{self.total} ({elapsed:.1f}s) {message}",
+            if self.first_step is None:
+                self.first_step = step
+            done = step - self.first_step
+            eta = (f", about {elapsed / done * (self.total - step):.0f}s left"
+                   if 0 < done and step < self.total else "")
+            print(f"{self.desc}: step {step}/{self.total} ({elapsed:.1f}s{eta}) {message}",
                   file=sys.stderr, flush=True)
 
     def close(self) -> None:
