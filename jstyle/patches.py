@@ -22,6 +22,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from jstyle.conv import valid_conv
+
 EPS = 1e-8
 
 
@@ -189,8 +191,7 @@ def vote(patches: jax.Array, field: jax.Array, height: int, width: int) -> jax.A
 def patch_norms(features: jax.Array, size: int) -> jax.Array:
     """L2 norm of every stride-1 k x k patch: float[H, W, C] -> float[H - k + 1, W - k + 1]."""
     window = jnp.ones((size, size, features.shape[-1], 1), features.dtype)
-    sums = jax.lax.conv_general_dilated(jnp.square(features)[None], window, (1, 1), "VALID",
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))[0, ..., 0]
+    sums = valid_conv(jnp.square(features)[None], window)[0, ..., 0]
     return jnp.sqrt(jnp.maximum(sums, 0.0))
 
 

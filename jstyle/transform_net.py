@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jstyle.conv import valid_conv
 from jstyle.errors import InputError
 
 STRIDE = 4  # two stride-2 convolutions: inputs are padded to a multiple of this
@@ -29,21 +30,16 @@ def _reflect(x: jax.Array, pad: int) -> jax.Array:
 
 
 class ConvLayer(nnx.Module):
-    """Reflection padding, then a k x k convolution (optionally strided).
-
-    The convolution runs with `stride` zero rows and columns in front and drops its first output
-    row and column: the same numbers as the unpadded convolution, but XLA:CPU's padded
-    convolution is 2-28x faster than its unpadded one for this network's layers (measured at
-    512 px), for one extra output row and column.
-    """
+    """Reflection padding, then a k x k convolution (optionally strided)."""
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, *, rngs: nnx.Rngs):
-        self.pad = kernel // 2
-        self.conv = nnx.Conv(cin, cout, (kernel, kernel), (stride, stride),
-                             padding=((stride, 0), (stride, 0)), rngs=rngs)
+        self.pad, self.stride = kernel // 2, stride
+        # holds the parameters; the convolution itself is conv.valid_conv (faster on XLA:CPU)
+        self.conv = nnx.Conv(cin, cout, (kernel, kernel), rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.conv(_reflect(x, self.pad))[:, 1:, 1:, :]
+        return (valid_conv(_reflect(x, self.pad), self.conv.kernel[...], self.stride)
+                + self.conv.bias[...])
 
 
 class NormConv(nnx.Module):

@@ -46,12 +46,12 @@ def test_too_small_input_is_a_clear_error(net):
         net(jnp.zeros((1, 5, 30, 3)))
 
 
-@pytest.mark.parametrize("kernel, stride", [(9, 1), (3, 1), (3, 2)])
-def test_conv_layer_equals_the_valid_convolution_of_the_reflected_input(kernel, stride):
+@pytest.mark.parametrize("kernel, stride", [(9, 1), (3, 2)])
+def test_conv_layer_convolves_the_reflected_input(kernel, stride):
     layer = transform_net.ConvLayer(5, 4, kernel, stride, rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(3), (2, 13, 11, 5))
     pad = kernel // 2
     padded = np.pad(np.asarray(x), ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
-    direct = jax.lax.conv_general_dilated(padded, layer.conv.kernel[...], (stride, stride),
-                                          "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    np.testing.assert_allclose(layer(x), direct + layer.conv.bias[...], atol=1e-4)
+    plain = jax.lax.conv_general_dilated(padded, layer.conv.kernel[...], (stride, stride),
+                                         "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    np.testing.assert_allclose(layer(x), plain + layer.conv.bias[...], atol=1e-4)
