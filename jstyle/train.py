@@ -312,7 +312,7 @@ def train(style: np.ndarray, data_dir: str | pathlib.Path, workdir: str | pathli
     manager.wait_until_finished()
     if interrupted.is_set():  # keep what was done; --resume continues from here
         raise KeyboardInterrupt
-    export(workdir / "model.msgpack", state.params, hp,
+    export(workdir / "model.msgpack", state.params,
            {**record, "steps": int(state.step), "data_dir": str(data_dir), "photos": len(paths),
             "skipped_files": len(batches.skipped)})
     return state
@@ -340,7 +340,7 @@ def _truncate_metrics(path: pathlib.Path, step: int) -> None:
     image_lib.write_atomic(path, lambda f: f.write("".join(l + "\n" for l in kept).encode()))
 
 
-def export(path: pathlib.Path, params: dict, hp: TrainParams, record: dict) -> None:
+def export(path: pathlib.Path, params: dict, record: dict) -> None:
     """One msgpack file holding the parameters and how they were trained, written atomically."""
     from flax import serialization
     blob = serialization.msgpack_serialize({
