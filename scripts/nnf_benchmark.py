@@ -62,7 +62,7 @@ def main(argv):
     params = vgg.prepare(vgg_weights.params)
     layers = tuple(FLAGS.layers)
     extract = jax.jit(lambda x: vgg.features(
-        params, image.preprocess(x, vgg_weights.convention), layers))
+        params, vgg.preprocess(x, vgg_weights.convention), layers))
     exact = jax.jit(lambda s, t: patches.nnf_exact(s, t, 3, 1))
     match = jax.jit(lambda key, s, t: patches.patchmatch(key, s, t, 3, 1, FLAGS.iterations))
     more = jax.jit(patches.patchmatch, static_argnames=("size", "target_stride", "iterations"))

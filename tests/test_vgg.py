@@ -66,7 +66,7 @@ def np_conv_relu(x, w, b):
 def test_block1_matches_numpy_reference(vgg_weights, params, pooling):
     rng = np.random.default_rng(1)
     levels = rng.uniform(0, 255, size=(9, 7, 3)).astype(np.float32)
-    x = np.asarray(image.preprocess(levels, vgg_weights.convention))
+    x = np.asarray(vgg.preprocess(levels, vgg_weights.convention))
     p = vgg_weights.params
     r11 = np_conv_relu(x, p["conv1_1"]["w"], p["conv1_1"]["b"])
     r12 = np_conv_relu(r11, p["conv1_2"]["w"], p["conv1_2"]["b"])
@@ -80,8 +80,42 @@ def test_block1_matches_numpy_reference(vgg_weights, params, pooling):
 
 def test_caffe_preprocessing_is_bgr_minus_mean(vgg_weights):
     levels = np.array([[[10.0, 20.0, 30.0]]], np.float32)
-    got = np.asarray(image.preprocess(levels, vgg_weights.convention))
+    got = np.asarray(vgg.preprocess(levels, vgg_weights.convention))
     np.testing.assert_allclose(got, [[[30 - 103.939, 20 - 116.779, 10 - 123.68]]], rtol=1e-5)
+
+
+@pytest.mark.parametrize("convention", [vgg.CAFFE, vgg.TORCHVISION])
+def test_postprocess_inverts_preprocess(convention):
+    levels = np.random.default_rng(3).uniform(0, 255, size=(5, 3, 3)).astype(np.float32)
+    back = vgg.postprocess(vgg.preprocess(levels, convention), convention)
+    np.testing.assert_allclose(back, levels, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("start,end", [(None, "relu1_1"), ("relu1_1", "relu3_1"),
+                                       ("pool1", "conv2_2"), ("relu3_1", "relu5_1"),
+                                       ("relu4_1", "pool4")])
+def test_forward_from_one_layer_to_another_equals_features(tiny_weights, start, end):
+    """Odd sizes, so every pooling floors; jitted too."""
+    params = vgg.prepare(tiny_weights.params)
+    x = jnp.asarray(np.random.default_rng(4).normal(size=(37, 29, 3)) * 50, jnp.float32)
+    want = vgg.features(params, x, [end])[end]
+    given = x if start is None else vgg.features(params, x, [start])[start]
+    np.testing.assert_allclose(vgg.forward(params, given, start, end), want, rtol=1e-5, atol=1e-5)
+    jitted = jax.jit(lambda g: vgg.forward(params, g, start, end))(given)
+    np.testing.assert_allclose(jitted, want, rtol=1e-4, atol=1e-4)
+    with pytest.raises(InputError, match="not deeper"):
+        vgg.forward(params, want, end, end)
+
+
+def test_pools_and_check_size():
+    assert [vgg.pools(l) for l in ("relu1_1", "pool1", "relu2_1", "relu4_2", "pool5")] == \
+        [0, 0, 1, 3, 4]
+    vgg.check_size((16, 20, 3), ["relu5_1"], "content")
+    with pytest.raises(InputError, match="the style image is 20x15 px.*layer relu5_1 needs at "
+                                         "least 16 px"):
+        vgg.check_size((15, 20, 3), ["relu1_1", "relu5_1"], "style")
+    with pytest.raises(InputError, match="3x3 patches at relu4_1 need at least 24 px"):
+        vgg.check_size((20, 30, 3), ["relu4_1"], "content", patch=3)
 
 
 def test_jit_vmap_and_grad(params):

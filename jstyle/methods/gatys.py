@@ -115,15 +115,6 @@ def validate(hp: GatysParams, opts: RunOptions, num_styles: int) -> None:
     pixels.validate_options(opts, num_styles)
 
 
-def _check_size(img: np.ndarray, layers: tuple[str, ...], what: str) -> None:
-    need = vgg.min_size(layers)
-    if min(img.shape[:2]) < need:
-        raise InputError(
-            f"the {what} image is {img.shape[1]}x{img.shape[0]} px after resizing, but layer "
-            f"{max(layers, key=vgg.LAYERS.index)} needs at least {need} px on each side; use a "
-            "larger --size/--style_scale (or coarsest pyramid level) or shallower layers")
-
-
 def _gram(features: jax.Array, hp: GatysParams, mask: jax.Array | None = None) -> jax.Array:
     """G_l of one feature map (float[H, W, C]) in `hp`'s normalisation, inside `mask` if given."""
     if mask is None:
@@ -140,22 +131,16 @@ def layer_scales(weights: VGGWeights, hp: GatysParams) -> dict[str, jax.Array]:
     """Feature divisors, `{layer: float32[]}`: each layer's mean activation (a normalised
     network, see vgg.layer_scale) for the jstyle normalisation, ones for neural-style's raw
     features."""
-    layers = dict.fromkeys(hp.content_layers + hp.style_layers + hp.hist_layers)
+    layers = hp.content_layers + hp.style_layers + hp.hist_layers
     if hp.normalization == "neural-style":
-        return {l: jnp.float32(1.0) for l in layers}
-    return {l: jnp.asarray(vgg.layer_scale(weights.filter_means, l)) for l in layers}
+        return {l: jnp.float32(1.0) for l in dict.fromkeys(layers)}
+    return vgg.layer_scales(weights.filter_means, layers)
 
 
 def _features(vgg_params: dict, scales: dict, image: jax.Array, layers: tuple[str, ...],
               hp: GatysParams, convention, remat: bool = False) -> dict[str, jax.Array]:
     """Scaled features of `image` (float32[H, W, 3], 8-bit levels) at `layers`."""
-    feats = vgg.features(vgg_params, image_lib.preprocess(image, convention), layers, hp.pooling,
-                         remat)
-    return {l: feats[l] / scales[l] for l in layers}
-
-
-def _pools(layer: str) -> int:
-    return sum(1 for n in vgg.LAYERS[: vgg.LAYERS.index(layer)] if n.startswith("pool"))
+    return vgg.image_features(vgg_params, image, layers, convention, scales, hp.pooling, remat)
 
 
 def _region_values(feats: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -183,7 +168,7 @@ def compute_targets(vgg_params: dict, scales: dict, content: jax.Array, styles: 
     content_feats = extract(vgg_params, scales, content, hp.content_layers, hp, convention)
     layers = tuple(dict.fromkeys(hp.style_layers + hp.hist_layers))
     style_feats = [extract(vgg_params, scales, s, layers, hp, convention) for s in styles]
-    d = {l: (content.shape[0] >> _pools(l)) * (content.shape[1] >> _pools(l))
+    d = {l: (content.shape[0] >> vgg.pools(l)) * (content.shape[1] >> vgg.pools(l))
          for l in hp.hist_layers}
     if regions is None:
         style = {l: sum(b * _gram(f[l], hp) for f, b in zip(style_feats, blend))
@@ -195,7 +180,7 @@ def compute_targets(vgg_params: dict, scales: dict, content: jax.Array, styles: 
 
     content_masks, style_masks, present = regions
     r_count = content_masks.shape[0]
-    layer_masks = [{l: masks.at_layer(m, _pools(l)) for l in layers} for m in style_masks]
+    layer_masks = [{l: masks.at_layer(m, vgg.pools(l)) for l in layers} for m in style_masks]
 
     def sources(r):
         """(style index, weight, masked) of the styles region r draws from; masked is False
@@ -225,7 +210,7 @@ def compute_targets(vgg_params: dict, scales: dict, content: jax.Array, styles: 
         hist[l] = jnp.stack([np.concatenate([v, np.repeat(v[-1:], k_max - len(v), 0)])
                              for v in per_region])
         counts[l] = jnp.asarray([len(v) for v in per_region], jnp.int32)
-    output_masks = {l: jnp.asarray(masks.at_layer(content_masks, _pools(l))) for l in layers}
+    output_masks = {l: jnp.asarray(masks.at_layer(content_masks, vgg.pools(l))) for l in layers}
     return Targets(content=content_feats, style=style, hist=hist, hist_counts=counts,
                    regions=output_masks)
 
@@ -302,9 +287,10 @@ def setup(content: np.ndarray, styles: list[np.ndarray], hp: GatysParams, opts: 
     """
     validate(hp, opts, len(styles))
     content, styles = pixels.resize_inputs(content, styles, opts)
-    _check_size(content, hp.content_layers + hp.style_layers + hp.hist_layers, "content")
+    vgg.check_size(content.shape, hp.content_layers + hp.style_layers + hp.hist_layers,
+                   "content")
     for s in styles:
-        _check_size(s, hp.style_layers + hp.hist_layers, "style")
+        vgg.check_size(s.shape, hp.style_layers + hp.hist_layers, "style")
     blend = list(opts.style_blend_weights or [1.0] * len(styles))
     blend = [b / sum(blend) for b in blend]
     if float(hp.hist_weight) == 0.0:  # keep the sorts out of the compiled loss

@@ -129,21 +129,6 @@ def validate(hp: MRFParams, opts: RunOptions, num_styles: int) -> None:
     pixels.validate_options(opts, num_styles)
 
 
-def _pools(layer: str) -> int:
-    return sum(1 for n in vgg.LAYERS[: vgg.LAYERS.index(layer)] if n.startswith("pool"))
-
-
-def _check_size(img: np.ndarray, hp: MRFParams, layers: tuple[str, ...], what: str) -> None:
-    deepest = max(layers, key=vgg.LAYERS.index)
-    need = max(vgg.min_size(layers), hp.patch_size << _pools(deepest))
-    if min(img.shape[:2]) < need:
-        raise InputError(
-            f"the {what} image is {img.shape[1]}x{img.shape[0]} px at this level, but "
-            f"{hp.patch_size}x{hp.patch_size} patches at {deepest} need at least {need} px on "
-            "each side; use a larger --size/--style_scale, fewer --pyramid_levels or "
-            "shallower layers")
-
-
 def style_copies(image: np.ndarray, rotations: int, scales: int) -> list[np.ndarray]:
     """The style image and its rotated and scaled copies, as the authors' code makes them:
     angles k pi/24 for k in -rotations..rotations (cropped to the part with no fill), each at
@@ -166,8 +151,7 @@ def style_copies(image: np.ndarray, rotations: int, scales: int) -> list[np.ndar
 def _layer_features(vgg_params: dict, image: jax.Array, layers: tuple[str, ...], pooling: str,
                     convention, remat: bool = False) -> dict[str, jax.Array]:
     """Raw VGG-19 features of `image` (float32[H, W, 3], 8-bit levels) at `layers`."""
-    return vgg.features(vgg_params, image_lib.preprocess(image, convention), layers, pooling,
-                        remat)
+    return vgg.image_features(vgg_params, image, layers, convention, None, pooling, remat)
 
 
 def compute_targets(vgg_params: dict, content: np.ndarray, styles: list[np.ndarray],
@@ -192,13 +176,14 @@ def compute_targets(vgg_params: dict, content: np.ndarray, styles: list[np.ndarr
             style_masks = masks.one_hot(labels.styles[i], count, *style.shape[:2])
             stacked = np.concatenate([stacked, style_masks.transpose(1, 2, 0)], axis=-1)
         for copy in style_copies(stacked, hp.rotations, hp.scales):
-            _check_size(copy, hp, hp.mrf_layers, "style (or a rotated or scaled copy)")
+            vgg.check_size(copy.shape, hp.mrf_layers, "style (or a rotated or scaled copy)",
+                           hp.patch_size)
             feats = extract(vgg_params, jnp.asarray(image_lib.to_levels(copy[..., :3])),
                             hp.mrf_layers, hp.pooling, convention)
             for l in hp.mrf_layers:
                 candidates[l].append(patches.extract_patches(feats[l], k, stride))
                 if labels is not None:
-                    layer_masks = masks.at_layer(copy[..., 3:].transpose(2, 0, 1), _pools(l))
+                    layer_masks = masks.at_layer(copy[..., 3:].transpose(2, 0, 1), vgg.pools(l))
                     label_candidates[l].append(patches.extract_patches(
                         jnp.asarray(layer_masks.transpose(1, 2, 0)), k, stride))
     candidates = {l: jnp.concatenate(c) for l, c in candidates.items()}
@@ -207,11 +192,11 @@ def compute_targets(vgg_params: dict, content: np.ndarray, styles: list[np.ndarr
     weights = None
     if hp.normalization == "cnnmrf":
         weights = {l: jnp.asarray(losses.mrf_coverage_weights(
-            h >> _pools(l), w >> _pools(l), k, hp.synthesis_stride)) for l in hp.mrf_layers}
+            h >> vgg.pools(l), w >> vgg.pools(l), k, hp.synthesis_stride)) for l in hp.mrf_layers}
     guide = candidate_guide = None
     if labels is not None:
         content_masks = masks.one_hot(labels.content, count, h, w)
-        guide = {l: jnp.asarray(masks.at_layer(content_masks, _pools(l)).transpose(1, 2, 0))
+        guide = {l: jnp.asarray(masks.at_layer(content_masks, vgg.pools(l)).transpose(1, 2, 0))
                  for l in hp.mrf_layers}
         candidate_guide = {l: jnp.concatenate(c) for l, c in label_candidates.items()}
     return Targets(content=content_feats, candidates=candidates, position_weights=weights,
@@ -260,7 +245,7 @@ def setup(content: np.ndarray, styles: list[np.ndarray], hp: MRFParams, opts: Ru
     """
     validate(hp, opts, len(styles))
     content, styles = pixels.resize_inputs(content, styles, opts)
-    _check_size(content, hp, hp.content_layers + hp.mrf_layers, "content")
+    vgg.check_size(content.shape, hp.content_layers + hp.mrf_layers, "content", hp.patch_size)
     hp = dataclasses.replace(hp, **{f: tuple(float(w) for w in getattr(hp, f))
                                     for f in ("content_layer_weights", "mrf_layer_weights")})
     convention = weights.convention

@@ -9,7 +9,6 @@ compiled chunk and first state), and `validate`; everything else is here.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import pathlib
@@ -21,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jstyle import image as image_lib
-from jstyle import masks, optimize
+from jstyle import masks, optimize, results
 from jstyle.errors import InputError
 from jstyle.progress import Progress
 from jstyle.weights import VGGWeights
@@ -208,20 +207,11 @@ def finish_colors(output: np.ndarray, content: np.ndarray, opts: RunOptions) -> 
     return output
 
 
-def digest(*arrays: np.ndarray) -> str:
-    """SHA-256 of the arrays' shapes and float32 values: what a record names its inputs by."""
-    h = hashlib.sha256()
-    for a in arrays:
-        h.update(str(a.shape).encode())
-        h.update(np.ascontiguousarray(a, np.float32).tobytes())
-    return h.hexdigest()
-
-
 def _inputs_digest(content, styles, labels, opts) -> str:
     extra = [] if labels is None else [labels.content, *labels.styles]
     if opts.init not in ("content", "noise", "style"):
         extra.append(image_lib.load(opts.init))
-    return digest(content, *styles, *extra)
+    return results.array_digest(content, *styles, *extra)
 
 
 class Result(NamedTuple):
