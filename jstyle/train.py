@@ -31,6 +31,7 @@ from flax import nnx
 from jstyle import image as image_lib
 from jstyle import losses, results, vgg
 from jstyle.errors import InputError
+from jstyle.params import field
 from jstyle.progress import Progress
 from jstyle.transform_net import TransformNet
 from jstyle.weights import VGGWeights
@@ -40,18 +41,20 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 @dataclasses.dataclass(frozen=True)
 class TrainParams:
-    """The training objective and schedule."""
-    content_layers: tuple[str, ...] = ("relu2_2",)
-    style_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
-    style_layer_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
-    content_weight: float = 1.0  # alpha
-    style_weight: float = 10.0  # beta
-    tv_weight: float = 1e-5  # w_tv, on the output in 8-bit levels
-    width: float = 1.0  # the network's width multiplier
-    learning_rate: float = 1e-3  # Adam
-    batch_size: int = 4
-    size: int = 256  # crop edge, pixels
-    style_size: int = 256  # the style image's longer edge, pixels
+    """The training objective and schedule (the flagged fields are `jstyle train`'s flags)."""
+    content_layers: tuple[str, ...] = field(("relu2_2",), "Content layers.", flag=False)
+    style_layers: tuple[str, ...] = field(("relu1_2", "relu2_2", "relu3_3", "relu4_3"),
+                                          "Style layers.", flag=False)
+    style_layer_weights: tuple[float, ...] = field((1.0, 1.0, 1.0, 1.0), "Weight per style "
+                                                   "layer.", flag=False)
+    content_weight: float = field(1.0, "Content weight alpha.")
+    style_weight: float = field(10.0, "Gram style weight beta.")
+    tv_weight: float = field(1e-5, "Total-variation weight, on the output in 8-bit levels.")
+    width: float = field(1.0, "The network's width multiplier (0.5 is about 4x faster).")
+    learning_rate: float = field(1e-3, "Adam's learning rate.")
+    batch_size: int = field(4, "Photos per step.")
+    size: int = field(256, "Crop edge, pixels.")
+    style_size: int = field(256, "The style image's longer edge, pixels.", flag=False)
 
 
 PRESETS = {

@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jstyle import image, masks, vgg
+from jstyle import image, masks, methods, runs, vgg
 from jstyle.errors import InputError
-from jstyle.methods import REGISTRY, gatys, pixels
+from jstyle.methods import gatys
 
 RNG = np.random.default_rng(0)
 
@@ -27,7 +27,7 @@ FAST = gatys.RunOptions(size=48, steps=8, print_every=4)
 
 
 def test_registered():
-    assert REGISTRY["gatys"].run is not None
+    assert methods.get("gatys") is gatys and callable(gatys.run)
     assert set(gatys.PRESETS) == {"jstyle", "neural-style"}
 
 
@@ -61,7 +61,7 @@ def _data(vgg_weights, hp, content, styles, blend):
     scales = gatys.layer_scales(vgg_weights, hp)
     targets = gatys.compute_targets(params, scales, content, styles, blend, hp,
                                     vgg_weights.convention)
-    return params, scales, targets, hp
+    return gatys.Data(params, scales, targets, hp)
 
 
 def test_loss_terms_plain_and_jit_agree_and_gradient_is_finite(vgg_weights):
@@ -69,8 +69,8 @@ def test_loss_terms_plain_and_jit_agree_and_gradient_is_finite(vgg_weights):
     content = jnp.asarray(CONTENT[:33, :35] * 255)
     data = _data(vgg_weights, hp, content, [jnp.asarray(STYLE * 255)], (1.0,))
     x = content + 10.0 * jnp.asarray(RNG.normal(size=content.shape), jnp.float32)
-    plain = gatys.loss_terms(x, *data, vgg_weights.convention)
-    jitted = jax.jit(lambda x, d: gatys.loss_terms(x, *d, vgg_weights.convention))(x, data)
+    plain = gatys.loss_terms(x, data, vgg_weights.convention)
+    jitted = jax.jit(lambda x, d: gatys.loss_terms(x, d, vgg_weights.convention))(x, data)
     for k in plain:
         np.testing.assert_allclose(jitted[k], plain[k], rtol=1e-4)
     np.testing.assert_allclose(plain["total"], plain["content"] + plain["style"] + plain["tv"]
@@ -208,7 +208,7 @@ def test_pyramid_runs_coarse_to_fine_and_resumes_at_its_level(vgg_weights, tmp_p
                                print_every=2, save_every=2)
     hp = gatys.GatysParams()
     key = jax.random.key(0)
-    assert pixels.pyramid(opts) == [(32, 4), (64, 3)]
+    assert runs.pyramid(opts) == [(32, 4), (64, 3)]
     full = gatys.run(CONTENT, [STYLE], hp, opts, vgg_weights, key, progress=False)
     assert full.image.shape == (46, 64, 3) and full.record["steps"] == 7
     assert [(h["step"], h["level"]) for h in full.history] == [(2, 0), (4, 0), (6, 1), (7, 1)]

@@ -10,7 +10,8 @@ import pytest
 
 from jstyle import image, masks, patches
 from jstyle.errors import InputError
-from jstyle.methods import REGISTRY, mrf
+from jstyle import methods
+from jstyle.methods import mrf
 
 CONTENT_PATH, STYLE_PATH = image.sample_paths()
 CONTENT, STYLE = image.load(CONTENT_PATH, 96), image.load(STYLE_PATH, 96)
@@ -19,7 +20,7 @@ FAST = dataclasses.replace(mrf.PRESETS["cnnmrf"][1], size=64, steps=6, pyramid_l
 
 
 def test_registered_with_the_authors_defaults_and_the_papers():
-    assert REGISTRY["mrf"] is mrf.MRF
+    assert methods.get("mrf") is mrf
     code, paper = mrf.PRESETS["cnnmrf"][0], mrf.PRESETS["paper"][0]
     assert (code.mrf_layers, code.content_layers, code.patch_size, code.style_stride) == (
         ("relu3_1", "relu4_1"), ("relu4_1",), 3, 2)

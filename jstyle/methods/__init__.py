@@ -1,31 +1,68 @@
-"""jstyle's style-transfer methods, one module each, found by name through `REGISTRY`.
+"""jstyle's style-transfer methods, one module each, found by name.
 
-A method module defines its hyperparameters (a dataclass with documented defaults and named
-presets) and a `run(...)`, and registers itself here with `register`, so the command and the
-experiments find it without edits elsewhere.
+`get("gatys")` imports jstyle's own method modules on demand (`BUILTIN`); any other name with
+a dot is a module path (`get("mypackage.mymethod")`), so anyone can add a method without
+editing jstyle. A method module defines:
+
+  Params      a frozen dataclass of its hyperparameters, each field made with
+              `jstyle.params.field` (help text, flag kind, static or a leaf of the pytree);
+              every field is a flag of the `jstyle` command
+  PRESETS     {name: (Params, runs.RunOptions)}, the first the default; each default cites
+              where it comes from (the paper, the authors' code)
+  validate    validate(hp, opts, num_styles): raises InputError naming the fix
+  run         run(content, styles, hp, opts, weights, key=None, *, labels=None, init=None,
+              snapshot=None, checkpoint=None, progress=True) -> runs.Result (named images, a
+              record, a loss history); content and styles float32[H, W, 3] in [0, 1]
+and may define
+  OPTIONS     the RunOptions fields it reads (default: all of them); flags of the others are
+              errors for it
+  INPUTS      what it takes of "content", "style", "labels", "weights" (default: all four)
+A method imports jstyle's core modules only, never another method.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+import importlib
+from types import ModuleType
 
-REGISTRY: dict[str, Any] = {}
+from jstyle.errors import InputError
 
-
-def register(name: str):
-    """Class/module decorator: `REGISTRY[name] = obj`."""
-    def add(obj):
-        REGISTRY[name] = obj
-        return obj
-    return add
+BUILTIN = ("gatys", "mrf", "fast")  # jstyle's own methods, in the order tables list them
+REQUIRED = ("Params", "PRESETS", "validate", "run")
+ALL_INPUTS = ("content", "style", "labels", "weights")
 
 
-def get(name: str):
-    """The registered method called `name`, or InputError listing the known ones."""
-    from jstyle.errors import InputError
-    if name not in REGISTRY:
-        raise InputError(f"unknown method {name!r}; choose one of {', '.join(sorted(REGISTRY))}")
-    return REGISTRY[name]
+def get(name: str) -> ModuleType:
+    """The method module called `name` (one of BUILTIN, or a module path with a dot).
+
+    Raises:
+      InputError: an unknown name, a module that cannot be imported, or one that is not a
+        method (lacks one of REQUIRED).
+    """
+    if name in BUILTIN:
+        return importlib.import_module(f"jstyle.methods.{name}")
+    if "." not in name:
+        raise InputError(f"unknown method {name!r}; choose one of {', '.join(BUILTIN)} or give "
+                         "a module path such as mypackage.mymethod")
+    try:
+        module = importlib.import_module(name)
+    except ImportError as e:
+        raise InputError(f"cannot import method module {name!r} ({e}); check the name and "
+                         "that its package is on PYTHONPATH") from None
+    missing = [a for a in REQUIRED if not hasattr(module, a)]
+    if missing:
+        raise InputError(f"module {name!r} is not a jstyle method: it lacks "
+                         f"{', '.join(missing)}; see jstyle.methods for what a method defines")
+    return module
 
 
-from jstyle.methods import gatys, mrf  # noqa: E402,F401  (they register themselves)
+def options(method: ModuleType) -> tuple[str, ...]:
+    """The RunOptions fields `method` reads."""
+    from jstyle.runs import RunOptions
+    return getattr(method, "OPTIONS", tuple(f.name for f in dataclasses.fields(RunOptions)))
+
+
+def inputs(method: ModuleType) -> tuple[str, ...]:
+    """What `method` takes of content, style, labels and weights."""
+    return getattr(method, "INPUTS", ALL_INPUTS)

@@ -4,13 +4,16 @@
   jstyle --method=fast --model=W/model.msgpack --content=IMG_OR_DIR --output=OUT_OR_DIR
 
 The network (jstyle.transform_net) takes any size: it is reflection-padded to its stride and
-cropped back. With a folder as --content every image in it is stylised into the --output
-folder. --preserve_colors=luminance or original keeps the photo's colours (the result's
-luminance with the photo's chroma, as for the Gatys objective).
+cropped back. --size resizes the photo first (0: its own size). --preserve_colors=luminance or
+original keeps the photo's colours (the result's luminance with the photo's chroma, as for the
+Gatys objective). The model holds its style and training, so the method takes no style image
+and no VGG weights.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import pathlib
 import time
 
@@ -21,9 +24,36 @@ from flax import nnx
 from jstyle import image as image_lib
 from jstyle import results
 from jstyle.errors import InputError
-from jstyle.train import IMAGE_SUFFIXES, load_model
+from jstyle.params import field
+from jstyle.runs import Result, RunOptions
+from jstyle.train import load_model
 
 PRESERVE_COLORS = ("none", "luminance", "original")
+OPTIONS = ("size", "preserve_colors")  # the run options it reads
+INPUTS = ("content",)  # no style image, labels or VGG weights: the model holds its style
+
+
+@dataclasses.dataclass(frozen=True)
+class FastParams:
+    """Which trained network to run."""
+    model: str | None = field(None, "The model.msgpack that `jstyle train` wrote.",
+                              kind="string")
+
+
+Params = FastParams
+PRESETS = {"model": (FastParams(), RunOptions(size=0))}  # the model holds everything else
+
+
+def validate(hp: FastParams, opts: RunOptions, num_styles: int) -> None:
+    """Raises InputError for option values that cannot work, naming the fix."""
+    del num_styles
+    if not hp.model:
+        raise InputError("--method=fast needs --model (the model.msgpack from jstyle train)")
+    if opts.preserve_colors not in PRESERVE_COLORS:
+        raise InputError(f"--preserve_colors={opts.preserve_colors} does not apply to "
+                         f"--method=fast; use one of {', '.join(PRESERVE_COLORS)}")
+    if opts.size < 0:
+        raise InputError(f"--size={opts.size} must be >= 0 (0: the photo's own size)")
 
 
 class Stylist:
@@ -44,53 +74,33 @@ class Stylist:
         return out
 
 
-def inputs_and_outputs(content: pathlib.Path, output: pathlib.Path
-                       ) -> list[tuple[pathlib.Path, pathlib.Path]]:
-    """(photo, result) paths: one pair for a file, one per image for a folder (results as
-    OUTPUT/<stem>.png).
+@functools.lru_cache(maxsize=4)
+def _stylist(path: str, stamp: tuple[int, int]) -> Stylist:
+    """One Stylist per model file (and version of it), so a folder of photos loads it once."""
+    del stamp
+    return Stylist(path)
 
-    Raises:
-      InputError: a missing input, an empty folder, or a folder in with a file out.
+
+def run(content: np.ndarray, styles: list[np.ndarray], hp: FastParams, opts: RunOptions,
+        weights=None, key: jax.Array | None = None, **unused) -> Result:
+    """Stylises `content` (float[H, W, 3] in [0, 1]) with the model `hp.model`.
+
+    `styles`, `weights`, `key` and the keywords of pixel methods (labels, snapshot, ...) are
+    not used: the network is deterministic and holds its style.
     """
-    if content.is_dir():
-        photos = sorted(p for p in content.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not photos:
-            raise InputError(f"--content={content} holds no .jpg or .png files")
-        if output.suffix:
-            raise InputError(f"--content={content} is a folder, so --output must be a folder "
-                             f"too (got {output})")
-        output.mkdir(parents=True, exist_ok=True)
-        return [(p, output / f"{p.stem}.png") for p in photos]
-    if not content.exists():
-        raise InputError(f"--content={content} does not exist; check the path")
-    return [(content, output)]
-
-
-def stylise_files(stylist: Stylist, pairs: list[tuple[pathlib.Path, pathlib.Path]],
-                  size: int | None, preserve_colors: str) -> tuple[list[dict], list[str]]:
-    """Stylises each photo (resized to `size` on the longer edge when given) into its result
-    file, atomically. Returns one record per result (seconds exclude loading and saving) and,
-    for a folder, the messages of the files that could not be read (skipped).
-
-    Raises:
-      InputError: a bad option, or the one photo given cannot be read.
-    """
-    if preserve_colors not in PRESERVE_COLORS:
-        raise InputError(f"--preserve_colors={preserve_colors} does not apply to --method=fast;"
-                         f" use one of {', '.join(PRESERVE_COLORS)}")
-    records, skipped = [], []
-    for photo_path, out_path in pairs:
-        try:
-            photo = image_lib.load(photo_path, size)
-        except InputError as e:
-            if len(pairs) == 1:
-                raise
-            skipped.append(str(e))
-            continue
-        started = time.perf_counter()
-        out = stylist(photo, preserve_colors)
-        seconds = time.perf_counter() - started
-        image_lib.save(out_path, out)
-        records.append({"content": str(photo_path), "output": str(out_path),
-                        "size": list(out.shape[:2]), "seconds": seconds})
-    return records, skipped
+    del styles, weights, key, unused
+    validate(hp, opts, 0)
+    path = pathlib.Path(hp.model)
+    try:
+        stat = path.stat()
+    except OSError as e:
+        raise InputError(f"cannot read --model={path} ({e.strerror}); give the model.msgpack "
+                         "that `jstyle train` wrote") from None
+    stylist = _stylist(str(path), (stat.st_mtime_ns, stat.st_size))
+    photo = image_lib.resize_to_edge(content, opts.size) if opts.size else content
+    started = time.perf_counter()
+    out = stylist(photo, opts.preserve_colors)
+    record = {"method": "fast", "model": str(path), "model_sha256": stylist.digest,
+              "training": stylist.record, "options": {n: getattr(opts, n) for n in OPTIONS},
+              "size": list(out.shape[:2]), "seconds": time.perf_counter() - started}
+    return Result(images={"output": out}, record=record, history=[])

@@ -25,28 +25,22 @@ Two normalisations (presets) are offered:
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jstyle import image as image_lib
-from jstyle import losses, masks, vgg
+from jstyle import losses, masks, runs, vgg
 from jstyle.errors import InputError
-from jstyle.methods import pixels, register
-from jstyle.methods.pixels import RunOptions
+from jstyle.params import field, pytree
+from jstyle.runs import RunOptions
 from jstyle.weights import VGGWeights
 
 NORMALIZATIONS = ("jstyle", "neural-style")
 
 
-@functools.partial(
-    jax.tree_util.register_dataclass,
-    data_fields=["content_weight", "style_weight", "tv_weight", "hist_weight",
-                 "content_layer_weights", "style_layer_weights", "hist_layer_weights"],
-    meta_fields=["content_layers", "style_layers", "hist_layers", "pooling", "normalization"])
+@pytree
 @dataclasses.dataclass(frozen=True)
 class GatysParams:
     """The objective's hyperparameters, a pytree.
@@ -54,18 +48,30 @@ class GatysParams:
     Layer choices are static; weights are leaves, so a sweep can vmap over them (a layer that
     is switched off is a zero weight).
     """
-    content_layers: tuple[str, ...] = ("relu4_2",)
-    style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-    hist_layers: tuple[str, ...] = ("relu1_1", "relu4_1")  # Wilmot et al.'s choice
-    pooling: str = "max"  # "max" or "avg"
-    normalization: str = "jstyle"  # one of NORMALIZATIONS
-    content_weight: Any = 1.0  # alpha
-    style_weight: Any = 10.0  # beta
-    tv_weight: Any = 0.0  # w_tv
-    hist_weight: Any = 0.0  # w_hist (0 leaves the histogram term out of the compiled loss)
-    content_layer_weights: Any = (1.0,)  # w_c,l, one per content layer
-    style_layer_weights: Any = (1.0, 1.0, 1.0, 1.0, 1.0)  # w_s,l, one per style layer
-    hist_layer_weights: Any = (1.0, 1.0)  # gamma_l, one per histogram layer
+    content_layers: tuple[str, ...] = field(("relu4_2",), "Content layers.", static=True)
+    style_layers: tuple[str, ...] = field(
+        ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"), "Gram style layers.",
+        static=True)
+    hist_layers: tuple[str, ...] = field(("relu1_1", "relu4_1"), "Histogram-loss layers "
+                                         "(Wilmot et al.'s choice).", static=True)
+    pooling: str = field("max", "VGG pooling: max or avg.", choices=("max", "avg"), static=True)
+    normalization: str = field("jstyle", "Loss normalisation: jstyle (size-independent) or "
+                               "neural-style (jcjohnson/neural-style's); see the README.",
+                               choices=NORMALIZATIONS, static=True)
+    content_weight: Any = field(1.0, "Content weight alpha.")
+    style_weight: Any = field(10.0, "Gram style weight beta.")
+    tv_weight: Any = field(0.0, "Total-variation weight (image in 8-bit levels).")
+    hist_weight: Any = field(0.0, "Histogram-loss weight (Wilmot et al. 2017; 0: off, and the "
+                             "histogram term is left out of the compiled loss).")
+    content_layer_weights: Any = field((1.0,), "Weight per content layer (1 each when "
+                                       "--content_layers is given alone).")
+    style_layer_weights: Any = field((1.0, 1.0, 1.0, 1.0, 1.0), "Weight per style layer (1 "
+                                     "each when --style_layers is given alone).")
+    hist_layer_weights: Any = field((1.0, 1.0), "Weight per histogram layer (1 each when "
+                                    "--hist_layers is given alone).")
+
+
+Params = GatysParams
 
 
 PRESETS: dict[str, tuple[GatysParams, RunOptions]] = {
@@ -92,6 +98,19 @@ class Targets(NamedTuple):
     regions: dict[str, jax.Array] | None  # masks: layer -> float32[R, H_l, W_l], the output's
 
 
+class Data(NamedTuple):
+    """Everything the compiled objective takes besides the image: one level's data."""
+    vgg_params: dict  # vgg.prepare(weights.params)
+    scales: dict  # layer -> float32[], the feature divisors (`layer_scales`)
+    targets: Targets
+    hp: GatysParams  # the weights are leaves: float32[] (a sweep batch: float32[K])
+
+    @classmethod
+    def sweep_axes(cls) -> "Data":
+        """The batch axes of a sweep's data: the hyperparameters vary, the rest is shared."""
+        return cls(None, None, None, 0)
+
+
 def validate(hp: GatysParams, opts: RunOptions, num_styles: int) -> None:
     """Raises InputError for option values that cannot work, naming the fix."""
     vgg.check_layers(hp.content_layers + hp.style_layers + hp.hist_layers)
@@ -106,13 +125,13 @@ def validate(hp: GatysParams, opts: RunOptions, num_styles: int) -> None:
         if len(layer_weights) != len(layers):
             raise InputError(f"{len(layer_weights)} --{name}_layer_weights for "
                              f"{len(layers)} --{name}_layers; give one weight per layer")
-    pixels.check_nonnegative({
+    runs.check_nonnegative({
         "content_weight": [hp.content_weight], "style_weight": [hp.style_weight],
         "tv_weight": [hp.tv_weight], "hist_weight": [hp.hist_weight],
         "content_layer_weights": hp.content_layer_weights,
         "style_layer_weights": hp.style_layer_weights,
         "hist_layer_weights": hp.hist_layer_weights})
-    pixels.validate_options(opts, num_styles)
+    runs.validate_options(opts, num_styles)
 
 
 def _gram(features: jax.Array, hp: GatysParams, mask: jax.Array | None = None) -> jax.Array:
@@ -221,8 +240,8 @@ def _region_weights(m: jax.Array) -> jax.Array:
     return area / jnp.maximum(jnp.sum(area), 1e-8)
 
 
-def loss_terms(image: jax.Array, vgg_params: dict, scales: dict, targets: Targets,
-               hp: GatysParams, convention, remat: bool = False) -> dict[str, jax.Array]:
+def loss_terms(image: jax.Array, data: Data, convention, remat: bool = False
+               ) -> dict[str, jax.Array]:
     """The weighted loss terms and their sum at `image` (float32[H, W, 3], 8-bit levels).
 
     With semantic masks, each region's guided-Gram and histogram losses are averaged, weighted
@@ -233,6 +252,7 @@ def loss_terms(image: jax.Array, vgg_params: dict, scales: dict, targets: Target
       `{"content": alpha L_c, "style": beta L_s, "tv": w_tv L_tv, "hist": w_hist L_hist,
       "total": their sum}`, each float32[].
     """
+    vgg_params, scales, targets, hp = data
     scale = 1.0 if hp.normalization == "neural-style" else 0.5
     layers = tuple(dict.fromkeys(hp.content_layers + hp.style_layers + hp.hist_layers))
     feats = _features(vgg_params, scales, image, layers, hp, convention, remat)
@@ -267,72 +287,74 @@ def loss_terms(image: jax.Array, vgg_params: dict, scales: dict, targets: Target
     return terms
 
 
-def objective(image: jax.Array, data: tuple, convention, remat: bool = False) -> jax.Array:
-    """The scalar loss; `data` is `(vgg_params, scales, targets, hp)`."""
-    return loss_terms(image, *data, convention, remat)["total"]
+def objective(image: jax.Array, data: Data, convention, remat: bool = False) -> jax.Array:
+    """The scalar loss."""
+    return loss_terms(image, data, convention, remat)["total"]
 
 
-def setup(content: np.ndarray, styles: list[np.ndarray], hp: GatysParams, opts: RunOptions,
-          weights: VGGWeights, key: jax.Array, *, init: np.ndarray | None = None,
-          labels: masks.Labels | None = None) -> pixels.Problem:
-    """Resizes the images to `opts.size`, computes the targets, builds the compiled chunk.
+def prepare_data(content: np.ndarray, styles: list[np.ndarray], hp: GatysParams,
+                 opts: RunOptions, weights: VGGWeights, labels: masks.Labels | None = None,
+                 keep_hist: bool | None = None) -> tuple[Data, np.ndarray, list[np.ndarray],
+                                                         list[float]]:
+    """One level's data: the images resized to `opts.size`, checked against the layers, and
+    the targets computed once.
 
     Args:
       content, styles: float[H, W, 3] in [0, 1], any size.
-      init: the starting image (float[h, w, 3], 8-bit levels, any size: resized to the
-        content's), e.g. the previous pyramid level's result; default: `opts.init`.
       labels: semantic regions (masks.match), or None.
+      keep_hist: compute the histogram targets (default: when hp.hist_weight > 0; a sweep
+        whose points differ in it keeps them for all).
     Returns:
-      a pixels.Problem whose data is (vgg params, layer scales, targets, hp).
+      (data, content float32[H, W, 3] and styles in 8-bit levels at this size, normalised
+      blend weights).
     """
-    validate(hp, opts, len(styles))
-    content, styles = pixels.resize_inputs(content, styles, opts)
+    content, styles = runs.resize_inputs(content, styles, opts)
     vgg.check_size(content.shape, hp.content_layers + hp.style_layers + hp.hist_layers,
                    "content")
     for s in styles:
         vgg.check_size(s.shape, hp.style_layers + hp.hist_layers, "style")
     blend = list(opts.style_blend_weights or [1.0] * len(styles))
     blend = [b / sum(blend) for b in blend]
-    if float(hp.hist_weight) == 0.0:  # keep the sorts out of the compiled loss
-        hp = dataclasses.replace(hp, hist_layers=(), hist_layer_weights=())
+    if not (float(hp.hist_weight) > 0 if keep_hist is None else keep_hist):
+        hp = dataclasses.replace(hp, hist_layers=(), hist_layer_weights=())  # no sorts compiled
     hp = dataclasses.replace(hp, **{f: tuple(float(w) for w in getattr(hp, f)) for f in (
         "content_layer_weights", "style_layer_weights", "hist_layer_weights")})
-
     regions = None
     if labels is not None:
         count = len(labels.colors)
         regions = (masks.one_hot(labels.content, count, *content.shape[:2]),
                    [masks.one_hot(l, count, *s.shape[:2]) for l, s in zip(labels.styles, styles)],
                    labels.present)
-    convention = weights.convention
     vgg_params = vgg.prepare(weights.params)
     scales = layer_scales(weights, hp)
     targets = compute_targets(vgg_params, scales, jnp.asarray(content),
-                              [jnp.asarray(s) for s in styles], tuple(blend), hp, convention,
-                              regions)
-    return pixels.make_problem(
-        functools.partial(objective, convention=convention, remat=opts.remat),
-        lambda image, data: loss_terms(image, *data, convention),
-        (vgg_params, scales, targets, hp), opts, content, styles, blend,
-        pixels.start_image(key, opts, content, styles, init))
+                              [jnp.asarray(s) for s in styles], tuple(blend), hp,
+                              weights.convention, regions)
+    return Data(vgg_params, scales, targets, hp), content, styles, blend
+
+
+def setup(content: np.ndarray, styles: list[np.ndarray], hp: GatysParams, opts: RunOptions,
+          weights: VGGWeights, key: jax.Array, *, init: np.ndarray | None = None,
+          labels: masks.Labels | None = None) -> runs.Problem:
+    """One level, made ready on the shared compiled program (`prepare_data`, then
+    runs.make_problem).
+
+    Args:
+      content, styles: float[H, W, 3] in [0, 1], any size.
+      init: the starting image (float[h, w, 3], 8-bit levels, any size: resized to the
+        content's), e.g. the previous pyramid level's result; default: `opts.init`.
+      labels: semantic regions (masks.match), or None.
+    """
+    data, content, styles, blend = prepare_data(content, styles, hp, opts, weights, labels)
+    return runs.make_problem(loss_terms, data, weights.convention, opts, content, styles, blend,
+                             runs.start_image(key, opts, content, styles, init))
 
 
 def run(content: np.ndarray, styles: list[np.ndarray], hp: GatysParams, opts: RunOptions,
-        weights: VGGWeights, key: jax.Array, **kwargs) -> pixels.Result:
+        weights: VGGWeights, key: jax.Array | None = None, **kwargs) -> runs.Result:
     """Stylises `content` with `styles`, coarse to fine with `opts.pyramid_levels` > 1.
 
-    The arguments (labels, snapshot, checkpoint, progress as keywords) and the result are
-    pixels.run's; see PRESETS for the defaults.
+    The arguments (labels, init, snapshot, checkpoint, progress as keywords) and the result
+    are runs.run's; see PRESETS for the defaults.
     """
-    return pixels.run("gatys", validate, setup, content, styles, hp, opts, weights, key,
-                      **kwargs)
-
-
-@register("gatys")
-class Gatys:
-    """The registry entry: hyperparameters, presets, validation and `run`."""
-    Params = GatysParams
-    Options = RunOptions
-    presets = PRESETS
-    validate = staticmethod(validate)
-    run = staticmethod(run)
+    return runs.run("gatys", validate, setup, content, styles, hp, opts, weights, key, **kwargs)

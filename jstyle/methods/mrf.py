@@ -26,7 +26,6 @@ authors' Torch code, and L_c is MSECriterion's mean. Two energy normalisations:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from typing import Any, NamedTuple
 
@@ -35,10 +34,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jstyle import image as image_lib
-from jstyle import losses, masks, patches, vgg
+from jstyle import losses, masks, patches, runs, vgg
 from jstyle.errors import InputError
-from jstyle.methods import pixels, register
-from jstyle.methods.pixels import RunOptions
+from jstyle.params import field, pytree
+from jstyle.runs import RunOptions
 from jstyle.weights import VGGWeights
 
 NORMALIZATIONS = ("cnnmrf", "paper")
@@ -46,32 +45,43 @@ ROTATION_STEP = math.pi / 24  # transfer_CNNMRF_wrapper.lua: target_step_rotatio
 SCALE_STEP = 1.05  # transfer_CNNMRF_wrapper.lua: target_step_scale
 
 
-@functools.partial(
-    jax.tree_util.register_dataclass,
-    data_fields=["content_weight", "mrf_weight", "tv_weight", "semantic_weight",
-                 "content_layer_weights", "mrf_layer_weights"],
-    meta_fields=["content_layers", "mrf_layers", "patch_size", "style_stride",
-                 "synthesis_stride", "rotations", "scales", "normalization", "pooling"])
+@pytree
 @dataclasses.dataclass(frozen=True)
 class MRFParams:
     """CNNMRF's objective, a pytree (weights are leaves; layers, patch geometry and style
     copies are static). Defaults: the authors' code (transfer_CNNMRF_wrapper.lua, run_test)."""
-    content_layers: tuple[str, ...] = ("relu4_1",)  # content_layers {21}
-    mrf_layers: tuple[str, ...] = ("relu3_1", "relu4_1")  # mrf_layers {12, 21}
-    patch_size: int = 3  # mrf_patch_size {3, 3}
-    style_stride: int = 2  # mrf_sample_stride {2, 2}: style patches every 2 positions
-    synthesis_stride: int = 2  # mrf_synthesis_stride {2, 2}: output patches every 2 positions
-    rotations: int = 0  # mrf_num_rotation: style copies at +-1..r steps of pi/24
-    scales: int = 0  # mrf_num_scale: style copies at 1.05^(+-1..s)
-    normalization: str = "cnnmrf"  # one of NORMALIZATIONS
-    pooling: str = "max"
-    content_weight: Any = 2e1  # content_weight 2e1
-    mrf_weight: Any = 1e-4  # mrf_weight {1e-4, 1e-4}
-    tv_weight: Any = 1e-3  # tv_weight 1e-3
-    semantic_weight: Any = 10.0  # weight of the labels' cosine in the match score (10: never
-    #   across regions)
-    content_layer_weights: Any = (1.0,)
-    mrf_layer_weights: Any = (1.0, 1.0)
+    content_layers: tuple[str, ...] = field(("relu4_1",), "Content layers.", static=True)
+    #   content_layers {21}
+    mrf_layers: tuple[str, ...] = field(("relu3_1", "relu4_1"), "MRF layers.", static=True)
+    #   mrf_layers {12, 21}
+    patch_size: int = field(3, "MRF patch size k (k x k feature positions).", static=True)
+    #   mrf_patch_size {3, 3}
+    style_stride: int = field(2, "Stride of the candidate style patches.", static=True)
+    #   mrf_sample_stride {2, 2}
+    synthesis_stride: int = field(2, "Stride of the output's patches.", static=True)
+    #   mrf_synthesis_stride {2, 2}
+    rotations: int = field(0, "Style copies rotated by +-1..N steps of pi/24.", static=True)
+    #   mrf_num_rotation
+    scales: int = field(0, "Style copies scaled by 1.05^(+-1..N).", static=True)
+    #   mrf_num_scale
+    normalization: str = field("cnnmrf", "Energy normalisation: cnnmrf (the authors' code) or "
+                               "paper (Li & Wand 2016); see the README.",
+                               choices=NORMALIZATIONS, static=True)
+    pooling: str = field("max", "VGG pooling: max or avg.", choices=("max", "avg"), static=True)
+    content_weight: Any = field(2e1, "Content weight.")  # content_weight 2e1
+    mrf_weight: Any = field(1e-4, "MRF energy weight.")  # mrf_weight {1e-4, 1e-4}
+    tv_weight: Any = field(1e-3, "Total-variation weight (image in 8-bit levels).")
+    #   tv_weight 1e-3
+    semantic_weight: Any = field(10.0, "Weight of the label channels' cosine in the match "
+                                 "score, with --content_mask/--style_mask (10: never across "
+                                 "regions).")
+    content_layer_weights: Any = field((1.0,), "Weight per content layer (1 each when "
+                                       "--content_layers is given alone).")
+    mrf_layer_weights: Any = field((1.0, 1.0), "Weight per MRF layer (1 each when "
+                                   "--mrf_layers is given alone).")
+
+
+Params = MRFParams
 
 
 _CODE_RUN = RunOptions(size=384, steps=100, pyramid_levels=3, lbfgs_memory=25, linesearch="none",
@@ -99,6 +109,18 @@ class Targets(NamedTuple):
     #   float32[P_l, k, k, R]
 
 
+class Data(NamedTuple):
+    """Everything the compiled objective takes besides the image: one level's data."""
+    vgg_params: dict  # vgg.prepare(weights.params)
+    targets: Targets
+    hp: MRFParams
+
+    @classmethod
+    def sweep_axes(cls) -> "Data":
+        """The batch axes of a sweep's data: the hyperparameters vary, the rest is shared."""
+        return cls(None, None, 0)
+
+
 def validate(hp: MRFParams, opts: RunOptions, num_styles: int) -> None:
     """Raises InputError for option values that cannot work, naming the fix."""
     vgg.check_layers(hp.content_layers + hp.mrf_layers)
@@ -112,7 +134,7 @@ def validate(hp: MRFParams, opts: RunOptions, num_styles: int) -> None:
         if len(layer_weights) != len(layers):
             raise InputError(f"{len(layer_weights)} --{name}_layer_weights for "
                              f"{len(layers)} --{name}_layers; give one weight per layer")
-    pixels.check_nonnegative({
+    runs.check_nonnegative({
         "content_weight": [hp.content_weight], "mrf_weight": [hp.mrf_weight],
         "tv_weight": [hp.tv_weight], "semantic_weight": [hp.semantic_weight],
         "content_layer_weights": hp.content_layer_weights,
@@ -126,7 +148,7 @@ def validate(hp: MRFParams, opts: RunOptions, num_styles: int) -> None:
     if opts.style_blend_weights is not None:
         raise InputError("--style_blend_weights does not apply to --method=mrf: the patches of "
                          "all style images are candidates alike; leave it out")
-    pixels.validate_options(opts, num_styles)
+    runs.validate_options(opts, num_styles)
 
 
 def style_copies(image: np.ndarray, rotations: int, scales: int) -> list[np.ndarray]:
@@ -203,14 +225,15 @@ def compute_targets(vgg_params: dict, content: np.ndarray, styles: list[np.ndarr
                    guide=guide, candidate_guide=candidate_guide)
 
 
-def loss_terms(image: jax.Array, vgg_params: dict, targets: Targets, hp: MRFParams,
-               convention, remat: bool = False) -> dict[str, jax.Array]:
+def loss_terms(image: jax.Array, data: Data, convention, remat: bool = False
+               ) -> dict[str, jax.Array]:
     """The weighted loss terms and their sum at `image` (float32[H, W, 3], 8-bit levels).
 
     Returns:
       `{"content": w_c L_c, "mrf": w_mrf E, "tv": w_tv L_tv, "total": their sum}`, each
       float32[].
     """
+    vgg_params, targets, hp = data
     layers = tuple(dict.fromkeys(hp.content_layers + hp.mrf_layers))
     feats = _layer_features(vgg_params, image, layers, hp.pooling, convention, remat)
     content = sum(w * losses.content_loss(feats[l], targets.content[l], 1.0)
@@ -226,54 +249,39 @@ def loss_terms(image: jax.Array, vgg_params: dict, targets: Targets, hp: MRFPara
     return terms
 
 
-def objective(image: jax.Array, data: tuple, convention, remat: bool = False) -> jax.Array:
-    """The scalar loss; `data` is `(vgg_params, targets, hp)`."""
-    return loss_terms(image, *data, convention, remat)["total"]
+def objective(image: jax.Array, data: Data, convention, remat: bool = False) -> jax.Array:
+    """The scalar loss."""
+    return loss_terms(image, data, convention, remat)["total"]
 
 
 def setup(content: np.ndarray, styles: list[np.ndarray], hp: MRFParams, opts: RunOptions,
           weights: VGGWeights, key: jax.Array, *, init: np.ndarray | None = None,
-          labels: masks.Labels | None = None) -> pixels.Problem:
-    """One level: resizes the images to `opts.size`, computes the targets, builds the chunk.
+          labels: masks.Labels | None = None) -> runs.Problem:
+    """One level: resizes the images to `opts.size`, computes the targets and makes the
+    problem on the shared compiled program.
 
     Args:
       content, styles: float[H, W, 3] in [0, 1], any size.
       init: the previous level's result (float[h, w, 3], 8-bit levels), or None for `opts.init`.
       labels: semantic regions (masks.match), or None.
-    Returns:
-      a pixels.Problem whose data is (vgg params, targets, hp).
     """
-    validate(hp, opts, len(styles))
-    content, styles = pixels.resize_inputs(content, styles, opts)
+    content, styles = runs.resize_inputs(content, styles, opts)
     vgg.check_size(content.shape, hp.content_layers + hp.mrf_layers, "content", hp.patch_size)
     hp = dataclasses.replace(hp, **{f: tuple(float(w) for w in getattr(hp, f))
                                     for f in ("content_layer_weights", "mrf_layer_weights")})
-    convention = weights.convention
     vgg_params = vgg.prepare(weights.params)
-    targets = compute_targets(vgg_params, content, styles, hp, convention, labels)
-    return pixels.make_problem(
-        functools.partial(objective, convention=convention, remat=opts.remat),
-        lambda image, data: loss_terms(image, *data, convention),
-        (vgg_params, targets, hp), opts, content, styles, None,
-        pixels.start_image(key, opts, content, styles, init))
+    targets = compute_targets(vgg_params, content, styles, hp, weights.convention, labels)
+    return runs.make_problem(loss_terms, Data(vgg_params, targets, hp), weights.convention,
+                             opts, content, styles, None,
+                             runs.start_image(key, opts, content, styles, init))
 
 
 def run(content: np.ndarray, styles: list[np.ndarray], hp: MRFParams, opts: RunOptions,
-        weights: VGGWeights, key: jax.Array, **kwargs) -> pixels.Result:
+        weights: VGGWeights, key: jax.Array | None = None, **kwargs) -> runs.Result:
     """Stylises `content` with the patches of `styles`, coarse to fine with
     `opts.pyramid_levels` > 1.
 
-    The arguments (labels, snapshot, checkpoint, progress as keywords) and the result are
-    pixels.run's; see PRESETS for the defaults.
+    The arguments (labels, init, snapshot, checkpoint, progress as keywords) and the result
+    are runs.run's; see PRESETS for the defaults.
     """
-    return pixels.run("mrf", validate, setup, content, styles, hp, opts, weights, key, **kwargs)
-
-
-@register("mrf")
-class MRF:
-    """The registry entry: hyperparameters, presets, validation and `run`."""
-    Params = MRFParams
-    Options = RunOptions
-    presets = PRESETS
-    validate = staticmethod(validate)
-    run = staticmethod(run)
+    return runs.run("mrf", validate, setup, content, styles, hp, opts, weights, key, **kwargs)

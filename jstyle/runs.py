@@ -1,0 +1,446 @@
+"""What the methods that optimise an image's pixels share (Gatys, CNNMRF, ...), in pieces a
+method can call or skip.
+
+  RunOptions, validate_options   how a run is carried out, checked once
+  prepare_colors, finish_colors  colour control (Gatys et al. 2017)
+  initial_image, start_image     the first image: content, noise, style, a file or an array
+  program, make_problem          a method's objective compiled once per (loss, optimiser
+                                 settings) and reused for every problem of the same shapes
+  optimise                       one level from its first state: progress, snapshots,
+                                 checkpoints (any state pytree) and resume
+  start_record, resume_level     what a run records, and which checkpoint it may continue
+  run                            the coarse-to-fine loop that joins them; a Result holds named
+                                 images
+A method supplies `validate` and `setup` (one level's Problem from its Data); a method with
+its own loop (several passes or outputs) calls the pieces directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import pathlib
+import time
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jstyle import image as image_lib
+from jstyle import masks, optimize, results
+from jstyle.errors import InputError
+from jstyle.params import field
+from jstyle.progress import Progress
+from jstyle.weights import VGGWeights
+
+PRESERVE_COLORS = ("none", "luminance", "match", "original")
+COLOR_MATCH_MODES = ("pca", "chol", "sym")
+IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)  # VGG's mean pixel, 8-bit levels, RGB
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How a pixel-optimising run is carried out (not part of the objective). Each field is a
+    flag of the `jstyle` command with this help text; its default is the preset's."""
+    size: int = field(512, "Longer edge of the output, pixels.")
+    steps: int = field(500, "Optimiser steps (per pyramid level): L-BFGS iterations or Adam "
+                       "steps.")
+    optimizer: str = field("lbfgs", "Optimiser (optax).", choices=optimize.OPTIMIZERS)
+    learning_rate: float = field(4.0, "Adam step size in 8-bit levels; L-BFGS's step with "
+                                 "--linesearch=none.")
+    lbfgs_memory: int = field(10, "L-BFGS history length.")
+    linesearch: str = field("zoom", "L-BFGS line search: zoom (strong Wolfe), or none (fixed "
+                            "steps of --learning_rate, one evaluation each, for piecewise-smooth "
+                            "objectives such as CNNMRF's).", choices=optimize.LINESEARCHES)
+    init: str = field("content", "Initial image: content, noise, style or an image path.")
+    init_noise: float = field(8.0, "Std of --init=noise around the mean pixel, 8-bit levels.")
+    seed: int = field(0, "Seed of the jax.random key (noise init), when no key is given.")
+    style_scale: float = field(1.0, "Style images' longer edge as a multiple of --size.")
+    style_blend_weights: tuple[float, ...] | None = field(
+        None, "Weight per style image, normalised to sum 1 (default: equal).", kind="floats")
+    preserve_colors: str = field(
+        "none", "Colour control (Gatys et al. 2017): luminance (transfer luminance only, "
+        "content's colours), match (recolour the style to the content's colour statistics "
+        "first), original (recolour the result with the content's chroma afterwards, as "
+        "neural-style's -original_colors).", choices=PRESERVE_COLORS)
+    color_match_mode: str = field("pca", "Matrix square root of --preserve_colors=match.",
+                                  choices=COLOR_MATCH_MODES)
+    pyramid_levels: int = field(1, "Coarse-to-fine levels, each --pyramid_ratio smaller than "
+                                "the next; the last is --size (1: off).")
+    pyramid_ratio: float = field(2.0, "Size ratio between pyramid levels.")
+    pyramid_steps: tuple[int, ...] | None = field(
+        None, "Steps per pyramid level, coarsest first (default: --steps at every level).",
+        kind="ints")
+    remat: bool = field(False, "Rematerialise VGG blocks (jax.checkpoint): one more forward "
+                        "pass per step to free stored activations; on XLA:CPU it saves no "
+                        "memory (README, Memory at print sizes).")
+    unmatched: str = field("error", "A content region missing from every style mask: error, "
+                           "or global (style it from the whole style images).",
+                           choices=masks.UNMATCHED)
+    tol: float = field(1e-7, "Stop when the loss changes by less than this, relatively "
+                       "(0: never).")
+    print_every: int = field(50, "Report progress every N steps (0: off).")
+    save_every: int = field(0, "Write OUTPUT_<step>.png and a resumable checkpoint every N "
+                            "steps (0: off).")
+
+
+def check_nonnegative(named: dict[str, list]) -> None:
+    """InputError unless every value of every `--name` is finite and >= 0."""
+    for name, values in named.items():
+        for v in values:
+            if not math.isfinite(float(v)) or float(v) < 0:
+                raise InputError(f"--{name}={v} is invalid; weights must be finite and >= 0")
+
+
+def validate_options(opts: RunOptions, num_styles: int) -> None:
+    """Raises InputError for run options that cannot work, naming the fix."""
+    check_nonnegative({"style_blend_weights": opts.style_blend_weights or [1.0],
+                       "style_scale": [opts.style_scale], "init_noise": [opts.init_noise],
+                       "learning_rate": [opts.learning_rate], "tol": [opts.tol]})
+    if opts.style_blend_weights is not None:
+        if len(opts.style_blend_weights) != num_styles:
+            raise InputError(f"{len(opts.style_blend_weights)} --style_blend_weights for "
+                             f"{num_styles} style images; give one weight per style image")
+        if sum(opts.style_blend_weights) <= 0:
+            raise InputError("--style_blend_weights sum to 0; give at least one positive weight")
+    if opts.style_scale <= 0:
+        raise InputError(f"--style_scale={opts.style_scale} must be > 0")
+    if opts.optimizer not in optimize.OPTIMIZERS:
+        raise InputError(f"unknown optimizer {opts.optimizer!r}; use lbfgs or adam")
+    for name, value, allowed in (("preserve_colors", opts.preserve_colors, PRESERVE_COLORS),
+                                 ("color_match_mode", opts.color_match_mode, COLOR_MATCH_MODES),
+                                 ("linesearch", opts.linesearch, optimize.LINESEARCHES),
+                                 ("unmatched", opts.unmatched, masks.UNMATCHED)):
+        if value not in allowed:
+            raise InputError(f"unknown --{name}={value}; use one of {', '.join(allowed)}")
+    for name in ("size", "steps", "lbfgs_memory", "pyramid_levels"):
+        if getattr(opts, name) < 1:
+            raise InputError(f"--{name}={getattr(opts, name)} must be >= 1")
+    for name in ("print_every", "save_every"):
+        if getattr(opts, name) < 0:
+            raise InputError(f"--{name}={getattr(opts, name)} must be >= 0")
+    if not opts.pyramid_ratio > 1:
+        raise InputError(f"--pyramid_ratio={opts.pyramid_ratio} must be > 1")
+    if opts.pyramid_steps is not None and (len(opts.pyramid_steps) != opts.pyramid_levels
+                                           or min(opts.pyramid_steps) < 1):
+        raise InputError(f"--pyramid_steps needs {opts.pyramid_levels} step counts >= 1, one "
+                         "per --pyramid_levels, coarsest first")
+
+
+def pyramid(opts: RunOptions) -> list[tuple[int, int]]:
+    """(longer edge, steps) of each level, coarsest first; the last is (size, steps)."""
+    steps = opts.pyramid_steps or (opts.steps,) * opts.pyramid_levels
+    return [(max(1, round(opts.size / opts.pyramid_ratio ** (opts.pyramid_levels - 1 - k))),
+             steps[k]) for k in range(opts.pyramid_levels)]
+
+
+def resize_inputs(content: np.ndarray, styles: list[np.ndarray], opts: RunOptions
+                  ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Content at `opts.size` and styles at `style_scale * size` on the longer edge: float[.., 3]
+    in [0, 1] -> float32 in 8-bit levels."""
+    style_edge = max(1, round(opts.size * opts.style_scale))
+    return (image_lib.to_levels(image_lib.resize_to_edge(content, opts.size)),
+            [image_lib.to_levels(image_lib.resize_to_edge(s, style_edge)) for s in styles])
+
+
+def initial_image(key: jax.Array, init: str | np.ndarray, content: np.ndarray,
+                  styles: list[np.ndarray], noise: float) -> np.ndarray:
+    """The starting image, float32[H, W, 3] in 8-bit levels, the size of `content`.
+
+    init: "content"; "noise" (the mean pixel plus `noise` x N(0, 1) per pixel); "style" (the
+    first style image resized to the content's size); the path of an image file; or an image,
+    float[h, w, 3] in [0, 1] (any size: resized to the content's).
+    """
+    h, w, _ = content.shape
+    if isinstance(init, str) and init == "content":
+        return content
+    if isinstance(init, str) and init == "noise":
+        normal = np.asarray(jax.random.normal(key, content.shape, jnp.float32))
+        return np.asarray(IMAGENET_MEAN_RGB, np.float32) + noise * normal
+    if not isinstance(init, str):
+        source = np.clip(np.asarray(init, np.float32), 0.0, 1.0)
+    elif init == "style":
+        source = styles[0] / 255.0
+    else:
+        source = image_lib.load(init)
+    return image_lib.to_levels(image_lib.resize(source, h, w))
+
+
+def start_image(key: jax.Array, opts: RunOptions, content: np.ndarray,
+                styles: list[np.ndarray], previous: np.ndarray | None) -> np.ndarray:
+    """`initial_image` of `opts.init` at the first level; later levels (and a run given an
+    image to start from) start from `previous` (float[h, w, 3], 8-bit levels), resized to the
+    content's size."""
+    if previous is None:
+        return initial_image(key, opts.init, content, styles, opts.init_noise)
+    return image_lib.to_levels(image_lib.resize(np.clip(previous / 255.0, 0.0, 1.0),
+                                                *content.shape[:2]))
+
+
+class Program(NamedTuple):
+    """An objective's compiled optimisation, shared by every problem of its kind."""
+    optimizer: optax.GradientTransformationExtraArgs
+    chunk: Callable  # jitted (state, end, data) -> state, optimize.make_chunk
+    terms: Callable  # jitted (image, data) -> {term: float32[] (batched: float32[K])}
+
+
+@functools.lru_cache(maxsize=None)
+def program(loss_terms: Callable, convention, remat: bool, optimizer: str,
+            learning_rate: float, lbfgs_memory: int, linesearch: str, tol: float,
+            data_axes=None) -> Program:
+    """The compiled program of a method's objective: built once per (loss, convention,
+    optimiser settings, batch axes) and reused by every level, pass, frame or sweep batch;
+    jit then compiles once per shape of the image and the data.
+
+    Args:
+      loss_terms: a module-level `loss_terms(image, data, convention, remat) -> {term name:
+        float32[], ..., "total": float32[]}`, image float32[H, W, 3] in 8-bit levels.
+      data_axes: None for one problem; for a batch of problems, the data's batch axes (a
+        pytree prefix of the data: 0 where a leaf has a leading batch axis, None where it is
+        shared), e.g. the method's `Data.sweep_axes()`.
+    """
+    transform = optimize.make_optimizer(optimizer, learning_rate, lbfgs_memory, linesearch)
+    search = linesearch if optimizer == "lbfgs" and linesearch != "none" else None
+    objective = lambda image, data: loss_terms(image, data, convention, remat)["total"]
+    chunk = optimize.make_chunk(objective, transform, linesearch=search, tol=tol,
+                                bounds=(0.0, 255.0), data_axes=data_axes)
+    terms = lambda image, data: loss_terms(image, data, convention, False)
+    if data_axes is not None:
+        terms = jax.vmap(terms, in_axes=(0, data_axes))
+    return Program(transform, chunk, jax.jit(terms))
+
+
+def compile_program(loss_terms: Callable, convention, opts: RunOptions, data_axes=None
+                    ) -> Program:
+    """`program` with the optimiser settings of `opts`."""
+    return program(loss_terms, convention, opts.remat, opts.optimizer, opts.learning_rate,
+                   opts.lbfgs_memory, opts.linesearch, opts.tol, data_axes)
+
+
+class Problem(NamedTuple):
+    """One level made ready: the compiled chunk, its first state and the data it takes."""
+    chunk: Callable  # Program.chunk: (state, end, data) -> state
+    state: optimize.LoopState  # before the first step
+    data: Any  # the method's Data (weights, targets, hyperparameters), the chunk's argument
+    terms: Callable  # Program.terms: (image, data) -> {term name: float32[], "total": ...}
+    content: np.ndarray  # float32[H, W, 3], 8-bit levels, resized
+    styles: list[np.ndarray]  # float32[H_i, W_i, 3], 8-bit levels, resized
+    blend: list[float] | None  # normalised style blend weights (None: the method has none)
+    init: np.ndarray  # the initial image, 8-bit levels
+
+
+def make_problem(loss_terms: Callable, data: Any, convention, opts: RunOptions,
+                 content: np.ndarray, styles: list[np.ndarray], blend: list[float] | None,
+                 init: np.ndarray) -> Problem:
+    """A Problem on the (cached) compiled program of `loss_terms` (see `program`), starting
+    from `init` (float32[H, W, 3], 8-bit levels)."""
+    compiled = compile_program(loss_terms, convention, opts)
+    return Problem(chunk=compiled.chunk, state=optimize.init(compiled.optimizer, init),
+                   data=data, terms=compiled.terms, content=content, styles=styles, blend=blend,
+                   init=init)
+
+
+def prepare_colors(content: np.ndarray, styles: list[np.ndarray], opts: RunOptions
+                   ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The images the transfer works on, for `opts.preserve_colors` (Gatys et al. 2017):
+
+      none, original: unchanged ("original" recolours the result afterwards instead: the
+        output's luminance with the content's chroma, neural-style's -original_colors);
+      luminance: luminance only (style luminance matched to the content's mean and std);
+        the result's luminance is then combined with the content's chroma (`finish_colors`);
+      match: each style recoloured to the content's colour mean and covariance first.
+    """
+    if opts.preserve_colors == "luminance":
+        return image_lib.luminance_images(content, styles)
+    if opts.preserve_colors == "match":
+        return content, [image_lib.match_color(s, content, opts.color_match_mode)
+                         for s in styles]
+    return content, styles
+
+
+def finish_colors(output: np.ndarray, content: np.ndarray, opts: RunOptions) -> np.ndarray:
+    """The result's final colours: output float[H, W, 3] in [0, 1]; content the original
+    content (any size, float[h, w, 3] in [0, 1]). See `prepare_colors`."""
+    if opts.preserve_colors in ("luminance", "original"):
+        return image_lib.keep_colors(output, image_lib.resize(content, *output.shape[:2]))
+    return output
+
+
+class Result(NamedTuple):
+    """What a method's run returns."""
+    images: dict[str, np.ndarray]  # name -> float32[H, W, 3] in [0, 1]; "output" is the
+    #   result (the last good image on failure); a method may add others (e.g. "b")
+    record: dict  # how it was made: options, losses, steps, seconds, stop reason
+    history: list[dict]  # one entry per progress point: step and each loss term
+
+    @property
+    def image(self) -> np.ndarray:
+        """The main output, images["output"]."""
+        return self.images["output"]
+
+
+def _floats(terms: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in terms.items()}
+
+
+def start_record(method: str, hp, opts: RunOptions, weights: VGGWeights, content: np.ndarray,
+                 styles: list[np.ndarray], labels: masks.Labels | None,
+                 init: np.ndarray | None = None) -> dict:
+    """The part of a run's record known before it starts: what is run, on what, how (also what
+    a checkpoint must match to be resumed)."""
+    extra = [] if labels is None else [labels.content, *labels.styles]
+    if init is not None:
+        extra.append(np.asarray(init))
+    elif opts.init not in ("content", "noise", "style"):
+        extra.append(image_lib.load(opts.init))
+    return {"method": method, "hyperparameters": dataclasses.asdict(hp),
+            "options": dataclasses.asdict(opts), "weights": weights.digest,
+            "inputs": results.array_digest(content, *styles, *extra),
+            "levels": [{"size": size, "steps": steps} for size, steps in pyramid(opts)]}
+
+
+def resume_level(checkpoint: pathlib.Path | None, record: dict) -> tuple[int, bool]:
+    """(the pyramid level to start at, whether a checkpoint of this run is there)."""
+    saved = optimize.checkpoint_record(checkpoint) if checkpoint is not None else None
+    if saved and {**saved, "level": 0} == {**json.loads(json.dumps(record)), "level": 0}:
+        return saved.get("level", 0), True
+    return 0, False
+
+
+class Progressed(NamedTuple):
+    """What one level's optimisation reports back."""
+    state: optimize.LoopState
+    image: np.ndarray  # float32[H, W, 3] in [0, 255], the last good image
+    resumed_from: int  # the global step it resumed from (0: not resumed)
+
+
+def optimise(problem: Problem, steps: int, opts: RunOptions, *, level: int = 0,
+             offset: int = 0, record: dict | None = None, history: list[dict] | None = None,
+             bar: Progress | None = None, resume: bool = False,
+             snapshot: Callable[[int, np.ndarray], None] | None = None,
+             checkpoint: pathlib.Path | None = None,
+             finish: Callable[[np.ndarray], np.ndarray] = lambda x: x) -> Progressed:
+    """Runs one problem for `steps` steps: progress every `opts.print_every` (appended to
+    `history`, shown on `bar`), snapshots and checkpoints every `opts.save_every`.
+
+    Args:
+      level, offset: the pyramid level and the steps taken before it (steps count across
+        levels in the history, snapshots and progress).
+      record: what the checkpoint records (`start_record`), with the level added.
+      resume: continue from `checkpoint` if it holds this level of this run.
+      finish: output image in [0, 1] -> what a snapshot shows (colour control).
+    """
+    history = [] if history is None else history
+    state, data, resumed_from = problem.state, problem.data, 0
+    level_record = {**(record or {}), "level": level}
+    if resume and checkpoint is not None:
+        resumed = optimize.load_checkpoint(checkpoint, state, level_record)
+        if resumed is not None:
+            state, resumed_from = resumed, offset + int(resumed.step)
+            if bar is not None:
+                bar.update(resumed_from, "resumed")
+
+    def on_stop(s: optimize.LoopState) -> None:
+        step = offset + int(s.step)
+        out = np.clip(np.asarray(s.good_image if bool(s.failed) else s.image), 0, 255)
+        terms = _floats(problem.terms(jnp.asarray(out), data))
+        history.append({"step": step, "level": level, **terms})
+        if bar is not None:
+            bar.update(step, " ".join(f"{k}={v:.4g}" for k, v in terms.items()))
+        if opts.save_every and int(s.step) % opts.save_every == 0 and int(s.step) < steps:
+            if snapshot is not None:
+                snapshot(step, finish(out / 255.0))
+            if checkpoint is not None:
+                optimize.save_checkpoint(checkpoint, s, level_record)
+
+    stops = optimize.boundaries(steps, opts.print_every, opts.save_every)
+    state = optimize.run(problem.chunk, state, data, stops, on_stop)
+    image = np.clip(np.asarray(state.good_image if bool(state.failed) else state.image),
+                    0.0, 255.0)
+    return Progressed(state, image, resumed_from)
+
+
+def run(method: str, validate: Callable, setup: Callable, content: np.ndarray,
+        styles: list[np.ndarray], hp, opts: RunOptions, weights: VGGWeights,
+        key: jax.Array | None = None, *, labels: masks.Labels | None = None,
+        init: np.ndarray | None = None,
+        snapshot: Callable[[int, np.ndarray], None] | None = None,
+        checkpoint: pathlib.Path | None = None, progress: bool = True) -> Result:
+    """A pixel-optimising method's run: validated once, colour control, then coarse to fine,
+    each pyramid level starting from the previous level's result, upsampled, with its
+    objective built at its own size (levels of one size share one compiled program).
+
+    Args:
+      method: the method's name, for the record and the progress line.
+      validate: the method's validate(hp, opts, number of styles), called first.
+      setup: the method's setup(content, styles, hp, level options, weights, key, *, init,
+        labels) -> Problem for one level; it gets the images after colour control
+        (`prepare_colors`, float[H, W, 3] in [0, 1]) and, as init, the previous level's result
+        (float[h, w, 3] in 8-bit levels) or None.
+      content: float32[H, W, 3] in [0, 1], any size (resized to `opts.size` on the longer edge).
+      styles: one or more float32[H_i, W_i, 3] in [0, 1] (resized to style_scale * size).
+      hp: the method's hyperparameters (a dataclass), recorded.
+      opts: the run's options.
+      weights: VGG-19 weights (jstyle.weights.load), recorded by digest.
+      key: PRNG key for the noise init (default: `jax.random.key(opts.seed)`).
+      labels: semantic regions of content and styles (masks.match), or None.
+      init: the starting image, float[h, w, 3] in [0, 1] (any size), instead of `opts.init`.
+      snapshot: called as snapshot(step, image in [0, 1]) every `opts.save_every` steps (steps
+        count across pyramid levels).
+      checkpoint: where to save a resumable checkpoint every `opts.save_every` steps; a matching
+        checkpoint found there is resumed from, at its pyramid level.
+      progress: report progress (bar or log lines) every `opts.print_every` steps.
+    Returns:
+      Result with images {"output": float32[H, W, 3] in [0, 1]}, the record and the history.
+    """
+    started = time.perf_counter()
+    validate(hp, opts, len(styles))
+    key = jax.random.key(opts.seed) if key is None else key
+    work_content, work_styles = prepare_colors(content, styles, opts)
+    levels = pyramid(opts)
+    record = start_record(method, hp, opts, weights, content, styles, labels, init)
+    first_level, saved = resume_level(checkpoint, record)
+
+    history: list[dict] = []
+    bar = Progress(sum(steps for _, steps in levels), method, enabled=progress)
+    image = None if init is None else image_lib.to_levels(np.asarray(init, np.float32))
+    initial_terms, resumed_from = None, 0
+    offset = sum(steps for _, steps in levels[:first_level])
+    for level, (size, steps) in enumerate(levels[first_level:], start=first_level):
+        problem = setup(work_content, work_styles, hp,
+                        dataclasses.replace(opts, size=size, steps=steps), weights, key,
+                        init=image, labels=labels)
+        if initial_terms is None:
+            initial_terms = _floats(problem.terms(jnp.asarray(problem.init), problem.data))
+        done = optimise(problem, steps, opts, level=level, offset=offset, record=record,
+                        history=history, bar=bar, resume=saved and level == first_level,
+                        snapshot=snapshot, checkpoint=checkpoint,
+                        finish=lambda out: finish_colors(out, content, opts))
+        image, state = done.image, done.state
+        resumed_from = resumed_from or done.resumed_from
+        offset += int(state.step)
+        if bool(state.failed):
+            break
+    bar.close()
+
+    final_terms = _floats(problem.terms(jnp.asarray(image), problem.data))
+    failed = bool(state.failed)
+    stopped = "nan" if failed else "converged" if bool(state.converged) else "steps"
+    record.update({
+        "size": list(problem.content.shape[:2]),
+        "style_sizes": [list(s.shape[:2]) for s in problem.styles],
+        "initial_loss": initial_terms, "final_loss": final_terms, "steps": offset,
+        "resumed_from_step": resumed_from, "stopped": stopped,
+        "seconds": time.perf_counter() - started})
+    if problem.blend is not None:
+        record["style_blend_weights"] = problem.blend
+    if labels is not None:
+        record["regions"] = [{"color": [round(float(v)) for v in c],
+                              "styles": [i for i in range(len(styles)) if labels.present[i, r]]}
+                             for r, c in enumerate(labels.colors)]
+    output = finish_colors(image / 255.0, content, opts).astype(np.float32)
+    return Result(images={"output": output}, record=record, history=history)
