@@ -150,18 +150,19 @@ def run_method(workdir: pathlib.Path, method: str, pair: Pair, fast_data: pathli
     child's wall seconds and peak resident memory added (for fast: the stylisation's, and
     its model's training's as train_*)."""
     out = workdir / "images" / f"{method}__{pair.name}.png"
+    module = methods.get(method)
+    options, takes = methods.options(module), methods.inputs(module)
+    args = [f"--method={method}", f"--content={pair.content}", f"--output={out}"]
+    args += [f"--style={pair.style}"] if "style" in takes else []
+    args += [f"--size={FLAGS.size}"] if "size" in options else []
+    args += ["--print_every=0"] if "print_every" in options else []
+    args += [f"--steps={FLAGS.steps}"] if FLAGS.steps is not None and "steps" in options else []
+    args += [f"--vgg_weights={FLAGS.vgg_weights}"] if FLAGS.vgg_weights and "weights" in takes \
+        else []
     training = {}
     if method == FAST:
         model, training = train_fast(workdir, pair.style, fast_data)
-        args = [f"--method={method}", f"--model={model}", f"--content={pair.content}",
-                f"--size={FLAGS.size}", f"--output={out}"]
-    else:
-        args = [f"--method={method}", f"--content={pair.content}", f"--style={pair.style}",
-                f"--size={FLAGS.size}", f"--output={out}", "--print_every=0"]
-        if FLAGS.steps is not None:
-            args.append(f"--steps={FLAGS.steps}")
-        if FLAGS.vgg_weights:
-            args.append(f"--vgg_weights={FLAGS.vgg_weights}")
+        args.append(f"--model={model}")
     record = results.read_json(out.with_suffix(".json"))
     if (record is not None and record.get("comparison", {}).get("args") == args and out.exists()
             and (method != FAST or record["model_sha256"] == results.file_sha256(model))):

@@ -4,11 +4,16 @@ The primitive under CNNMRF (Li & Wand 2016), Deep Image Analogy and Deep Painter
 Harmonization: for every k x k patch of a source map, the most similar k x k patch of a target
 map. Every function is pure and jittable; maps are one image's features, float[H, W, C].
 
-Two ways to the NNF: `nnf_exact` (normalised cross-correlation, chunked under a memory budget;
-`nearest_patches` for candidates pooled from several maps) and `patchmatch` (Barnes et al. 2009,
-every position updated in parallel); `similarity` scores any field, `upsample_field` carries a
-field to the next finer level, and `vote` rebuilds a map from matched patches. A field B -> A
-is the same call with the maps swapped.
+One field type everywhere: a nearest-neighbour field from a source map to a target map is
+int32[rows, columns, 2], for each patch of the source's grid the (row, column) of a patch on the
+target's grid. Two ways to it: `nnf_exact` (normalised cross-correlation, chunked under a memory
+budget) and `patchmatch` (Barnes et al. 2009, every position updated in parallel, with masks
+and an initial field); `similarity` scores any field, `upsample_field` carries a field to the
+next finer level, and `vote` rebuilds a map from the target patches a field points at. A field
+B -> A is the same call with the maps swapped. Candidates pooled from several maps (CNNMRF's
+rotated and scaled style copies) have no common grid: `nearest_patches` indexes them by their
+position in the pool, int32[rows, columns] (`index_to_field` turns an index on one grid into a
+field).
 
 Patch grid: a map of H x W positions has (H - k) // s + 1 rows and (W - k) // s + 1 columns of
 k x k patches at stride s ("valid" positions only, as CNNMRF's style patches). Patch index
@@ -128,12 +133,14 @@ def nnf_exact(source: jax.Array, target: jax.Array, size: int = 3, target_stride
       source: float[H, W, C]; its k x k patches at `source_stride` are matched.
       target: float[H2, W2, C]; its patches at `target_stride` are the candidates.
     Returns:
-      (index int32[rows, columns] of the best target patch, row-major on the target's grid at
-      `target_stride`; similarity float32[rows, columns] in [-1, 1]), rows and columns the
-      source's grid at `source_stride`.
+      (field int32[rows, columns, 2], the (row, column) of the best patch on the target's
+      grid at `target_stride`; similarity float32[rows, columns] in [-1, 1]), rows and columns
+      the source's grid at `source_stride`.
     """
-    return nearest_patches(source, extract_patches(target, size, target_stride), size,
-                           source_stride, budget_bytes)
+    index, score = nearest_patches(source, extract_patches(target, size, target_stride), size,
+                                   source_stride, budget_bytes)
+    columns = grid_shape(target.shape[0], target.shape[1], size, target_stride)[1]
+    return index_to_field(index, columns), score
 
 
 def index_to_field(index: jax.Array, target_columns: int) -> jax.Array:
@@ -165,27 +172,26 @@ def upsample_field(field: jax.Array, rows: int, columns: int, target_rows: int,
     return jnp.clip(fine, 0, jnp.array([target_rows - 1, target_columns - 1])).astype(jnp.int32)
 
 
-def vote(patches: jax.Array, field: jax.Array, height: int, width: int) -> jax.Array:
-    """Rebuilds a map from matched patches: each position is the average of the overlapping
-    patches' values there (patch voting).
+def vote(target: jax.Array, field: jax.Array, size: int, target_stride: int = 1) -> jax.Array:
+    """Rebuilds a map from the target patches a field points at: each position is the average
+    of the overlapping patches' values there (patch voting).
 
     Args:
-      patches: float[P, k, k, C], the candidates (e.g. `extract_patches(target, k, s)`).
-      field: int[rows, columns], the chosen patch for every stride-1 patch position of the
-        map being rebuilt; rows = height - k + 1, columns = width - k + 1.
+      target: float[H2, W2, C], the map the patches come from.
+      field: int[rows, columns, 2], for every stride-1 patch position of the map being rebuilt
+        the (row, column) of a patch on the target's grid at `target_stride`.
     Returns:
-      float[height, width, C].
+      float[rows + size - 1, columns + size - 1, C].
     """
-    _, k, _, c = patches.shape
-    rows, cols = field.shape
-    chosen = patches[field]  # [rows, cols, k, k, C]
-    total = jnp.zeros((height, width, c), patches.dtype)
-    counts = jnp.zeros((height, width, 1), patches.dtype)
-    for dy in range(k):
-        for dx in range(k):
-            total = total.at[dy:dy + rows, dx:dx + cols].add(chosen[:, :, dy, dx])
+    rows, cols, _ = field.shape
+    ty, tx = field[..., 0] * target_stride, field[..., 1] * target_stride
+    total = jnp.zeros((rows + size - 1, cols + size - 1, target.shape[-1]), target.dtype)
+    counts = jnp.zeros((rows + size - 1, cols + size - 1, 1), target.dtype)
+    for dy in range(size):
+        for dx in range(size):
+            total = total.at[dy:dy + rows, dx:dx + cols].add(target[ty + dy, tx + dx])
             counts = counts.at[dy:dy + rows, dx:dx + cols].add(1.0)
-    return total / jnp.maximum(counts, 1.0)
+    return total / counts
 
 
 def patch_norms(features: jax.Array, size: int) -> jax.Array:
@@ -228,16 +234,20 @@ def _grid_norms(source, target, size, target_stride):
             patch_norms(target, size)[::target_stride, ::target_stride])
 
 
-def _best(source, target, size, stride, norms, field, score, candidate):
-    """Keeps, per position, the better of the current match and `candidate` (same shapes)."""
+def _best(source, target, size, stride, norms, field, score, candidate, fill, allowed):
+    """Keeps, per position to `fill`, the better of the current match and `candidate` (same
+    shapes), counting only `allowed` target patches."""
     candidate_score = similarity(source, target, candidate, size, stride, norms)
-    better = candidate_score > score
+    candidate_score = jnp.where(allowed[candidate[..., 0], candidate[..., 1]], candidate_score,
+                                -jnp.inf)
+    better = (candidate_score > score) & fill
     return jnp.where(better[..., None], candidate, field), jnp.where(better, candidate_score, score)
 
 
 def patchmatch(key: jax.Array, source: jax.Array, target: jax.Array, size: int = 3,
                target_stride: int = 1, iterations: int = 16, alpha: float = 0.5,
-               samples: int = 4, init: jax.Array | None = None
+               samples: int = 4, init: jax.Array | None = None,
+               fill: jax.Array | None = None, allowed: jax.Array | None = None
                ) -> tuple[jax.Array, jax.Array]:
     """PatchMatch (Barnes et al. 2009), vectorised: an approximate NNF, every position at once.
 
@@ -262,7 +272,12 @@ def patchmatch(key: jax.Array, source: jax.Array, target: jax.Array, size: int =
       alpha: ratio of consecutive search radii.
       samples: random candidates per radius and iteration.
       init: a starting field, int[rows, columns, 2] (e.g. `upsample_field` of the coarser
-        level's, or an earlier call's to continue it); default: uniformly random.
+        level's, or an earlier call's to continue it); default: uniformly random over the
+        allowed target patches.
+      fill: bool[rows, columns], the source positions whose matches are searched (default:
+        all); the others keep their `init` match (Deep Painterly Harmonization's region).
+      allowed: bool[t_rows, t_columns], the target patches that may be matched (default: all;
+        at least one).
     Returns:
       (field int32[rows, columns, 2], (row, column) on the target's grid;
        similarity float32[rows, columns]).
@@ -272,7 +287,15 @@ def patchmatch(key: jax.Array, source: jax.Array, target: jax.Array, size: int =
     t_rows, t_cols = grid_shape(target.shape[0], target.shape[1], size, target_stride)
     high = jnp.array([t_rows - 1, t_cols - 1], jnp.int32)
     key, init_key = jax.random.split(key)
-    if init is None:
+    allowed_given = allowed is not None
+    fill = jnp.ones((rows, cols), bool) if fill is None else jnp.asarray(fill, bool)
+    allowed = jnp.ones((t_rows, t_cols), bool) if allowed is None else \
+        jnp.asarray(allowed, bool)
+    if init is None and allowed_given:  # uniform over the allowed target patches
+        flat = jax.random.choice(init_key, t_rows * t_cols, (rows, cols),
+                                 p=allowed.ravel() / jnp.sum(allowed))
+        field = index_to_field(flat, t_cols)
+    elif init is None:
         field = jnp.stack([jax.random.randint(init_key, (rows, cols), 0, t_rows),
                            jax.random.randint(jax.random.fold_in(init_key, 1), (rows, cols), 0,
                                               t_cols)], axis=-1).astype(jnp.int32)
@@ -280,6 +303,7 @@ def patchmatch(key: jax.Array, source: jax.Array, target: jax.Array, size: int =
         field = jnp.clip(jnp.asarray(init, jnp.int32), 0, high)
     norms = _grid_norms(source, target, size, target_stride)  # fixed: computed once
     score = similarity(source, target, field, size, target_stride, norms)
+    score = jnp.where(allowed[field[..., 0], field[..., 1]], score, -jnp.inf)
     jumps = [2 ** j for j in reversed(range(max(1, (max(rows, cols) - 1).bit_length())))]
     radii = []
     radius = float(max(t_rows, t_cols))
@@ -299,14 +323,14 @@ def patchmatch(key: jax.Array, source: jax.Array, target: jax.Array, size: int =
                     [(ys - jnp.arange(rows))[:, None] * jnp.ones((1, cols), jnp.int32),
                      (xs - jnp.arange(cols))[None, :] * jnp.ones((rows, 1), jnp.int32)], -1)
                 field, score = _best(source, target, size, target_stride, norms, field, score,
-                                     jnp.clip(moved, 0, high))
+                                     jnp.clip(moved, 0, high), fill, allowed)
         for i, r in enumerate(radii):
             for j in range(samples):
                 offset = jax.random.uniform(jax.random.fold_in(step_key, i * samples + j),
                                             (rows, cols, 2), minval=-r, maxval=r)
                 candidate = jnp.clip(field + jnp.round(offset).astype(jnp.int32), 0, high)
                 field, score = _best(source, target, size, target_stride, norms, field, score,
-                                     candidate)
+                                     candidate, fill, allowed)
         return (field, score), None
 
     (field, score), _ = jax.lax.scan(iteration, (field, score),

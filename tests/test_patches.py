@@ -44,7 +44,9 @@ def test_normalized_patches_have_unit_norm():
 
 @pytest.mark.parametrize("stride,source_stride", [(1, 1), (2, 1), (1, 2), (2, 3)])
 def test_exact_nnf_matches_brute_force(stride, source_stride):
-    index, sim = patches.nnf_exact(SOURCE, TARGET, 3, stride, source_stride=source_stride)
+    field, sim = patches.nnf_exact(SOURCE, TARGET, 3, stride, source_stride=source_stride)
+    t_cols = patches.grid_shape(*TARGET.shape[:2], 3, stride)[1]
+    index = field[..., 0] * t_cols + field[..., 1]
     want_index, want_sim = np_nnf(SOURCE, TARGET, 3, stride, source_stride)
     np.testing.assert_array_equal(index, want_index)
     np.testing.assert_allclose(sim, want_sim, rtol=1e-5, atol=1e-6)
@@ -72,9 +74,10 @@ def test_nearest_patches_indexes_candidates_pooled_from_several_maps():
 
 
 def test_index_to_field_and_upsampled_fields():
-    index, _ = patches.nnf_exact(SOURCE, TARGET, 3, 1)
     t_rows, t_cols = patches.grid_shape(11, 8, 3)
+    index = patches.nearest_patches(SOURCE, patches.extract_patches(TARGET, 3, 1), 3)[0]
     field = patches.index_to_field(index, t_cols)
+    np.testing.assert_array_equal(field, patches.nnf_exact(SOURCE, TARGET, 3, 1)[0])
     np.testing.assert_array_equal(field[..., 0] * t_cols + field[..., 1], index)
     # each fine position takes its parent's match, doubled, plus its offset within the parent
     fine = np.asarray(patches.upsample_field(field, 15, 9, 2 * t_rows + 1, 2 * t_cols))
@@ -86,8 +89,7 @@ def test_index_to_field_and_upsampled_fields():
 
 
 def test_patchmatch_continues_from_a_given_field():
-    index, sim = patches.nnf_exact(SOURCE, TARGET, 3, 1)
-    exact_field = patches.index_to_field(index, patches.grid_shape(11, 8, 3)[1])
+    exact_field, sim = patches.nnf_exact(SOURCE, TARGET, 3, 1)
     field, got = patches.patchmatch(jax.random.key(0), SOURCE, TARGET, 3, 1, iterations=1,
                                     init=exact_field)
     np.testing.assert_array_equal(field, exact_field)  # nothing beats the exact field
@@ -95,24 +97,25 @@ def test_patchmatch_continues_from_a_given_field():
 
 
 def test_a_map_matched_to_itself_finds_itself():
-    index, sim = patches.nnf_exact(TARGET, TARGET, 3, 1)
+    field, sim = patches.nnf_exact(TARGET, TARGET, 3, 1)
     rows, cols = patches.grid_shape(11, 8, 3)
-    np.testing.assert_array_equal(index, np.arange(rows * cols).reshape(rows, cols))
+    np.testing.assert_array_equal(field[..., 0] * cols + field[..., 1],
+                                  np.arange(rows * cols).reshape(rows, cols))
     np.testing.assert_allclose(sim, 1.0, rtol=1e-5)
 
 
 def test_voting_with_the_identity_field_reproduces_the_input():
     rows, cols = patches.grid_shape(9, 7, 3)
-    identity = jnp.arange(rows * cols).reshape(rows, cols)
-    rebuilt = patches.vote(patches.extract_patches(SOURCE, 3, 1), identity, 9, 7)
+    identity = patches.index_to_field(jnp.arange(rows * cols).reshape(rows, cols), cols)
+    rebuilt = patches.vote(SOURCE, identity, 3)
     np.testing.assert_allclose(rebuilt, SOURCE, rtol=1e-6)
 
 
 def test_voting_averages_overlapping_patches():
     """Two constant patches, chosen left and right: the overlap columns are their mean."""
-    const = jnp.stack([jnp.zeros((3, 3, 1)), jnp.ones((3, 3, 1))])
+    const = jnp.concatenate([jnp.zeros((3, 3, 1)), jnp.ones((3, 3, 1))], axis=1)  # 2 patches
     field = jnp.array([[0, 0, 1, 1]])  # one row of 4 patch positions on a 3 x 6 map
-    rebuilt = np.asarray(patches.vote(const, field, 3, 6))[0, :, 0]
+    rebuilt = np.asarray(patches.vote(const, patches.index_to_field(field, 2), 3, 3))[0, :, 0]
     # column j is covered by positions j-2..j; its value is the mean of their patches
     want = [np.mean([field[0, p] for p in range(max(0, j - 2), min(3, j) + 1)]) for j in range(6)]
     np.testing.assert_allclose(rebuilt, want, rtol=1e-6)
@@ -150,3 +153,29 @@ def test_patchmatch_reaches_98_percent_of_the_exact_similarity_on_real_features(
     np.testing.assert_array_equal(again, field)  # same key, same field
     other, _ = patches.patchmatch(jax.random.key(1), source, target, 3, 1)
     assert np.any(np.asarray(other) != np.asarray(field))
+
+
+def test_patchmatch_fills_only_the_masked_positions_from_the_allowed_patches():
+    exact, _ = patches.nnf_exact(SOURCE, TARGET, 3, 1)
+    rows, cols = exact.shape[:2]
+    t_rows, t_cols = patches.grid_shape(11, 8, 3)
+    fill = np.zeros((rows, cols), bool)
+    fill[:, : cols // 2] = True
+    allowed = np.zeros((t_rows, t_cols), bool)
+    allowed[:, : t_cols // 2] = True
+    start = jnp.zeros_like(exact)
+    field, score = patches.patchmatch(jax.random.key(0), SOURCE, TARGET, 3, 1, iterations=16,
+                                      init=start, fill=fill, allowed=allowed)
+    field = np.asarray(field)
+    np.testing.assert_array_equal(field[~fill], 0)  # untouched: the init
+    assert (field[fill][:, 1] < t_cols // 2).all()  # only allowed columns
+    # the best allowed match, found by brute force over the allowed patches
+    sims = np.stack([np.asarray(patches.similarity(
+        SOURCE, TARGET, jnp.broadcast_to(jnp.array([r, c]), exact.shape), 3))
+        for r in range(t_rows) for c in range(t_cols // 2)])
+    best = sims.max(0)[fill]
+    assert (np.asarray(score)[fill] <= best + 1e-5).all()
+    assert np.asarray(score)[fill].mean() >= 0.9 * best.mean()  # approximate on random maps
+    free, _ = patches.patchmatch(jax.random.key(0), SOURCE, TARGET, 3, 1, iterations=4,
+                                 allowed=allowed)
+    assert (np.asarray(free)[..., 1] < t_cols // 2).all()
