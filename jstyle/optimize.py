@@ -108,8 +108,7 @@ def make_chunk(objective: Callable[[jax.Array, Any], jax.Array],
     points are vmapped (the loop runs while any point is going), except with the zoom line
     search, whose conditionals would become selects under vmap, evaluating the loss in both
     branches of every trial (22x the time of single runs, measured): there `jax.lax.map` runs
-    the points one after another
-    inside the one compiled program.
+    the points one after another inside the one compiled program.
 
     `linesearch`: the optimiser's line search, which gets the objective: "zoom" (whose state
     holds the value and gradient at the accepted step, reused by the next step) or None (no
