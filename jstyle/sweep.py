@@ -1,11 +1,12 @@
-"""Many Gatys configurations as one compiled program.
+"""Many configurations of a method as one compiled program (Gatys by default).
 
-The hyperparameters that vary between points (alpha, beta, w_tv, w_hist, the per-layer content
-and style weights) are leaves of `GatysParams`, so K points stack into one pytree with a
+The hyperparameters that vary between points (for Gatys alpha, beta, w_tv, w_hist and the
+per-layer weights) are leaves of the method's Params, so K points stack into one pytree with a
 leading batch axis and the optimisation is `jax.vmap`ped over it. Layer choices vary too: every
-point is mapped onto the union of all points' layers, a layer a point does not use getting
-weight 0. The network runs once per evaluation for the union; the content and style targets
-are computed once and shared by every point.
+point is mapped onto the union of all points' layers (each `X_layers` field with its
+`X_layer_weights`), a layer a point does not use getting weight 0. The network runs once per
+evaluation for the union; the targets are computed once (the method's `prepare_data`) and
+shared by every point; the batch axes come from the method's `Data.sweep_axes()`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import pathlib
 import re
 import sys
 import time
+from types import ModuleType
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -29,81 +32,88 @@ from jstyle.methods import gatys
 from jstyle.progress import Progress
 from jstyle.weights import VGGWeights
 
-_KINDS = ("content", "style", "hist")
+
+def layer_kinds(hp) -> tuple[str, ...]:
+    """The kinds of layer list of a Params: X for each field X_layers with X_layer_weights
+    (Gatys: content, style, hist)."""
+    names = [f.name for f in dataclasses.fields(hp)]
+    return tuple(n[: -len("_layers")] for n in names
+                 if n.endswith("_layers") and n[: -len("s")] + "_weights" in names)
 
 
-def on_layers(hp: gatys.GatysParams, layers: dict[str, tuple[str, ...]]) -> gatys.GatysParams:
-    """`hp` on the given content, style and histogram layers: its own layers keep their weights,
-    the others get weight 0 (off)."""
+def on_layers(hp, layers: dict[str, tuple[str, ...]]):
+    """`hp` on the given layers of each kind: its own layers keep their weights, the others
+    get weight 0 (off)."""
     changes = {}
-    for kind in _KINDS:
+    for kind, wanted in layers.items():
         own = dict(zip(getattr(hp, f"{kind}_layers"), getattr(hp, f"{kind}_layer_weights")))
-        changes[f"{kind}_layers"] = layers[kind]
-        changes[f"{kind}_layer_weights"] = tuple(float(own.get(l, 0.0)) for l in layers[kind])
+        changes[f"{kind}_layers"] = wanted
+        changes[f"{kind}_layer_weights"] = tuple(float(own.get(l, 0.0)) for l in wanted)
     return dataclasses.replace(hp, **changes)
 
 
-def align(points: list[gatys.GatysParams], keep_hist: bool | None = None
-          ) -> list[gatys.GatysParams]:
+def align(points: list) -> list:
     """The points on the union of their layers (in VGG order), so that they stack.
 
-    keep_hist: whether the histogram term stays (default: some point has w_hist > 0); without
-      it the histogram layers are dropped, keeping the sorts out of the compiled loss.
     Raises:
-      InputError: no points, or points that differ in pooling or normalisation (these cannot
-        vary in a batch).
+      InputError: no points, or points that differ in a static choice other than layers
+        (pooling, normalisation, patch size...: these cannot vary in a batch).
     """
     if not points:
         raise InputError("a sweep needs at least one point")
-    for field in ("pooling", "normalization"):
-        if len({getattr(p, field) for p in points}) > 1:
-            raise InputError(f"the points of one sweep must share {field}; run one sweep per "
-                             f"{field}")
-    if keep_hist is None:
-        keep_hist = any(float(p.hist_weight) > 0 for p in points)
-    if not keep_hist:
-        points = [dataclasses.replace(p, hist_layers=(), hist_layer_weights=()) for p in points]
+    for field in dataclasses.fields(points[0]):
+        if field.metadata.get("static") and not field.name.endswith("_layers") and \
+                len({getattr(p, field.name) for p in points}) > 1:
+            raise InputError(f"the points of one sweep must share {field.name}; run one sweep "
+                             f"per {field.name}")
     layers = {kind: tuple(sorted({l for p in points for l in getattr(p, f"{kind}_layers")},
-                                 key=vgg.LAYERS.index)) for kind in _KINDS}
+                                 key=vgg.LAYERS.index)) for kind in layer_kinds(points[0])}
     return [on_layers(p, layers) for p in points]
 
 
-def stack(points: list[gatys.GatysParams], keep_hist: bool | None = None) -> gatys.GatysParams:
-    """K points -> one GatysParams whose weights are float32[K] (layer weights tuples of
+def _stacked(points: list):
+    return jax.tree.map(lambda *xs: jnp.asarray(xs, jnp.float32), *points)
+
+
+def stack(points: list):
+    """K points -> one Params whose weights are float32[K] (layer weights tuples of
     float32[K]), on the union of the points' layers (`align`)."""
-    return jax.tree.map(lambda *xs: jnp.asarray(xs, jnp.float32), *align(points, keep_hist))
+    return _stacked(align(points))
 
 
-def program(opts: runs.RunOptions, convention) -> runs.Program:
+def program(opts: runs.RunOptions, convention, method: ModuleType = gatys) -> runs.Program:
     """The compiled program of a batch of points: the optimiser chunk over the points' states
-    and hyperparameters (batch axes from `gatys.Data.sweep_axes`), and the batched loss terms
-    (images, data) -> {term: float32[K]}; cached (runs.program), so every batch of one shape
-    runs one compilation."""
-    return runs.compile_program(gatys.loss_terms, convention, opts, gatys.Data.sweep_axes())
+    and hyperparameters (batch axes from the method's `Data.sweep_axes`), and the batched loss
+    terms (images, data) -> {term: float32[K]}; cached (runs.program), so every batch of one
+    shape runs one compilation."""
+    return runs.compile_program(method.loss_terms, convention, opts,
+                                method.Data.sweep_axes())
 
 
-def setup(content: np.ndarray, styles: list[np.ndarray], points: list[gatys.GatysParams],
-          opts: runs.RunOptions, weights: VGGWeights, inits: np.ndarray,
-          keep_hist: bool | None = None) -> runs.Problem:
+def setup(content: np.ndarray, styles: list[np.ndarray], points: list, opts: runs.RunOptions,
+          weights: VGGWeights, inits: np.ndarray, method: ModuleType = gatys,
+          sweep_points: list | None = None) -> runs.Problem:
     """One compiled program for all `points`: targets for the union of their layers, computed
     once, and a chunk vmapped over the points.
 
     Args:
-      content, styles: float[H, W, 3] in [0, 1], any size (resized as `gatys.setup` does).
-      points: K hyperparameter sets; `opts` applies to all.
+      content, styles: float[H, W, 3] in [0, 1], any size (resized as the method's setup does).
+      points: K hyperparameter sets of `method`; `opts` applies to all.
       inits: float32[K, h, w, 3], each point's starting image in 8-bit levels (any size:
         resized to the content's).
-      keep_hist: see `align`.
+      sweep_points: the whole sweep's points (default: `points`), whose layers and largest
+        weights decide the compiled terms, so that every batch of a sweep runs one program.
     Returns:
-      a runs.Problem whose state and `terms` are batched (leading axis K); its data is a
-      gatys.Data with stacked hyperparameters.
+      a runs.Problem whose state and `terms` are batched (leading axis K); its data is the
+      method's Data with stacked hyperparameters.
     """
-    batched = stack(points, keep_hist)
-    first = jax.tree.map(lambda x: float(x[0]), batched)  # targets depend on layers only
-    data, content, styles, blend = gatys.prepare_data(
-        content, styles, first, opts, weights, keep_hist=bool(batched.hist_layers))
-    data = data._replace(hp=batched)
-    compiled = program(opts, weights.convention)
+    everyone = align(sweep_points or points)
+    peak = jax.tree.map(lambda *xs: max(float(x) for x in xs), *everyone)  # a term some point
+    #   uses has a positive weight here (a method may leave unused terms out of its loss)
+    data, content, styles, blend = method.prepare_data(content, styles, peak, opts, weights)
+    used = {kind: getattr(data.hp, f"{kind}_layers") for kind in layer_kinds(data.hp)}
+    data = data._replace(hp=_stacked([on_layers(p, used) for p in points]))
+    compiled = program(opts, weights.convention, method)
     starts = np.stack([runs.start_image(None, opts, content, styles, np.asarray(i))
                        for i in inits])
     state = jax.vmap(lambda image: optimize.init(compiled.optimizer, image))(jnp.asarray(starts))
@@ -154,7 +164,7 @@ class Point:
     """One configuration of a sweep."""
     name: str  # unique; names the point's files in the workdir
     coords: dict  # the point's value on each of the sweep's axes (JSON scalars)
-    hp: gatys.GatysParams  # the objective
+    hp: Any  # the objective: the method's Params
     init: str = "content"  # "content" or "noise" (the mean pixel plus init_noise x N(0, 1))
     init_noise: float = 8.0  # std of the noise init, 8-bit levels
     seed: int = 0  # the noise init's jax.random key
@@ -173,8 +183,8 @@ def initial_images(points: list[Point], content: np.ndarray) -> np.ndarray:
                                           p.init_noise) for p in points]).astype(np.float32)
 
 
-def _check(points: list[Point], opts: runs.RunOptions, batch_size: int, num_styles: int
-           ) -> None:
+def _check(points: list[Point], opts: runs.RunOptions, batch_size: int, num_styles: int,
+           method: ModuleType) -> None:
     names = [p.name for p in points]
     bad = [n for n in names if not _NAME.match(n)]
     if bad:
@@ -186,7 +196,7 @@ def _check(points: list[Point], opts: runs.RunOptions, batch_size: int, num_styl
         if p.init not in ("content", "noise"):
             raise InputError(f"point {p.name}: init {p.init!r} cannot vary in a sweep; use "
                              "content or noise")
-        gatys.validate(p.hp, opts, num_styles)
+        method.validate(p.hp, opts, num_styles)
     if opts.pyramid_levels != 1:
         raise InputError("a sweep runs one size; set --pyramid_levels=1")
     if batch_size < 1:
@@ -196,7 +206,7 @@ def _check(points: list[Point], opts: runs.RunOptions, batch_size: int, num_styl
 def run(workdir: str | pathlib.Path, content: np.ndarray, styles: list[np.ndarray],
         points: list[Point], opts: runs.RunOptions, weights: VGGWeights, *,
         axes: dict[str, list], panels: list[dict] | None = None, batch_size: int = 8,
-        extra: dict | None = None, progress: bool = True) -> None:
+        extra: dict | None = None, progress: bool = True, method: ModuleType = gatys) -> None:
     """Runs the sweep into `workdir`, resuming: a point whose files are complete and were made
     the same way is kept; the others are computed, `batch_size` at a time (rounded up to a
     multiple of the local devices) as one program sharded over this process's devices.
@@ -214,10 +224,12 @@ def run(workdir: str | pathlib.Path, content: np.ndarray, styles: list[np.ndarra
         the axes after the first two.
       batch_size: points per compiled program; lower it when a batch does not fit in memory.
       extra: more JSON for config.json (what the experiment is, where its images came from).
+      method: the method module whose Params the points hold (its `prepare_data`,
+        `loss_terms`, `Data.sweep_axes` and `validate`).
     Raises:
       InputError: invalid points or options.
     """
-    _check(points, opts, batch_size, len(styles))
+    _check(points, opts, batch_size, len(styles), method)
     workdir = pathlib.Path(workdir)
     (workdir / "points").mkdir(parents=True, exist_ok=True)
     (workdir / "images").mkdir(exist_ok=True)
@@ -227,8 +239,7 @@ def run(workdir: str | pathlib.Path, content: np.ndarray, styles: list[np.ndarra
         results.write_json(workdir / "config.json", {
             **(extra or {}), "axes": axes, "panels": panels, **made,
             "points": [p.describe() for p in points]})
-    keep_hist = any(float(p.hp.hist_weight) > 0 for p in points)
-    aligned = dict(zip([p.name for p in points], align([p.hp for p in points], keep_hist)))
+    aligned = dict(zip([p.name for p in points], align([p.hp for p in points])))
     mine = points[jax.process_index()::jax.process_count()]
     todo = [p for p in mine if results.read_point(workdir, {"point": p.describe(), **made})
             is None]
@@ -246,7 +257,8 @@ def run(workdir: str | pathlib.Path, content: np.ndarray, styles: list[np.ndarra
         started = time.perf_counter()
         padded = batch + [batch[-1]] * (size - len(batch))  # one shape: no recompilation
         problem = shard(setup(work_content, work_styles, [aligned[p.name] for p in padded],
-                              opts, weights, initial_images(padded, levels), keep_hist))
+                              opts, weights, initial_images(padded, levels), method,
+                              list(aligned.values())))
         histories: list[list[dict]] = [[] for _ in batch]
 
         def log(images: jax.Array, steps: np.ndarray) -> None:

@@ -96,6 +96,8 @@ OPTIONS = ("size",)
 @dataclasses.dataclass(frozen=True)
 class Params:
     tint: float = field(0.5, "How far towards the style's mean colour.")
+    mix_layers: tuple = field(("a", "b"), "Names, to test layer lists.", static=True)
+    mix_layer_weights: tuple = field((2.0, 3.0), "One weight per name.")
 
 
 PRESETS = {"half": (Params(), RunOptions(size=32)), "full": (Params(tint=1.0), RunOptions(size=32))}
@@ -114,6 +116,7 @@ def run(content, styles, hp, opts, weights, key=None, **unused):
     return Result(images={"output": out.astype(np.float32),
                           "b": np.broadcast_to(mean, photo.shape).astype(np.float32)},
                   record={"method": "tinted", "tint": hp.tint, "steps": 0,
+                          "mix": dict(zip(hp.mix_layers, hp.mix_layer_weights)),
                           "seconds": time.perf_counter() - started}, history=[])
 '''
 
@@ -146,6 +149,11 @@ def test_a_method_outside_jstyle_gets_flags_runs_and_joins_the_comparison(
     assert done.returncode == 0, done.stderr
     record = json.loads((tmp_path / "out.json").read_text())
     assert record["tint"] == 0.25 and record["preset"] == "half"
+    assert record["mix"] == {"a": 2.0, "b": 3.0}  # the preset's layer weights stay
+    relayered = jstyle("--method=outside_pkg.tinted", f"--content={content}",
+                       f"--style={style}", "--mix_layers=c", f"--output={tmp_path / 'c.png'}")
+    assert relayered.returncode == 0, relayered.stderr
+    assert json.loads((tmp_path / "c.json").read_text())["mix"] == {"c": 1.0}
     assert record["images"] == {"output": str(tmp_path / "out.png"),
                                 "b": str(tmp_path / "out_b.png")}
     assert Image.open(tmp_path / "out_b.png").size == Image.open(tmp_path / "out.png").size

@@ -1,5 +1,7 @@
 """Sweeps: K Gatys points as one vmapped program give each point's own single run."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -136,3 +138,24 @@ def test_run_rejects_bad_points(tmp_path, vgg_weights):
     with pytest.raises(InputError, match="not a file name"):
         sweep.run(tmp_path, CONTENT, [STYLE], [sweep.Point("a/b", {}, gatys.GatysParams())],
                   opts, vgg_weights, axes={})
+
+
+def test_a_sweep_of_another_method_matches_its_single_runs(tiny_weights):
+    """The sweep is generic: CNNMRF points differing in weights and layers, on the tiny VGG."""
+    from jstyle.methods import mrf
+    hp = mrf.PRESETS["cnnmrf"][0]
+    points = [hp, dataclasses.replace(hp, mrf_weight=1e-3, content_weight=5.0),
+              dataclasses.replace(hp, mrf_layers=("relu3_1",), mrf_layer_weights=(2.0,))]
+    opts = dataclasses.replace(mrf.PRESETS["cnnmrf"][1], size=64, steps=2, pyramid_levels=1)
+    content = image.to_levels(image.resize_to_edge(CONTENT, 64))
+    inits = np.stack([content] * 3).astype(np.float32)
+    problem = sweep.setup(CONTENT, [STYLE], points, opts, tiny_weights, inits, method=mrf)
+    assert problem.data.hp.mrf_layers == ("relu3_1", "relu4_1")
+    state = problem.chunk(problem.state, jnp.int32(2), problem.data)
+    for k, point in enumerate(points):
+        single = mrf.setup(CONTENT, [STYLE], point, opts, tiny_weights, jax.random.key(0),
+                           init=inits[k])
+        alone = single.chunk(single.state, jnp.int32(2), single.data)
+        np.testing.assert_allclose(state.image[k], alone.image, atol=0.05)
+    with pytest.raises(InputError, match="must share patch_size"):
+        sweep.stack([hp, dataclasses.replace(hp, patch_size=5)])

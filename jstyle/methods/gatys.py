@@ -293,17 +293,14 @@ def objective(image: jax.Array, data: Data, convention, remat: bool = False) -> 
 
 
 def prepare_data(content: np.ndarray, styles: list[np.ndarray], hp: GatysParams,
-                 opts: RunOptions, weights: VGGWeights, labels: masks.Labels | None = None,
-                 keep_hist: bool | None = None) -> tuple[Data, np.ndarray, list[np.ndarray],
-                                                         list[float]]:
+                 opts: RunOptions, weights: VGGWeights, labels: masks.Labels | None = None
+                 ) -> tuple[Data, np.ndarray, list[np.ndarray], list[float]]:
     """One level's data: the images resized to `opts.size`, checked against the layers, and
     the targets computed once.
 
     Args:
       content, styles: float[H, W, 3] in [0, 1], any size.
       labels: semantic regions (masks.match), or None.
-      keep_hist: compute the histogram targets (default: when hp.hist_weight > 0; a sweep
-        whose points differ in it keeps them for all).
     Returns:
       (data, content float32[H, W, 3] and styles in 8-bit levels at this size, normalised
       blend weights).
@@ -315,8 +312,8 @@ def prepare_data(content: np.ndarray, styles: list[np.ndarray], hp: GatysParams,
         vgg.check_size(s.shape, hp.style_layers + hp.hist_layers, "style")
     blend = list(opts.style_blend_weights or [1.0] * len(styles))
     blend = [b / sum(blend) for b in blend]
-    if not (float(hp.hist_weight) > 0 if keep_hist is None else keep_hist):
-        hp = dataclasses.replace(hp, hist_layers=(), hist_layer_weights=())  # no sorts compiled
+    if not float(hp.hist_weight) > 0:  # keep the sorts out of the compiled loss
+        hp = dataclasses.replace(hp, hist_layers=(), hist_layer_weights=())
     hp = dataclasses.replace(hp, **{f: tuple(float(w) for w in getattr(hp, f)) for f in (
         "content_layer_weights", "style_layer_weights", "hist_layer_weights")})
     regions = None

@@ -254,16 +254,18 @@ def objective(image: jax.Array, data: Data, convention, remat: bool = False) -> 
     return loss_terms(image, data, convention, remat)["total"]
 
 
-def setup(content: np.ndarray, styles: list[np.ndarray], hp: MRFParams, opts: RunOptions,
-          weights: VGGWeights, key: jax.Array, *, init: np.ndarray | None = None,
-          labels: masks.Labels | None = None) -> runs.Problem:
-    """One level: resizes the images to `opts.size`, computes the targets and makes the
-    problem on the shared compiled program.
+def prepare_data(content: np.ndarray, styles: list[np.ndarray], hp: MRFParams,
+                 opts: RunOptions, weights: VGGWeights, labels: masks.Labels | None = None
+                 ) -> tuple[Data, np.ndarray, list[np.ndarray], None]:
+    """One level's data: the images resized to `opts.size`, checked against the layers and
+    patches, and the targets computed once.
 
     Args:
       content, styles: float[H, W, 3] in [0, 1], any size.
-      init: the previous level's result (float[h, w, 3], 8-bit levels), or None for `opts.init`.
       labels: semantic regions (masks.match), or None.
+    Returns:
+      (data, content float32[H, W, 3] and styles in 8-bit levels at this size, None: mrf has
+      no blend weights).
     """
     content, styles = runs.resize_inputs(content, styles, opts)
     vgg.check_size(content.shape, hp.content_layers + hp.mrf_layers, "content", hp.patch_size)
@@ -271,8 +273,22 @@ def setup(content: np.ndarray, styles: list[np.ndarray], hp: MRFParams, opts: Ru
                                     for f in ("content_layer_weights", "mrf_layer_weights")})
     vgg_params = vgg.prepare(weights.params)
     targets = compute_targets(vgg_params, content, styles, hp, weights.convention, labels)
-    return runs.make_problem(loss_terms, Data(vgg_params, targets, hp), weights.convention,
-                             opts, content, styles, None,
+    return Data(vgg_params, targets, hp), content, styles, None
+
+
+def setup(content: np.ndarray, styles: list[np.ndarray], hp: MRFParams, opts: RunOptions,
+          weights: VGGWeights, key: jax.Array, *, init: np.ndarray | None = None,
+          labels: masks.Labels | None = None) -> runs.Problem:
+    """One level, made ready on the shared compiled program (`prepare_data`, then
+    runs.make_problem).
+
+    Args:
+      content, styles: float[H, W, 3] in [0, 1], any size.
+      init: the previous level's result (float[h, w, 3], 8-bit levels), or None for `opts.init`.
+      labels: semantic regions (masks.match), or None.
+    """
+    data, content, styles, blend = prepare_data(content, styles, hp, opts, weights, labels)
+    return runs.make_problem(loss_terms, data, weights.convention, opts, content, styles, blend,
                              runs.start_image(key, opts, content, styles, init))
 
 
