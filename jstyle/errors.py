@@ -16,3 +16,8 @@ class InputError(JStyleError):
 
 class WeightsError(JStyleError):
     """VGG weights that are missing, corrupt, tampered with or of an unknown format."""
+
+
+class EnvironmentFault(JStyleError):
+    """A fault of the machine rather than the input (disk full, permissions changed during a
+    run); the command exits with status 1."""

@@ -1,0 +1,101 @@
+"""People's files: no input is ever overwritten, and an output is written with its record or
+not at all.
+
+  check_outputs   before any work: every output path against every input (by resolved path
+                  and by file identity: hard links, symlinks), a directory or a read-only file
+                  in an output's place, a folder that cannot be written
+  write_together  all of a result's files to temporary files first, then renamed into place;
+                  on any OS error what this run wrote is removed and EnvironmentFault names
+                  the path, the error and the fix
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import stat
+import tempfile
+from typing import Iterable
+
+from jstyle.errors import EnvironmentFault, InputError
+
+
+def same_file(a: pathlib.Path, b: pathlib.Path) -> bool:
+    """Whether `a` and `b` name one file: the same resolved path, or (both existing) the same
+    device and inode (a hard link)."""
+    a, b = pathlib.Path(a), pathlib.Path(b)
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_outputs(outputs: Iterable[pathlib.Path], inputs: dict[str, pathlib.Path]) -> None:
+    """Raises InputError if an output would overwrite an input, is a directory, or exists and
+    may not be written (read-only, as `cp` refuses), or if its folder is missing or not
+    writable.
+
+    Args:
+      outputs: every path the run will write (image, record, snapshots, checkpoint).
+      inputs: flag (e.g. "--content") -> the path it names, for the messages.
+    """
+    for out in map(pathlib.Path, outputs):
+        for flag, given in inputs.items():
+            if given is not None and same_file(out, given):
+                raise InputError(f"{out} would overwrite the input {flag}={given}; choose "
+                                 "another --output")
+        if out.is_dir():
+            raise InputError(f"{out} is a directory, in the way of an output; remove it or "
+                             "choose another --output")
+        if out.exists() and (not os.access(out, os.W_OK) or
+                             not out.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)):
+            raise InputError(f"{out} exists and is read-only; make it writable, remove it, or "
+                             "choose another --output")
+        folder = out.parent
+        if not folder.is_dir():
+            raise InputError(f"the folder of {out} does not exist; create it first")
+        try:  # the real test of writability (permissions, read-only or special file systems)
+            tempfile.TemporaryFile(dir=folder).close()
+        except OSError as e:
+            raise InputError(f"cannot write to {folder} ({e.strerror}); choose a writable "
+                             "--output") from None
+
+
+def write_together(files: dict[pathlib.Path, bytes]) -> None:
+    """Writes every file or none: each to a temporary file beside it, then all renamed into
+    place in the given order (put the record last).
+
+    Raises:
+      EnvironmentFault: an OS error (disk full, permissions...); the temporary files and the
+        files already renamed by this call are removed.
+    """
+    temps: dict[pathlib.Path, str] = {}
+    placed: list[pathlib.Path] = []
+    current = None
+    try:
+        for path, data in files.items():
+            current = path
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            temps[path] = tmp
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes private files; outputs are ordinary
+        for path, tmp in temps.items():
+            current = path
+            os.replace(tmp, path)
+            placed.append(path)
+    except OSError as e:
+        for tmp in temps.values():
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        for path in placed:
+            path.unlink(missing_ok=True)
+        raise EnvironmentFault(f"cannot write {current} ({e.strerror or e}); nothing of this "
+                               "result was kept; free disk space or fix the permissions, then "
+                               "run again") from None
