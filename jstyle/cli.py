@@ -21,12 +21,11 @@ import json
 import pathlib
 import platform
 import sys
-import tempfile
 
 from absl import app, flags, logging
 
 from jstyle import methods
-from jstyle.errors import InputError, JStyleError
+from jstyle.errors import EnvironmentFault, InputError, JStyleError
 from jstyle.params import flag_fields
 from jstyle.runs import RunOptions
 
@@ -230,21 +229,13 @@ def _versions() -> dict[str, str]:
 
 
 def _check_output(path: pathlib.Path) -> str:
-    """Fails early, before any work, if `path` cannot be written; returns its image format."""
+    """The image format of --output (Pillow's name for its extension), or InputError."""
     from PIL import Image
     if path.is_dir():
         raise InputError(f"--output={path} is a directory; give a file name such as out.png")
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise InputError(f"--output={path} has no image extension Pillow can write; use .png")
-    folder = path.parent
-    if not folder.is_dir():
-        raise InputError(f"the folder of --output={path} does not exist; create it first")
-    try:  # the real test of writability (permissions, read-only or special file systems)
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError as e:
-        raise InputError(f"cannot write to {folder} ({e.strerror}); choose a writable --output") \
-            from None
     return fmt
 
 
@@ -263,7 +254,7 @@ def _inputs(takes_style: bool):
 def content_and_outputs(content: pathlib.Path, output: pathlib.Path
                         ) -> list[tuple[pathlib.Path, pathlib.Path]]:
     """(content, output) paths: one pair for a file, one per image for a folder (results as
-    OUTPUT/<stem>.png, the folder created).
+    OUTPUT/<stem>.png; the caller makes the folder).
 
     Raises:
       InputError: an empty folder, or a folder in with a file out.
@@ -278,7 +269,6 @@ def content_and_outputs(content: pathlib.Path, output: pathlib.Path
     if output.suffix:
         raise InputError(f"--content={content} is a folder, so --output must be a folder "
                          f"too (got {output})")
-    output.mkdir(parents=True, exist_ok=True)
     return [(p, output / f"{p.stem}.png") for p in photos]
 
 
@@ -298,20 +288,63 @@ def _reject_inputs(method, method_name: str) -> None:
 
 def write_result(output: pathlib.Path, fmt: str, result, record: dict) -> dict[str, str]:
     """Writes each named image of `result` (OUTPUT for "output", OUTPUT_<name> for the others)
-    and then OUTPUT.json with `record`; returns {name: path}."""
-    from jstyle import image
-    paths = {name: str(output if name == "output" else
-                       output.with_name(f"{output.stem}_{name}{output.suffix}"))
-             for name in result.images}
-    for name, img in result.images.items():
-        image.save(pathlib.Path(paths[name]), img, fmt)
-    image.write_atomic(output.with_suffix(".json"), lambda f: f.write(
-        json.dumps({**record, "images": paths}, indent=2, default=str).encode()))
+    and OUTPUT.json with `record`, all or none (files.write_together); returns {name: path}."""
+    from jstyle import files, image
+    paths = {name: _named(output, name) for name in result.images}
+    blobs = {paths[name]: image.encode(img, fmt) for name, img in result.images.items()}
+    blobs[output.with_suffix(".json")] = json.dumps(
+        {**record, "images": {n: str(p) for n, p in paths.items()}}, indent=2,
+        default=str).encode()
+    files.write_together(blobs)
+    return {n: str(p) for n, p in paths.items()}
+
+
+def _named(output: pathlib.Path, name: str) -> pathlib.Path:
+    """Where the image `name` of a result goes: OUTPUT itself for "output"."""
+    return output if name == "output" else output.with_name(f"{output.stem}_{name}{output.suffix}")
+
+
+def _snapshot(output: pathlib.Path, step: int) -> pathlib.Path:
+    return output.with_name(f"{output.stem}_{step}{output.suffix}")
+
+
+def _checkpoint(output: pathlib.Path) -> pathlib.Path:
+    return output.with_name(f"{output.stem}.ckpt.npz")
+
+
+def planned_outputs(output: pathlib.Path, method, opts) -> list[pathlib.Path]:
+    """Every file a run writes for OUTPUT: its images (the method's OUTPUTS, default
+    "output"), the record, and for methods with checkpoints the checkpoint and the snapshots."""
+    from jstyle import runs
+    paths = [_named(output, n) for n in getattr(method, "OUTPUTS", ("output",))]
+    paths.append(output.with_suffix(".json"))
+    if "save_every" in methods.options(method):
+        paths.append(_checkpoint(output))
+        offset = 0
+        for _, steps in runs.pyramid(opts):
+            if opts.save_every:
+                paths += [_snapshot(output, offset + s)
+                          for s in range(opts.save_every, steps, opts.save_every)]
+            offset += steps
     return paths
 
 
+def input_files(content_paths: list[pathlib.Path], style_paths: list[pathlib.Path],
+                masks: list[pathlib.Path], hp, opts) -> list[tuple[str, pathlib.Path]]:
+    """(flag, path) of every file the run reads: content, styles, masks, weights, and any
+    hyperparameter or --init that names a file (a model)."""
+    found = [("--content", p) for p in content_paths] + [("--style", p) for p in style_paths]
+    found += [("a mask", p) for p in masks]
+    if FLAGS.vgg_weights:
+        found.append(("--vgg_weights", pathlib.Path(FLAGS.vgg_weights)))
+    for name, value in [*dataclasses.asdict(hp).items(), ("init", opts.init)]:
+        if isinstance(value, str) and value and pathlib.Path(value).is_file():
+            found.append((f"--{name}", pathlib.Path(value)))
+    return found
+
+
 def run_command() -> None:
-    from jstyle import image, weights
+    from jstyle import files, image, weights
     method_name = FLAGS.method
     method = methods.get(method_name)
     _reject_inputs(method, method_name)
@@ -324,13 +357,25 @@ def run_command() -> None:
             opts, size=opts.size if _given("size") else SAMPLE["size"],
             steps=opts.steps if _given("steps") else SAMPLE["steps"])
     method.validate(hp, opts, len(style_paths))  # before loading anything
-    if not content_path.is_dir() and not content_path.exists():
-        raise InputError(f"--content={content_path} does not exist; check the path")
+    if not content_path.is_dir():
+        image.check_regular_file(content_path, "--content")
+    elif files.same_file(content_path, output):
+        raise InputError(f"--output={output} is the --content folder: the results would replace "
+                         "the photos; choose another output folder")
+    fmt = _check_output(output) if not content_path.is_dir() else "PNG"
     pairs = content_and_outputs(content_path, output)
-    fmt = _check_output(output) if len(pairs) == 1 and not content_path.is_dir() else "PNG"
+    masks = _mask_paths(content_path, style_paths) if "labels" in takes else []
+    read = input_files([p for p, _ in pairs], style_paths, masks, hp, opts)
+    planned = [p for _, out in pairs for p in planned_outputs(out, method, opts)]
+    if content_path.is_dir() and not output.is_dir():  # a new folder: nothing in it yet
+        files.check_folder(output.parent)
+        planned = []
+    files.check_outputs(planned, read)
     styles = [image.load(p) for p in style_paths]
     vgg_weights = weights.load(FLAGS.vgg_weights, FLAGS.cache_dir) if "weights" in takes \
         else None
+    if content_path.is_dir():
+        output.mkdir(exist_ok=True)
 
     written, skipped = [], []
     for photo_path, out in pairs:
@@ -358,16 +403,18 @@ def _run_one(method, method_name, hp, opts, content, styles, labels, content_pat
     """Runs the method on one content image and writes its images and record; returns the
     method's record."""
     from jstyle import image
-    stem = output.with_suffix("")
-    checkpoint = pathlib.Path(f"{stem}.ckpt.npz")
+    checkpoint = _checkpoint(output)
+    if FLAGS.resume and not checkpoint.exists():
+        raise InputError(f"--resume: there is no checkpoint {checkpoint} to continue from; run "
+                         "without --resume to start")
     if not FLAGS.resume and checkpoint.exists():
-        checkpoint.unlink()
+        checkpoint.unlink()  # a fresh run: the old checkpoint is of no use
 
     def snapshot(step: int, img) -> None:
-        image.save(pathlib.Path(f"{stem}_{step}{output.suffix}"), img, fmt)
+        image.save(_snapshot(output, step), img, fmt)
 
     result = method.run(content, styles, hp, opts, vgg_weights, labels=labels,
-                        snapshot=snapshot, checkpoint=checkpoint if opts.save_every else None,
+                        snapshot=snapshot, checkpoint=checkpoint,
                         progress=opts.print_every > 0)
     record = {
         "command": sys.argv, "content": str(content_path), "style": [str(p) for p in style_paths],
@@ -393,12 +440,13 @@ def _run_one(method, method_name, hp, opts, content, styles, labels, content_pat
     return done
 
 
-def _labels(content_path: pathlib.Path, style_paths: list[pathlib.Path], images: list,
-            unmatched: str):
-    """The semantic regions of --content_mask and --style_mask (masks.Labels), or None."""
-    from jstyle import image, masks
+def _mask_paths(content_path: pathlib.Path, style_paths: list[pathlib.Path]
+                ) -> list[pathlib.Path]:
+    """The label maps of --content_mask and --style_mask (auto: neural doodle's X_sem.png
+    beside each image), content's first; [] without masks."""
+    from jstyle import masks
     if FLAGS.content_mask is None and not FLAGS.style_mask:
-        return None
+        return []
     if FLAGS.content_mask is None or not FLAGS.style_mask:
         raise InputError("give both --content_mask and --style_mask (one per style image)")
     style_masks = FLAGS.style_mask
@@ -408,15 +456,24 @@ def _labels(content_path: pathlib.Path, style_paths: list[pathlib.Path], images:
         raise InputError(f"{len(style_masks)} --style_mask for {len(style_paths)} style images; "
                          "give one label map per style image (or auto)")
     find = lambda given, path: masks.sem_path(path) if given == "auto" else pathlib.Path(given)
-    content_map = image.load(find(FLAGS.content_mask, content_path))
-    style_maps = [image.load(find(m, p)) for m, p in zip(style_masks, style_paths)]
-    for label_map, img, path in zip([content_map, *style_maps], images,
-                                    [content_path, *style_paths]):
+    return [find(m, p) for m, p in zip([FLAGS.content_mask, *style_masks],
+                                       [content_path, *style_paths])]
+
+
+def _labels(content_path: pathlib.Path, style_paths: list[pathlib.Path], images: list,
+            unmatched: str):
+    """The semantic regions of --content_mask and --style_mask (masks.Labels), or None."""
+    from jstyle import image, masks
+    paths = _mask_paths(content_path, style_paths)
+    if not paths:
+        return None
+    maps = [image.load(p) for p in paths]
+    for label_map, img, path in zip(maps, images, [content_path, *style_paths]):
         (h, w), (ih, iw) = label_map.shape[:2], img.shape[:2]
         if abs(h / w - ih / iw) > 0.02 * ih / iw:
             raise InputError(f"the label map of {path} is {w}x{h} px but the image is {iw}x{ih};"
                              " a label map must have its image's aspect ratio")
-    return masks.match(content_map, style_maps, unmatched)
+    return masks.match(maps[0], maps[1:], unmatched)
 
 
 def train_command() -> None:
@@ -504,18 +561,31 @@ def _parse(argv: list[str]) -> list[str]:
 def _main(argv: list[str]) -> None:
     if not FLAGS["verbosity"].present:  # keep backend-probing INFO lines off the terminal
         logging.set_verbosity(logging.WARNING)
+    from jstyle import interrupt, runs
     training = COMMAND["name"] == "train"
+    interrupt.install()
     try:
         train_command() if training else run_command()
+    except EnvironmentFault as e:
+        print(f"jstyle: error: {e}", file=sys.stderr)
+        sys.exit(1)
     except JStyleError as e:
         print(f"jstyle: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except OSError as e:  # the machine, not the input: disk full, permissions
+        print(f"jstyle: error: {e.filename or 'a file'}: {e.strerror or e}; free disk space or "
+              "fix the permissions, then run again", file=sys.stderr)
+        sys.exit(1)
+    except runs.Stopped as e:
+        saved = (f"its state at step {e.step} is in {e.checkpoint}: rerun the same command "
+                 "with --resume to continue" if e.checkpoint else "nothing was saved")
+        print(f"jstyle: interrupted by {interrupt.name()}; {saved}", file=sys.stderr)
+        sys.exit(interrupt.exit_status())
     except KeyboardInterrupt:
-        print("jstyle: interrupted; " + ("a checkpoint was saved, rerun with --resume to "
-                                         "continue" if training else
-                                         "with --save_every, rerun with --resume to continue"),
-              file=sys.stderr)
-        sys.exit(130)
+        print(f"jstyle: interrupted by {interrupt.name()}; " + (
+            "a checkpoint was saved: rerun with --resume to continue" if training else
+            "nothing was written"), file=sys.stderr)
+        sys.exit(interrupt.exit_status())
 
 
 def main() -> None:

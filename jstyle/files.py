@@ -32,17 +32,19 @@ def same_file(a: pathlib.Path, b: pathlib.Path) -> bool:
         return False
 
 
-def check_outputs(outputs: Iterable[pathlib.Path], inputs: dict[str, pathlib.Path]) -> None:
+def check_outputs(outputs: Iterable[pathlib.Path],
+                  inputs: Iterable[tuple[str, pathlib.Path | None]]) -> None:
     """Raises InputError if an output would overwrite an input, is a directory, or exists and
     may not be written (read-only, as `cp` refuses), or if its folder is missing or not
-    writable.
+    writable (`check_folder`).
 
     Args:
       outputs: every path the run will write (image, record, snapshots, checkpoint).
-      inputs: flag (e.g. "--content") -> the path it names, for the messages.
+      inputs: (flag, e.g. "--content", the path it names) for every input file.
     """
+    inputs = list(inputs)
     for out in map(pathlib.Path, outputs):
-        for flag, given in inputs.items():
+        for flag, given in inputs:
             if given is not None and same_file(out, given):
                 raise InputError(f"{out} would overwrite the input {flag}={given}; choose "
                                  "another --output")
@@ -53,14 +55,18 @@ def check_outputs(outputs: Iterable[pathlib.Path], inputs: dict[str, pathlib.Pat
                              not out.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)):
             raise InputError(f"{out} exists and is read-only; make it writable, remove it, or "
                              "choose another --output")
-        folder = out.parent
-        if not folder.is_dir():
-            raise InputError(f"the folder of {out} does not exist; create it first")
-        try:  # the real test of writability (permissions, read-only or special file systems)
-            tempfile.TemporaryFile(dir=folder).close()
-        except OSError as e:
-            raise InputError(f"cannot write to {folder} ({e.strerror}); choose a writable "
-                             "--output") from None
+        check_folder(out.parent)
+
+
+def check_folder(folder: pathlib.Path) -> None:
+    """Raises InputError unless `folder` exists and a file can be made in it."""
+    if not folder.is_dir():
+        raise InputError(f"the folder {folder} does not exist; create it first")
+    try:  # the real test of writability (permissions, read-only or special file systems)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e:
+        raise InputError(f"cannot write to {folder} ({e.strerror}); choose a writable "
+                         "--output") from None
 
 
 def write_together(files: dict[pathlib.Path, bytes]) -> None:

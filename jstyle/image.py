@@ -7,9 +7,12 @@ Adam learning rate are measured in.
 
 from __future__ import annotations
 
+import errno
+import io
 import math
 import os
 import pathlib
+import stat
 import tempfile
 import warnings
 
@@ -49,10 +52,7 @@ def load(path: str | os.PathLike, max_edge: int | None = None) -> np.ndarray:
       InputError: missing, a directory, unreadable, empty, corrupt or not an image.
     """
     path = pathlib.Path(path)
-    if path.is_dir():
-        raise InputError(f"{path} is a directory; give an image file")
-    if not path.exists():
-        raise InputError(f"image file {path} does not exist; check the path")
+    check_regular_file(path, "image file")
     try:
         if path.stat().st_size == 0:
             raise InputError(f"image file {path} is empty; give a JPEG or PNG image")
@@ -66,8 +66,11 @@ def load(path: str | os.PathLike, max_edge: int | None = None) -> np.ndarray:
         raise
     except PermissionError:
         raise InputError(f"cannot read {path}: permission denied; fix its permissions") from None
-    except (UnidentifiedImageError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as e:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(f"{path} has too many pixels (more than {Image.MAX_IMAGE_PIXELS:,}: a "
+                         "decompression bomb, or a scan too large to style); give a smaller "
+                         "image") from None
+    except UnidentifiedImageError as e:
         raise InputError(f"{path} is not an image jstyle can read ({e.__class__.__name__}); "
                          "give a JPEG or PNG image") from None
     except (OSError, SyntaxError, ValueError) as e:
@@ -76,6 +79,32 @@ def load(path: str | os.PathLike, max_edge: int | None = None) -> np.ndarray:
     if max_edge:
         array = resize_to_edge(array, max_edge)
     return array
+
+
+def check_regular_file(path: pathlib.Path, what: str) -> None:
+    """Raises InputError, naming what `path` is, unless it is a readable regular file (or a
+    symbolic link to one): missing, a directory, a symbolic link loop or a dangling link, a
+    FIFO, a device or a socket."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise InputError(f"{what} {path} is a symbolic link loop; point it at a real "
+                             "file") from None
+        if path.is_symlink():
+            raise InputError(f"{what} {path} is a symbolic link to nothing ({os.readlink(path)}"
+                             "); point it at a real file") from None
+        if e.errno == errno.EACCES:
+            raise InputError(f"cannot read {path}: permission denied; fix its permissions") \
+                from None
+        raise InputError(f"{what} {path} does not exist; check the path") from None
+    if stat.S_ISDIR(mode):
+        raise InputError(f"{path} is a directory; give an image file")
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else
+                "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else
+                "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+        raise InputError(f"{what} {path} is {kind}, not a file; give a regular file")
 
 
 def sample_paths() -> tuple[pathlib.Path, pathlib.Path]:
@@ -139,9 +168,15 @@ def resize_to_edge(image: np.ndarray, max_edge: int) -> np.ndarray:
 
 def save(path: str | os.PathLike, image: np.ndarray, fmt: str = "PNG") -> None:
     """Writes float[H, W, 3] in [0, 1] as an 8-bit image (default PNG), atomically."""
-    path = pathlib.Path(path)
+    write_atomic(pathlib.Path(path), lambda f: f.write(encode(image, fmt)))
+
+
+def encode(image: np.ndarray, fmt: str = "PNG") -> bytes:
+    """float[H, W, 3] in [0, 1] -> the bytes of an 8-bit image file in `fmt` (Pillow's name)."""
     pixels = np.clip(np.round(np.asarray(image, dtype=np.float32) * 255.0), 0, 255)
-    write_atomic(path, lambda f: Image.fromarray(pixels.astype(np.uint8)).save(f, format=fmt))
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8)).save(buffer, format=fmt)
+    return buffer.getvalue()
 
 
 def write_atomic(path: pathlib.Path, write) -> None:

@@ -178,19 +178,33 @@ def boundaries(steps: int, *everies: int) -> list[int]:
     return sorted(points)
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during `run`; `state` is the latest state (a chunk's result, complete
+    once read), to checkpoint."""
+
+    def __init__(self, state: LoopState):
+        super().__init__()
+        self.state = state
+
+
 def run(chunk, state: LoopState, data: Any, stops: list[int],
         on_stop: Callable[[LoopState], None] = lambda s: None) -> LoopState:
     """Runs `chunk` from `state` up to each step in `stops`, calling `on_stop` after each.
 
     Returns early once the state (every point of a batched state) has converged or failed.
+    Raises:
+      Interrupted: on KeyboardInterrupt, with the latest state.
     """
-    for end in stops:
-        if int(jnp.min(state.step)) >= end:
-            continue
-        state = chunk(state, jnp.int32(end), data)
-        on_stop(state)
-        if bool(jnp.all(state.converged | state.failed)):
-            break
+    try:
+        for end in stops:
+            if int(jnp.min(state.step)) >= end:
+                continue
+            state = chunk(state, jnp.int32(end), data)
+            on_stop(state)
+            if bool(jnp.all(state.converged | state.failed)):
+                break
+    except KeyboardInterrupt:
+        raise Interrupted(state) from None
     return state
 
 
@@ -206,11 +220,13 @@ def save_checkpoint(path: pathlib.Path, state: LoopState, record: dict) -> None:
     write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
-def load_checkpoint(path: pathlib.Path, like: LoopState, record: dict) -> LoopState | None:
-    """Returns the state saved at `path` if it was made by the same `record`, else None."""
+def load_checkpoint(path: pathlib.Path, like: LoopState, record: dict | None = None
+                    ) -> LoopState | None:
+    """Returns the state saved at `path` if it fits `like` and (when `record` is given) was
+    made by the same record, else None."""
     try:
         with np.load(path, allow_pickle=False) as f:
-            if json.loads(bytes(f["record"]).decode()) != json.loads(
+            if record is not None and json.loads(bytes(f["record"]).decode()) != json.loads(
                     json.dumps(record, sort_keys=True)):
                 return None
             leaves, treedef = jax.tree.flatten(like)

@@ -8,7 +8,7 @@ method can call or skip.
                                  settings) and reused for every problem of the same shapes
   optimise                       one level from its first state: progress, snapshots,
                                  checkpoints (any state pytree) and resume
-  start_record, resume_level     what a run records, and which checkpoint it may continue
+  start_record, saved_run        what a run records, and the checkpoint it may continue
   run                            the coarse-to-fine loop that joins them; a Result holds named
                                  images
 A method supplies `validate` and `setup` (one level's Problem from its Data); a method with
@@ -303,19 +303,70 @@ def start_record(method: str, hp, opts: RunOptions, weights: VGGWeights, content
             "levels": [{"size": size, "steps": steps} for size, steps in pyramid(opts)]}
 
 
-def resume_level(checkpoint: pathlib.Path | None, record: dict) -> tuple[int, bool]:
-    """(the pyramid level to start at, whether a checkpoint of this run is there)."""
-    saved = optimize.checkpoint_record(checkpoint) if checkpoint is not None else None
-    if saved and {**saved, "level": 0} == {**json.loads(json.dumps(record)), "level": 0}:
-        return saved.get("level", 0), True
-    return 0, False
+RESUMABLE = ("steps", "pyramid_steps", "print_every", "save_every")  # options a resumed
+#   run may change: it continues to the new step count, reporting and saving as now asked
+
+
+def _comparable(record: dict) -> dict:
+    """What must match for a checkpoint to be resumed: the record without its progress, the
+    step counts and the reporting options."""
+    record = json.loads(json.dumps(record))
+    options = {k: v for k, v in record.get("options", {}).items() if k not in RESUMABLE}
+    return {**{k: v for k, v in record.items()
+               if k not in ("history", "level", "step", "initial_loss")},
+            "options": options, "levels": [l["size"] for l in record.get("levels", [])]}
+
+
+def saved_run(checkpoint: pathlib.Path | None, record: dict) -> dict | None:
+    """The record of the checkpoint at `checkpoint` (None when there is none), checked to have
+    been made by this run (`record`, from `start_record`) with at most more steps asked.
+
+    Raises:
+      InputError: a checkpoint that cannot be read, or that another run made (naming what
+        differs); the file is left as it is.
+    """
+    if checkpoint is None or not checkpoint.exists():
+        return None
+    saved = optimize.checkpoint_record(checkpoint)
+    if saved is None:
+        raise InputError(f"{checkpoint} is not a readable checkpoint (corrupt or truncated); it "
+                         "was kept: move it away to start over")
+    mine, theirs = _comparable(record), _comparable(saved)
+    if mine != theirs:
+        differ = sorted({f"{k}.{n}" for k in ("options", "hyperparameters") for n in
+                         set(mine.get(k, {})) | set(theirs.get(k, {}))
+                         if mine.get(k, {}).get(n) != theirs.get(k, {}).get(n)}
+                        | {k for k in (set(mine) | set(theirs)) - {"options", "hyperparameters"}
+                           if mine.get(k) != theirs.get(k)})
+        raise InputError(f"{checkpoint} was made by another run (it differs in "
+                         f"{', '.join(differ)}); it was kept: rerun with the flags that made it,"
+                         " or move it away to start over")
+    total = sum(steps for _, steps in pyramid_of(record))
+    if saved.get("step", 0) > total:
+        raise InputError(f"the checkpoint {checkpoint} is at step {saved['step']}, beyond the "
+                         f"{total} steps asked; give at least {saved['step']} steps (--steps or "
+                         "--pyramid_steps) to resume")
+    return saved
+
+
+def pyramid_of(record: dict) -> list[tuple[int, int]]:
+    """(size, steps) of each level, from a record of `start_record`."""
+    return [(l["size"], l["steps"]) for l in record["levels"]]
 
 
 class Progressed(NamedTuple):
     """What one level's optimisation reports back."""
     state: optimize.LoopState
     image: np.ndarray  # float32[H, W, 3] in [0, 255], the last good image
-    resumed_from: int  # the global step it resumed from (0: not resumed)
+
+
+class Stopped(KeyboardInterrupt):
+    """A run interrupted (Ctrl-C, SIGTERM) at global step `step`, its state saved to
+    `checkpoint` (None: no checkpoint path was given)."""
+
+    def __init__(self, step: int, checkpoint: pathlib.Path | None):
+        super().__init__()
+        self.step, self.checkpoint = step, checkpoint
 
 
 def optimise(problem: Problem, steps: int, opts: RunOptions, *, level: int = 0,
@@ -325,24 +376,33 @@ def optimise(problem: Problem, steps: int, opts: RunOptions, *, level: int = 0,
              checkpoint: pathlib.Path | None = None,
              finish: Callable[[np.ndarray], np.ndarray] = lambda x: x) -> Progressed:
     """Runs one problem for `steps` steps: progress every `opts.print_every` (appended to
-    `history`, shown on `bar`), snapshots and checkpoints every `opts.save_every`.
+    `history`, shown on `bar`), snapshots and checkpoints every `opts.save_every`, and a
+    checkpoint of the last finished chunk when interrupted.
 
     Args:
       level, offset: the pyramid level and the steps taken before it (steps count across
         levels in the history, snapshots and progress).
-      record: what the checkpoint records (`start_record`), with the level added.
-      resume: continue from `checkpoint` if it holds this level of this run.
+      record: what the checkpoint records (`start_record`); the level, the global step and the
+        history so far are added.
+      resume: continue from `checkpoint` (checked by `saved_run`).
       finish: output image in [0, 1] -> what a snapshot shows (colour control).
+    Raises:
+      Stopped: Ctrl-C or SIGTERM; the state was saved to `checkpoint`.
     """
     history = [] if history is None else history
-    state, data, resumed_from = problem.state, problem.data, 0
-    level_record = {**(record or {}), "level": level}
+    state, data = problem.state, problem.data
+
+    def save(s: optimize.LoopState) -> None:
+        optimize.save_checkpoint(checkpoint, s, {
+            **(record or {}), "level": level, "step": offset + int(s.step), "history": history})
+
     if resume and checkpoint is not None:
-        resumed = optimize.load_checkpoint(checkpoint, state, level_record)
-        if resumed is not None:
-            state, resumed_from = resumed, offset + int(resumed.step)
-            if bar is not None:
-                bar.update(resumed_from, "resumed")
+        state = optimize.load_checkpoint(checkpoint, state)
+        if state is None:
+            raise InputError(f"{checkpoint} does not fit this run (its arrays have other "
+                             "shapes); it was kept: move it away to start over")
+        if bar is not None:
+            bar.update(offset + int(state.step), "resumed")
 
     def on_stop(s: optimize.LoopState) -> None:
         step = offset + int(s.step)
@@ -355,13 +415,22 @@ def optimise(problem: Problem, steps: int, opts: RunOptions, *, level: int = 0,
             if snapshot is not None:
                 snapshot(step, finish(out / 255.0))
             if checkpoint is not None:
-                optimize.save_checkpoint(checkpoint, s, level_record)
+                save(s)
 
     stops = optimize.boundaries(steps, opts.print_every, opts.save_every)
-    state = optimize.run(problem.chunk, state, data, stops, on_stop)
+    try:
+        state = optimize.run(problem.chunk, state, data, stops, on_stop)
+    except optimize.Interrupted as e:
+        if checkpoint is None:
+            raise Stopped(offset, None) from None
+        try:
+            save(e.state)
+        except RuntimeError:  # its buffers were given to the next chunk: the last saved one
+            raise Stopped(offset, checkpoint if checkpoint.exists() else None) from None
+        raise Stopped(offset + int(e.state.step), checkpoint) from None
     image = np.clip(np.asarray(state.good_image if bool(state.failed) else state.image),
                     0.0, 255.0)
-    return Progressed(state, image, resumed_from)
+    return Progressed(state, image)
 
 
 def run(method: str, validate: Callable, setup: Callable, content: np.ndarray,
@@ -403,12 +472,14 @@ def run(method: str, validate: Callable, setup: Callable, content: np.ndarray,
     work_content, work_styles = prepare_colors(content, styles, opts)
     levels = pyramid(opts)
     record = start_record(method, hp, opts, weights, content, styles, labels, init)
-    first_level, saved = resume_level(checkpoint, record)
+    saved = saved_run(checkpoint, record)
+    first_level = saved["level"] if saved else 0
+    history: list[dict] = list(saved["history"]) if saved else []
+    resumed_from = saved["step"] if saved else 0
 
-    history: list[dict] = []
     bar = Progress(sum(steps for _, steps in levels), method, enabled=progress)
     image = None if init is None else image_lib.to_levels(np.asarray(init, np.float32))
-    initial_terms, resumed_from = None, 0
+    initial_terms = saved.get("initial_loss") if saved else None
     offset = sum(steps for _, steps in levels[:first_level])
     for level, (size, steps) in enumerate(levels[first_level:], start=first_level):
         problem = setup(work_content, work_styles, hp,
@@ -416,12 +487,12 @@ def run(method: str, validate: Callable, setup: Callable, content: np.ndarray,
                         init=image, labels=labels)
         if initial_terms is None:
             initial_terms = _floats(problem.terms(jnp.asarray(problem.init), problem.data))
-        done = optimise(problem, steps, opts, level=level, offset=offset, record=record,
-                        history=history, bar=bar, resume=saved and level == first_level,
+        done = optimise(problem, steps, opts, level=level, offset=offset,
+                        record={**record, "initial_loss": initial_terms}, history=history,
+                        bar=bar, resume=saved is not None and level == first_level,
                         snapshot=snapshot, checkpoint=checkpoint,
                         finish=lambda out: finish_colors(out, content, opts))
         image, state = done.image, done.state
-        resumed_from = resumed_from or done.resumed_from
         offset += int(state.step)
         if bool(state.failed):
             break

@@ -29,7 +29,7 @@ import optax
 from flax import nnx
 
 from jstyle import image as image_lib
-from jstyle import losses, results, vgg
+from jstyle import interrupt, losses, results, vgg
 from jstyle.errors import InputError
 from jstyle.params import field
 from jstyle.progress import Progress
@@ -288,8 +288,8 @@ def train(style: np.ndarray, data_dir: str | pathlib.Path, workdir: str | pathli
     bar = Progress(steps, "train", enabled=progress)
     bar.update(start, "resumed" if start else "")
     interrupted = threading.Event()
-    # Ctrl-C ends the loop between steps, so a step and its log line are never split
-    previous = _on_interrupt(lambda signum, frame: interrupted.set())
+    # Ctrl-C and SIGTERM end the loop between steps, so a step and its log line are never split
+    restore = interrupt.defer(interrupted)
     try:
         while int(state.step) < steps and not interrupted.is_set():
             step, photos = batches.get()
@@ -305,7 +305,7 @@ def train(style: np.ndarray, data_dir: str | pathlib.Path, workdir: str | pathli
             if save_every and done % save_every == 0:
                 manager.save(done, args=ocp.args.StandardSave(state))
     finally:
-        _on_interrupt(previous)
+        restore()
         batches.close()
         bar.close()
     if manager.latest_step() != int(state.step):
@@ -317,15 +317,6 @@ def train(style: np.ndarray, data_dir: str | pathlib.Path, workdir: str | pathli
            {**record, "steps": int(state.step), "data_dir": str(data_dir), "photos": len(paths),
             "skipped_files": len(batches.skipped)})
     return state
-
-
-def _on_interrupt(handler):
-    """Installs `handler` as the SIGINT (Ctrl-C) handler when in the main thread; returns the
-    previous one (None elsewhere, or when `handler` is None)."""
-    import signal
-    if handler is None or threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGINT, handler)
 
 
 def json_normal(obj):

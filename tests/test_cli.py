@@ -163,3 +163,47 @@ def test_nan_loss_keeps_last_good_image(pics, tmp_path):
     assert result.returncode == 2
     assert "NaN or infinite at step 1" in result.stderr
     assert out.exists() and (tmp_path / "out.json").exists()
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_continues_to_more_steps(pics, tmp_path):
+    import shutil
+    import signal
+    out = tmp_path / "out.png"
+    ckpt = tmp_path / "out.ckpt.npz"
+    args = [sys.executable, "-m", "jstyle", f"--content={pics}/content.png",
+            f"--style={pics}/style.jpg", f"--output={out}", "--size=48", "--optimizer=adam",
+            "--print_every=1"]
+    child = subprocess.Popen([*args, "--steps=5000"], cwd=tmp_path, stderr=subprocess.PIPE,
+                             text=True)
+    lines = []
+    for line in child.stderr:
+        lines.append(line)
+        if "step 4/5000" in line:
+            break
+    child.send_signal(signal.SIGTERM)
+    rest = child.communicate(timeout=300)[1]
+    assert child.returncode == 143, "".join(lines) + rest
+    last = rest.strip().splitlines()[-1]
+    assert last.startswith("jstyle: interrupted by SIGTERM; its state at step ") and \
+        "--resume" in last, last
+    step = int(last.split("at step ")[1].split()[0])
+    assert step >= 4 and ckpt.exists() and not out.exists()
+    assert not (tmp_path / "out.json").exists()
+    kept = tmp_path / "kept.npz"
+    shutil.copy(ckpt, kept)
+
+    for extra, message in ((["--style_weight=3"], "differs in hyperparameters.style_weight"),
+                           ([f"--steps={step - 1}"], f"at step {step}, beyond the {step - 1}")):
+        bad = jstyle(*args[3:], *extra, "--resume", cwd=tmp_path)
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+        assert message in bad.stderr and "kept" in bad.stderr or "give at least" in bad.stderr
+        assert ckpt.exists()  # never deleted by a failed resume
+
+    resumed = jstyle(*args[3:], f"--steps={step + 3}", "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    record = json.loads((tmp_path / "out.json").read_text())
+    assert record["resumed_from_step"] == step and record["steps"] == step + 3
+    assert [h["step"] for h in record["history"]] == list(range(1, step + 4))
+    assert not ckpt.exists()
+    missing = jstyle(*args[3:], "--steps=3", "--resume", cwd=tmp_path)
+    assert missing.returncode == 2 and "no checkpoint" in missing.stderr
