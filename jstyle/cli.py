@@ -18,8 +18,11 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import json
+import math
+import os
 import pathlib
 import platform
+import re
 import sys
 
 from absl import app, flags, logging
@@ -174,11 +177,38 @@ def _convert(name: str, field: dataclasses.Field, value, method_name: str):
         except ValueError:
             raise InputError(f"--{name} must be comma-separated {what}, got "
                              f"{','.join(value)}") from None
+    if kind == "float" and not math.isfinite(value):
+        raise InputError(f"--{name}={_raw(name)} is invalid; give a finite number")
     choices = field.metadata.get("choices")
     if choices and value not in choices:
         raise InputError(f"unknown --{name}={value} for {method_name}; use one of "
                          f"{', '.join(choices)}")
     return value
+
+
+def _raw(name: str) -> str:
+    """The value of --name as typed (1e400, not inf)."""
+    for i, arg in enumerate(sys.argv):
+        if arg.startswith(f"--{name}="):
+            return arg.split("=", 1)[1]
+        if arg == f"--{name}" and i + 1 < len(sys.argv):
+            return sys.argv[i + 1]
+    return str(getattr(FLAGS, name))
+
+
+WHAT = {"int": "a whole number such as 500", "float": "a number such as 0.5 or 1e-3",
+        "bool": "true or false"}
+
+
+def _parse_error(error: flags.Error) -> str:
+    """absl's parse error in the command's terms: which flag, what was given, what it takes."""
+    text = str(error)
+    found = re.match(r"flag --(\w+)=(.*?): ", text)
+    if found and found.group(1) in FLAGS:
+        name, value = found.groups()
+        what = WHAT.get(FLAGS[name].flag_type(), FLAGS[name].flag_type())
+        return f"--{name}={value} is not {what.split(' such')[0]}; give {what}"
+    return f"{text}; see jstyle --help for the flags and what they take"
 
 
 def build_config(method, method_name: str):
@@ -500,11 +530,11 @@ def train_command() -> None:
     for name, value, low in (("steps", opts["steps"], 1), ("batch_size", hp.batch_size, 1),
                              ("size", hp.size, 16), ("save_every", opts["save_every"], 0),
                              ("print_every", opts["print_every"], 1)):
-        if value < low:
-            raise InputError(f"--{name}={value} must be >= {low}")
+        runs.check_at_least({name: value}, low, "give a larger whole number")
     for name in ("learning_rate", "width"):
         if not getattr(hp, name) > 0:
-            raise InputError(f"--{name}={getattr(hp, name)} must be > 0")
+            raise InputError(f"--{name}={getattr(hp, name)} must be > 0; give a positive "
+                             "number")
     runs.check_nonnegative({n: [getattr(hp, n)] for n in ("content_weight", "style_weight",
                                                            "tv_weight")})
     style = image.load(FLAGS.style[0])
@@ -544,12 +574,15 @@ def _parse(argv: list[str]) -> list[str]:
         print(f"jstyle: error: {e}", file=sys.stderr)
         sys.exit(2)
     if any(a in ("-h", "--help", "-help", "--helpshort", "--helpfull") for a in argv[1:]):
-        print(help_text(names))
+        try:
+            print(help_text(names), flush=True)
+        except BrokenPipeError:  # `jstyle --help | head`: the reader has gone
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
     try:
         rest = FLAGS(argv)
     except flags.Error as e:
-        print(f"jstyle: error: {e}", file=sys.stderr)
+        print(f"jstyle: error: {_parse_error(e)}", file=sys.stderr)
         sys.exit(2)
     if len(rest) > 1:
         print(f"jstyle: error: unexpected argument {rest[1]!r}; options are --flag=value",

@@ -31,7 +31,7 @@ import numpy as np
 import optax
 
 from jstyle import image as image_lib
-from jstyle import masks, optimize, results
+from jstyle import masks, memory, optimize, results
 from jstyle.errors import InputError
 from jstyle.params import field
 from jstyle.progress import Progress
@@ -40,6 +40,7 @@ from jstyle.weights import VGGWeights
 PRESERVE_COLORS = ("none", "luminance", "match", "original")
 COLOR_MATCH_MODES = ("pca", "chol", "sym")
 IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)  # VGG's mean pixel, 8-bit levels, RGB
+MAX_SIZE = 16384  # px: a Gatys run at this size needs about 0.8 TB, more than any one device
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,19 +89,34 @@ class RunOptions:
                             "steps (0: off).")
 
 
-def check_nonnegative(named: dict[str, list]) -> None:
+def check_nonnegative(named: dict[str, list], what: str = "weights") -> None:
     """InputError unless every value of every `--name` is finite and >= 0."""
     for name, values in named.items():
         for v in values:
             if not math.isfinite(float(v)) or float(v) < 0:
-                raise InputError(f"--{name}={v} is invalid; weights must be finite and >= 0")
+                raise InputError(f"--{name}={v} is invalid; {what} must be finite and >= 0")
+
+
+def check_at_least(named: dict[str, Any], low: int, fix: str) -> None:
+    """InputError unless every `--name` value is >= low, the message ending in `fix`."""
+    for name, value in named.items():
+        if value < low:
+            raise InputError(f"--{name}={value} must be >= {low}; {fix}")
+
+
+def check_moves(terms: dict[str, float]) -> None:
+    """InputError when every term's weight (alpha times its layer weights...) is 0: nothing
+    would change the image."""
+    if not any(float(w) > 0 for w in terms.values()):
+        raise InputError(f"every loss weight is 0 ({', '.join(f'--{n}' for n in terms)}), so the "
+                         "image would not change; give one of them a positive value")
 
 
 def validate_options(opts: RunOptions, num_styles: int) -> None:
     """Raises InputError for run options that cannot work, naming the fix."""
-    check_nonnegative({"style_blend_weights": opts.style_blend_weights or [1.0],
-                       "style_scale": [opts.style_scale], "init_noise": [opts.init_noise],
-                       "learning_rate": [opts.learning_rate], "tol": [opts.tol]})
+    check_nonnegative({"style_blend_weights": opts.style_blend_weights or [1.0]})
+    check_nonnegative({"style_scale": [opts.style_scale], "init_noise": [opts.init_noise],
+                       "learning_rate": [opts.learning_rate], "tol": [opts.tol]}, "values")
     if opts.style_blend_weights is not None:
         if len(opts.style_blend_weights) != num_styles:
             raise InputError(f"{len(opts.style_blend_weights)} --style_blend_weights for "
@@ -108,7 +124,8 @@ def validate_options(opts: RunOptions, num_styles: int) -> None:
         if sum(opts.style_blend_weights) <= 0:
             raise InputError("--style_blend_weights sum to 0; give at least one positive weight")
     if opts.style_scale <= 0:
-        raise InputError(f"--style_scale={opts.style_scale} must be > 0")
+        raise InputError(f"--style_scale={opts.style_scale} must be > 0; give a positive "
+                         "multiple of --size, such as 1")
     if opts.optimizer not in optimize.OPTIMIZERS:
         raise InputError(f"unknown optimizer {opts.optimizer!r}; use lbfgs or adam")
     for name, value, allowed in (("preserve_colors", opts.preserve_colors, PRESERVE_COLORS),
@@ -117,14 +134,20 @@ def validate_options(opts: RunOptions, num_styles: int) -> None:
                                  ("unmatched", opts.unmatched, masks.UNMATCHED)):
         if value not in allowed:
             raise InputError(f"unknown --{name}={value}; use one of {', '.join(allowed)}")
-    for name in ("size", "steps", "lbfgs_memory", "pyramid_levels"):
-        if getattr(opts, name) < 1:
-            raise InputError(f"--{name}={getattr(opts, name)} must be >= 1")
-    for name in ("print_every", "save_every"):
-        if getattr(opts, name) < 0:
-            raise InputError(f"--{name}={getattr(opts, name)} must be >= 0")
+    check_at_least({n: getattr(opts, n) for n in ("size", "steps", "lbfgs_memory",
+                                                  "pyramid_levels")}, 1,
+                   "give a positive whole number")
+    if opts.size > MAX_SIZE:
+        raise InputError(f"--size={opts.size} is beyond what any device jstyle runs on could "
+                         f"hold (at most {MAX_SIZE} px); give a smaller --size")
+    check_at_least({n: getattr(opts, n) for n in ("print_every", "save_every")}, 0,
+                   "give a step count, or 0 to turn it off")
     if not opts.pyramid_ratio > 1:
-        raise InputError(f"--pyramid_ratio={opts.pyramid_ratio} must be > 1")
+        raise InputError(f"--pyramid_ratio={opts.pyramid_ratio} must be > 1; give the size "
+                         "ratio between levels, such as 2")
+    if opts.learning_rate == 0 and (opts.optimizer == "adam" or opts.linesearch == "none"):
+        raise InputError(f"--learning_rate=0 with --optimizer={opts.optimizer} would leave the "
+                         "image unchanged; give a positive --learning_rate")
     if opts.pyramid_steps is not None and (len(opts.pyramid_steps) != opts.pyramid_levels
                                            or min(opts.pyramid_steps) < 1):
         raise InputError(f"--pyramid_steps needs {opts.pyramid_levels} step counts >= 1, one "
@@ -438,7 +461,8 @@ def run(method: str, validate: Callable, setup: Callable, content: np.ndarray,
         key: jax.Array | None = None, *, labels: masks.Labels | None = None,
         init: np.ndarray | None = None,
         snapshot: Callable[[int, np.ndarray], None] | None = None,
-        checkpoint: pathlib.Path | None = None, progress: bool = True) -> Result:
+        checkpoint: pathlib.Path | None = None, progress: bool = True,
+        extra_memory: Callable[..., float] | None = None) -> Result:
     """A pixel-optimising method's run: validated once, colour control, then coarse to fine,
     each pyramid level starting from the previous level's result, upsampled, with its
     objective built at its own size (levels of one size share one compiled program).
@@ -463,11 +487,22 @@ def run(method: str, validate: Callable, setup: Callable, content: np.ndarray,
       checkpoint: where to save a resumable checkpoint every `opts.save_every` steps; a matching
         checkpoint found there is resumed from, at its pyramid level.
       progress: report progress (bar or log lines) every `opts.print_every` steps.
+      extra_memory: the method's memory besides the network's, GiB, as
+        extra_memory(hp, opts, content (h, w), style shapes), for the memory check.
     Returns:
       Result with images {"output": float32[H, W, 3] in [0, 1]}, the record and the history.
+    Raises:
+      InputError: bad options, a checkpoint that cannot be resumed, or a run that would need
+        more memory than is available (memory.check).
     """
     started = time.perf_counter()
     validate(hp, opts, len(styles))
+    h, w = image_lib.fit_edge(*content.shape[:2], opts.size)
+    needed = memory.pixel_run_gib(h, w, opts.optimizer, opts.lbfgs_memory) + (
+        extra_memory(hp, opts, (h, w), [s.shape for s in styles]) if extra_memory else 0.0)
+    available = memory.available_gib()
+    memory.check(needed, available, "lower --size, or use --optimizer=adam or a smaller "
+                 "--lbfgs_memory")
     key = jax.random.key(opts.seed) if key is None else key
     work_content, work_styles = prepare_colors(content, styles, opts)
     levels = pyramid(opts)
@@ -506,6 +541,8 @@ def run(method: str, validate: Callable, setup: Callable, content: np.ndarray,
         "style_sizes": [list(s.shape[:2]) for s in problem.styles],
         "initial_loss": initial_terms, "final_loss": final_terms, "steps": offset,
         "resumed_from_step": resumed_from, "stopped": stopped,
+        "memory": {"estimated_peak_gib": round(needed, 3), "available_gib": round(available, 3),
+                   "measured_peak_rss_gib": round(memory.peak_rss_gib(), 3)},
         "seconds": time.perf_counter() - started})
     if problem.blend is not None:
         record["style_blend_weights"] = problem.blend

@@ -200,7 +200,8 @@ def _check(points: list[Point], opts: runs.RunOptions, batch_size: int, num_styl
     if opts.pyramid_levels != 1:
         raise InputError("a sweep runs one size; set --pyramid_levels=1")
     if batch_size < 1:
-        raise InputError(f"--batch_size={batch_size} must be >= 1")
+        raise InputError(f"--batch_size={batch_size} must be >= 1; give a positive whole "
+                         "number")
 
 
 def run(workdir: str | pathlib.Path, content: np.ndarray, styles: list[np.ndarray],
@@ -231,6 +232,8 @@ def run(workdir: str | pathlib.Path, content: np.ndarray, styles: list[np.ndarra
     """
     _check(points, opts, batch_size, len(styles), method)
     workdir = pathlib.Path(workdir)
+    if workdir.exists() and not workdir.is_dir():
+        raise InputError(f"--workdir={workdir} is a file; give a folder (made if missing)")
     (workdir / "points").mkdir(parents=True, exist_ok=True)
     (workdir / "images").mkdir(exist_ok=True)
     made = {"options": dataclasses.asdict(opts), "weights": weights.digest,

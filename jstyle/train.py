@@ -259,6 +259,8 @@ def train(style: np.ndarray, data_dir: str | pathlib.Path, workdir: str | pathli
     """
     import orbax.checkpoint as ocp  # imported here: the command loads this module at start
     workdir = pathlib.Path(workdir)
+    if workdir.exists() and not workdir.is_dir():
+        raise InputError(f"--workdir={workdir} is a file; give a folder (made if missing)")
     paths = photo_paths(data_dir)
     workdir.mkdir(parents=True, exist_ok=True)
     key = jax.random.key(seed)

@@ -105,6 +105,12 @@ def check_size(shape: tuple[int, ...], layers: Iterable[str], what: str, patch: 
             "or shallower layers")
 
 
+def channels(layer: str) -> int:
+    """How many channels `layer`'s activations have."""
+    block = int(check_layers([layer])[0][4])
+    return dict((n[4], c) for n, _, c in CONV_LAYERS)[str(block)]
+
+
 def preprocess(levels: jax.Array, convention: Convention) -> jax.Array:
     """RGB float[..., 3] in 8-bit levels -> the network input of `convention`."""
     x = levels[..., ::-1] if convention.bgr else levels

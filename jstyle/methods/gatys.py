@@ -114,6 +114,11 @@ class Data(NamedTuple):
 def validate(hp: GatysParams, opts: RunOptions, num_styles: int) -> None:
     """Raises InputError for option values that cannot work, naming the fix."""
     vgg.check_layers(hp.content_layers + hp.style_layers + hp.hist_layers)
+    for name in ("content_layers", "style_layers") + (("hist_layers",) if float(
+            hp.hist_weight) > 0 else ()):
+        if not getattr(hp, name):
+            raise InputError(f"--{name} is empty; give at least one layer (to leave a term "
+                             "out, set its weight to 0)")
     if hp.normalization not in NORMALIZATIONS:
         raise InputError(f"unknown normalization {hp.normalization!r}; "
                          f"use one of {', '.join(NORMALIZATIONS)}")
@@ -131,6 +136,10 @@ def validate(hp: GatysParams, opts: RunOptions, num_styles: int) -> None:
         "content_layer_weights": hp.content_layer_weights,
         "style_layer_weights": hp.style_layer_weights,
         "hist_layer_weights": hp.hist_layer_weights})
+    runs.check_moves({
+        "content_weight": hp.content_weight * sum(hp.content_layer_weights),
+        "style_weight": hp.style_weight * sum(hp.style_layer_weights),
+        "tv_weight": hp.tv_weight, "hist_weight": hp.hist_weight * sum(hp.hist_layer_weights)})
     runs.validate_options(opts, num_styles)
 
 

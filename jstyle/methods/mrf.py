@@ -139,12 +139,18 @@ def validate(hp: MRFParams, opts: RunOptions, num_styles: int) -> None:
         "tv_weight": [hp.tv_weight], "semantic_weight": [hp.semantic_weight],
         "content_layer_weights": hp.content_layer_weights,
         "mrf_layer_weights": hp.mrf_layer_weights})
-    for name in ("patch_size", "style_stride", "synthesis_stride"):
-        if getattr(hp, name) < 1:
-            raise InputError(f"--{name}={getattr(hp, name)} must be >= 1")
-    for name in ("rotations", "scales"):
-        if getattr(hp, name) < 0:
-            raise InputError(f"--{name}={getattr(hp, name)} must be >= 0")
+    runs.check_at_least({n: getattr(hp, n) for n in ("patch_size", "style_stride",
+                                                      "synthesis_stride")}, 1,
+                        "give a positive whole number")
+    runs.check_at_least({n: getattr(hp, n) for n in ("rotations", "scales")}, 0,
+                        "give a count of copies each way, or 0 for none")
+    for name in ("content_layers", "mrf_layers"):
+        if not getattr(hp, name):
+            raise InputError(f"--{name} is empty; give at least one layer (to leave a term "
+                             "out, set its weight to 0)")
+    runs.check_moves({
+        "content_weight": hp.content_weight * sum(hp.content_layer_weights),
+        "mrf_weight": hp.mrf_weight * sum(hp.mrf_layer_weights), "tv_weight": hp.tv_weight})
     if opts.style_blend_weights is not None:
         raise InputError("--style_blend_weights does not apply to --method=mrf: the patches of "
                          "all style images are candidates alike; leave it out")
@@ -300,4 +306,23 @@ def run(content: np.ndarray, styles: list[np.ndarray], hp: MRFParams, opts: RunO
     The arguments (labels, init, snapshot, checkpoint, progress as keywords) and the result
     are runs.run's; see PRESETS for the defaults.
     """
-    return runs.run("mrf", validate, setup, content, styles, hp, opts, weights, key, **kwargs)
+    return runs.run("mrf", validate, setup, content, styles, hp, opts, weights, key,
+                    extra_memory=candidates_gib, **kwargs)
+
+
+def candidates_gib(hp: MRFParams, opts: RunOptions, size: tuple[int, int],
+                   style_shapes: list[tuple[int, ...]]) -> float:
+    """The candidate patches' memory, GiB: their values, normalised copy and gradient-time
+    transposes (3 copies of P x k x k x C float32 per MRF layer; calibrated on the `paper`
+    preset at 384 px, whose run peaks at 3.1 GiB), plus the matching's 256 MiB budget."""
+    copies = (2 * hp.rotations + 1) * (2 * hp.scales + 1)
+    edge = max(1, round(opts.size * opts.style_scale))
+    total = 0.0
+    for shape in style_shapes:
+        sh, sw = image_lib.fit_edge(shape[0], shape[1], edge)
+        for layer in hp.mrf_layers:
+            pools, channels = vgg.pools(layer), vgg.channels(layer)
+            rows, cols = patches.grid_shape(sh >> pools, sw >> pools, hp.patch_size,
+                                            hp.style_stride)
+            total += 3 * copies * max(rows, 0) * max(cols, 0) * hp.patch_size ** 2 * channels * 4
+    return total / 2 ** 30 + 0.25

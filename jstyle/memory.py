@@ -1,0 +1,71 @@
+"""How much memory a run will need, and how much there is: checked before a run starts, so
+that a run too large for the machine is one clear error instead of the kernel's out-of-memory
+killer (which can take other work down with it).
+
+The estimate of a pixel-optimising run is calibrated on the README's memory benchmark
+(`scripts/memory_benchmark.py`: the default Gatys objective, tubingen x starry_night, on the
+2-core development machine): peak resident memory 1.35, 3.12 and 9.90 GiB at 512, 1024 and 2048
+px with Adam, a line through them of 0.78 GiB plus 2.90 GiB per megapixel (within 3%), and
+11.47 GiB at 2048 px with L-BFGS, whose 10 correction pairs and line search add about 0.5
+GiB per megapixel. A method adds what it keeps besides (CNNMRF: its candidate patches).
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+from jstyle.errors import InputError
+
+GIB = 2.0 ** 30
+BASE_GIB = 0.78  # the runtime, compiler, weights and targets of a small run
+GIB_PER_MPX = 2.90  # activations and gradients of the network, per megapixel of the output
+LBFGS_GIB_PER_MPX = (0.26, 0.024)  # L-BFGS: line search, plus per correction pair
+
+
+def pixel_run_gib(height: int, width: int, optimizer: str, lbfgs_memory: int) -> float:
+    """Estimated peak memory (GiB) of optimising an H x W image (the largest level)."""
+    mpx = height * width / 1e6
+    gib = BASE_GIB + GIB_PER_MPX * mpx
+    if optimizer == "lbfgs":
+        gib += (LBFGS_GIB_PER_MPX[0] + LBFGS_GIB_PER_MPX[1] * lbfgs_memory) * mpx
+    return gib
+
+
+def available_gib() -> float:
+    """Memory this process may still use, GiB: the accelerator's free memory where JAX runs on
+    one, else the machine's available memory (MemAvailable), capped by a cgroup limit."""
+    import jax
+    device = jax.devices()[0]
+    if device.platform != "cpu":
+        stats = device.memory_stats() or {}
+        if "bytes_limit" in stats:
+            return (stats["bytes_limit"] - stats.get("bytes_in_use", 0)) / GIB
+    available = float("inf")
+    try:
+        for line in pathlib.Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024 / GIB
+    except OSError:
+        pass
+    try:
+        limit = pathlib.Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(pathlib.Path("/sys/fs/cgroup/memory.current").read_text())
+        if limit != "max":
+            available = min(available, (int(limit) - used) / GIB)
+    except (OSError, ValueError):
+        pass
+    return available
+
+
+def check(estimate_gib: float, available: float, fixes: str) -> None:
+    """Raises InputError naming the estimate, what is available and the fixes, when the
+    estimate does not fit."""
+    if estimate_gib > available:
+        raise InputError(f"this run needs about {estimate_gib:.1f} GiB of memory, but "
+                         f"{available:.1f} GiB is available; {fixes}")
+
+
+def peak_rss_gib() -> float:
+    """This process's peak resident memory so far, GiB (Linux reports KiB)."""
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
