@@ -4,8 +4,8 @@
       [--content_dir=DIR --style_dir=DIR] [--methods=gatys,mrf,fast] \
       [--fast_data_dir=PHOTOS --fast_steps=400 --fast_size=128]
 
-Each of jstyle's methods (and any --methods=mypackage.mymethod) runs with its default preset (`--steps` overrides the
-steps of every such method, for quick runs) on each pair, as the `jstyle` command in a child
+Each of jstyle's methods (and any --methods=mypackage.mymethod) runs with its default preset
+(`--steps` overrides the steps of every method that has steps, for quick runs) on each pair, as the `jstyle` command in a child
 process, so that its wall time and peak resident memory are its own. The fast network
 (Johnson et al.) is trained once per style first (`jstyle train` in a child process, on the
 photos of --fast_data_dir, by default the first content photo's folder: a demonstration-grade
@@ -50,7 +50,7 @@ import numpy as np
 from absl import app, flags, logging
 
 import common
-from jstyle import image, losses, methods, results, vgg
+from jstyle import image, interrupt, losses, methods, results, vgg
 from jstyle import weights as weights_lib
 from jstyle.errors import JStyleError
 
@@ -115,8 +115,13 @@ def _child(args: list[str], label: str) -> dict:
     started = time.perf_counter()
     child = subprocess.Popen([sys.executable, "-m", "jstyle", *args], stderr=subprocess.PIPE,
                              text=True)
-    stderr = child.stderr.read()
-    _, status, usage = os.wait4(child.pid, 0)
+    try:
+        stderr = child.stderr.read()
+        _, status, usage = os.wait4(child.pid, 0)
+    except KeyboardInterrupt:  # stop the child too: its half-done output is never kept
+        child.terminate()
+        child.wait()
+        raise
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
@@ -258,4 +263,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(interrupt.main("compare_methods", main, "the finished runs are kept: rerun "
+                             "the same command to do the rest"))

@@ -36,7 +36,7 @@ import pathlib
 from absl import app, flags, logging
 
 import common
-from jstyle import image, sweep
+from jstyle import image, interrupt, sweep
 from jstyle import weights as weights_lib
 from jstyle.errors import JStyleError
 from jstyle.methods import gatys
@@ -129,4 +129,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(interrupt.main("gatys_sweep", main, "the finished points are kept: rerun "
+                             "the same command to compute the rest"))

@@ -32,7 +32,7 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
-from jstyle import image, losses, results, vgg
+from jstyle import image, interrupt, losses, results, vgg
 from jstyle import weights as weights_lib
 from jstyle.errors import JStyleError
 from jstyle.methods import gatys
@@ -168,4 +168,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(interrupt.main("seed_figures", main, "the finished settings are kept: rerun "
+                             "the same command to do the rest"))

@@ -9,6 +9,7 @@ for loops that stop between steps (training).
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 
 RECEIVED: list[int] = []  # the signals that came, in order
@@ -52,3 +53,17 @@ def exit_status() -> int:
 def name() -> str:
     """How the last interruption came, for messages."""
     return "SIGTERM" if exit_status() == 143 else "Ctrl-C"
+
+
+def main(program: str, body, resume: str):
+    """`body` (an absl main) with Ctrl-C and SIGTERM alike, for the experiment scripts: the
+    work finished so far is kept, one line `<program>: interrupted by ...; <resume>` says how
+    to go on, and the exit status is 130 or 143."""
+    def run(argv):
+        install()
+        try:
+            body(argv)
+        except KeyboardInterrupt:
+            print(f"{program}: interrupted by {name()}; {resume}", file=sys.stderr)
+            sys.exit(exit_status())
+    return run

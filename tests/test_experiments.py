@@ -143,3 +143,21 @@ def test_compare_methods_and_the_notebook(tmp_path, vgg_weights, monkeypatch):
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 4  # the plots
+
+
+def test_gatys_sweep_sigterm_keeps_finished_points_and_says_how_to_resume(tmp_path, vgg_weights):
+    import signal
+    cmd = _experiment("gatys_sweep.py", f"--workdir={tmp_path}", *QUICK_SWEEP, "--steps=300")
+    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while not list((tmp_path / "points").glob("*.json")) and child.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    child.send_signal(signal.SIGTERM)
+    err = child.communicate(timeout=300)[1]
+    assert child.returncode == 143, err[-2000:]
+    assert err.strip().splitlines()[-1] == (
+        "gatys_sweep: interrupted by SIGTERM; the finished points are kept: rerun the same "
+        "command to compute the rest")
+    kept = list((tmp_path / "points").glob("*.json"))
+    assert kept and all((tmp_path / "images" / f"{p.stem}.png").exists() for p in kept)

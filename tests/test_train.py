@@ -120,3 +120,27 @@ def test_train_interrupt_resume_then_stylise_from_the_command(tmp_path, photos, 
                           f"--output={out}"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
     assert "not a jstyle fast-style model" in bad.stderr
+
+
+def test_sigterm_ends_training_with_a_checkpoint(tmp_path, photos, vgg_weights):
+    import signal
+    import subprocess
+    import sys
+    import time
+    workdir = tmp_path / "run"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "jstyle", "train", f"--style={image.sample_paths()[1]}",
+         f"--data_dir={photos}", f"--workdir={workdir}", "--size=32", "--batch_size=1",
+         "--width=0.25", "--print_every=1", "--save_every=0", "--steps=500"],
+        stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (workdir / "metrics.jsonl").exists() or len(_metrics(workdir)) < 2:
+        assert child.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=300)
+    assert child.returncode == 143, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith("jstyle: interrupted by SIGTERM; a "
+                                                    "checkpoint was saved")
+    saved = [int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()]
+    assert max(saved) == _metrics(workdir)[-1]["step"]
