@@ -298,7 +298,7 @@ def content_and_outputs(content: pathlib.Path, output: pathlib.Path
                          "give an image file, or a folder of images")
     if output.suffix:
         raise InputError(f"--content={content} is a folder, so --output must be a folder "
-                         f"too (got {output})")
+                         f"too (got {output}); give --output=FOLDER")
     return [(p, output / f"{p.stem}.png") for p in photos]
 
 

@@ -24,12 +24,12 @@ def same_file(a: pathlib.Path, b: pathlib.Path) -> bool:
     """Whether `a` and `b` name one file: the same resolved path, or (both existing) the same
     device and inode (a hard link)."""
     a, b = pathlib.Path(a), pathlib.Path(b)
-    if a.resolve() == b.resolve():
-        return True
     try:
+        if a.resolve() == b.resolve():
+            return True
         return os.path.samefile(a, b)
-    except OSError:
-        return False
+    except (OSError, RuntimeError):  # missing, or a symbolic link loop (named when read)
+        return a.absolute() == b.absolute()
 
 
 def check_outputs(outputs: Iterable[pathlib.Path],

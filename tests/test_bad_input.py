@@ -1,0 +1,264 @@
+"""Every kind of bad input through the command: one line `<program>: error: <problem>; <fix>`,
+the right exit status, no traceback, no input changed and no file left behind.
+
+The cases run in parallel child processes (most fail before any network runs), each in its own
+folder holding copies of the inputs.
+"""
+
+import concurrent.futures
+import hashlib
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jstyle import files, image
+from jstyle.errors import EnvironmentFault
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+C, S, OUT = "--content=content.png", "--style=style.jpg", "--output=out.png"
+BASE = (C, S, OUT, "--size=32", "--steps=1", "--print_every=0")
+
+# (name, arguments, the message's words, setup of the folder, exit status, program)
+CASES = [
+    # inputs are never overwritten
+    ("output is the content", (C, S, "--output=content.png"),
+     "would overwrite the input --content=content.png", None),
+    ("output is the style", (C, S, "--output=style.jpg", "--size=32"),
+     "would overwrite the input --style=style.jpg", None),
+    ("output is a hard link to the content", (C, S, "--output=link.png"),
+     "would overwrite the input --content", "hardlink"),
+    ("output is a symlink to the style", (C, S, "--output=sym.jpg"),
+     "would overwrite the input --style", "symlink"),
+    ("record is a mask", (C, S, "--output=mask.png", "--content_mask=mask.json",
+                          "--style_mask=style_sem.png"), "would overwrite the input a mask",
+     None),
+    ("folder in, same folder out", ("--method=fast", "--model=model.msgpack",
+                                   "--content=photos", "--output=photos"),
+     "is the --content folder", "photos"),
+    ("folder in, folder out holding the photos", ("--method=fast", "--model=model.msgpack",
+                                                  "--content=photos", "--output=./photos/"),
+     "is the --content folder", "photos"),
+    ("read-only output", BASE, "out.png exists and is read-only", "readonly"),
+    ("a directory at the record's path", BASE, "out.json is a directory", "jsondir"),
+    ("output folder missing", (C, S, "--output=nowhere/out.png"), "does not exist", None),
+    # memory
+    ("size beyond any device", (C, S, OUT, "--size=100000"), "at most 16384 px", None),
+    ("run larger than the memory", (C, S, OUT, "--size=16000"), "GiB of memory, but", None),
+    ("decompression bomb", (C, "--style=bomb.png", OUT), "has too many pixels", "bomb"),
+    # odd files
+    ("missing content", ("--content=missing.jpg", S, OUT), "does not exist", None),
+    ("content is a folder", ("--content=photos", S, OUT),
+     "--content=photos is a folder, so --output must be a folder", "photos"),
+    ("empty style", (C, "--style=empty.jpg", OUT), "is empty", "empty"),
+    ("style is text", (C, "--style=notes.txt", OUT), "not an image", "notes"),
+    ("truncated style", (C, "--style=corrupt.jpg", OUT), "corrupt or truncated", "corrupt"),
+    ("style is a FIFO", (C, "--style=fifo", OUT), "is a FIFO", "fifo"),
+    ("style is a device", (C, "--style=/dev/zero", OUT), "is a device", None),
+    ("symlink loop", (C, "--style=loop.png", OUT), "is a symbolic link loop", "loop"),
+    ("dangling symlink", (C, "--style=dangling.png", OUT), "symbolic link to nothing",
+     "dangling"),
+    ("image too small", ("--content=tiny.png", S, OUT, "--size=8"), "needs at least 16 px",
+     "tiny"),
+    # values
+    ("size 0", (*BASE, "--size=0"), "--size=0 must be >= 1; give", None),
+    ("steps 0", (*BASE, "--steps=0"), "--steps=0 must be >= 1; give", None),
+    ("style_scale 0", (*BASE, "--style_scale=0"), "--style_scale=0.0 must be > 0; give", None),
+    ("save_every negative", (*BASE, "--save_every=-1"), "--save_every=-1 must be >= 0; give",
+     None),
+    ("print_every negative", (*BASE, "--print_every=-1"),
+     "--print_every=-1 must be >= 0; give", None),
+    ("pyramid_ratio 1", (*BASE, "--pyramid_ratio=1"), "--pyramid_ratio=1.0 must be > 1; give",
+     None),
+    ("patch_size 0", (*BASE, "--method=mrf", "--patch_size=0"),
+     "--patch_size=0 must be >= 1; give", None),
+    ("a float that is not", (*BASE, "--style_weight=abc"),
+     "--style_weight=abc is not a number; give", None),
+    ("an integer that is not", (*BASE, "--steps=ten"), "--steps=ten is not a whole number",
+     None),
+    ("overflowing weight", (*BASE, "--style_weight=1e400"), "--style_weight=1e400 is invalid",
+     None),
+    ("nan tolerance", (*BASE, "--tol=nan"), "--tol=nan is invalid; give a finite number", None),
+    ("negative weight", (*BASE, "--style_weight=-5"), "style_weight=-5.0 is invalid", None),
+    ("unknown layer", (*BASE, "--style_layers=relu1_1,relu9_9"), "unknown VGG-19 layer", None),
+    ("empty content layers", (*BASE, "--content_layers="), "--content_layers is empty", None),
+    ("empty style layers", (*BASE, "--style_layers="), "--style_layers is empty", None),
+    ("blend weights count", (C, "--style=style.jpg,style.jpg", OUT,
+                             "--style_blend_weights=1"), "1 --style_blend_weights for 2", None),
+    ("zero learning rate", (*BASE, "--optimizer=adam", "--learning_rate=0"),
+     "would leave the image unchanged", None),
+    ("every weight zero", (*BASE, "--content_weight=0", "--style_weight=0"),
+     "every loss weight is 0", None),
+    ("unknown flag", (*BASE, "--colour=red"), "Unknown command line flag 'colour'", None),
+    ("flag of another method", (*BASE, "--mrf_weight=1"),
+     "--mrf_weight does not apply to --method=gatys", None),
+    ("resume without a checkpoint", (*BASE, "--resume"), "no checkpoint", None),
+    ("corrupt checkpoint", (*BASE, "--resume"), "not a readable checkpoint", "badckpt"),
+    # training and experiments
+    ("train workdir is a file", ("train", S, "--data_dir=photos", "--workdir=notes.txt"),
+     "--workdir=notes.txt is a file; give a folder", "notes+photos"),
+    ("sweep workdir is a file", ("@gatys_sweep.py", "--workdir=notes.txt", "--grid=quick"),
+     "--workdir=notes.txt is a file; give a folder", "notes", 2, "gatys_sweep"),
+]
+
+
+def _picture(path, size=(48, 64), seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(size=(6, 8, 3)).astype(np.float32)
+    Image.fromarray((image.resize(base, *size) * 255).astype(np.uint8)).save(path)
+
+
+def _prepare(folder: pathlib.Path, setup: str | None, model: pathlib.Path) -> None:
+    _picture(folder / "content.png")
+    _picture(folder / "style.jpg", seed=1)
+    _picture(folder / "mask.png", seed=2)
+    _picture(folder / "style_sem.png", seed=3)
+    (folder / "model.msgpack").write_bytes(model.read_bytes())
+    for part in (setup or "").split("+"):
+        if part == "hardlink":
+            os.link(folder / "content.png", folder / "link.png")
+        elif part == "symlink":
+            os.symlink(folder / "style.jpg", folder / "sym.jpg")
+        elif part == "photos":
+            (folder / "photos").mkdir()
+            _picture(folder / "photos" / "a.png")
+        elif part == "readonly":
+            _picture(folder / "out.png", seed=4)
+            (folder / "out.png").chmod(0o444)
+        elif part == "jsondir":
+            (folder / "out.json").mkdir()
+        elif part == "bomb":
+            Image.new("L", (10000, 9000)).save(folder / "bomb.png")
+        elif part == "empty":
+            (folder / "empty.jpg").write_bytes(b"")
+        elif part == "notes":
+            (folder / "notes.txt").write_text("not an image")
+        elif part == "corrupt":
+            raw = (folder / "style.jpg").read_bytes()
+            (folder / "corrupt.jpg").write_bytes(raw[: len(raw) // 3])
+        elif part == "fifo":
+            os.mkfifo(folder / "fifo")
+        elif part == "loop":
+            os.symlink(folder / "loop.png", folder / "loop.png")
+        elif part == "dangling":
+            os.symlink(folder / "gone.png", folder / "dangling.png")
+        elif part == "tiny":
+            _picture(folder / "tiny.png", size=(8, 8))
+        elif part == "badckpt":
+            (folder / "out.ckpt.npz").write_bytes(b"not a checkpoint")
+
+
+def _state(folder: pathlib.Path) -> dict[str, str]:
+    """Every entry of the folder (recursively) with its content's hash (FIFOs and links by
+    name)."""
+    found = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_symlink() or not p.is_file():
+            found[str(p.relative_to(folder))] = "-"
+        else:
+            found[str(p.relative_to(folder))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return found
+
+
+def _command(args: tuple[str, ...]) -> list[str]:
+    if args[0].startswith("@"):
+        return [sys.executable, str(ROOT / "experiments" / args[0][1:]), *args[1:]]
+    return [sys.executable, "-m", "jstyle", *args]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory, vgg_weights):
+    """A tiny fast-style model file (exported from an untrained network)."""
+    from jstyle import train
+    hp = train.TrainParams(width=0.25)
+    graphdef, state = train.init_state(hp, __import__("jax").random.key(0))
+    path = tmp_path_factory.mktemp("model") / "model.msgpack"
+    train.export(path, state.params, {"hyperparameters": {"width": 0.25}, "steps": 0})
+    return path
+
+
+def test_every_bad_input_is_one_line_with_its_fix_and_leaves_everything_as_it_was(
+        tmp_path, model):
+    def one(index_case):
+        index, case = index_case
+        name, args, words, setup, *rest = case
+        status, program = (rest + [2, "jstyle"])[:2] if rest else (2, "jstyle")
+        folder = tmp_path / f"case{index}"
+        folder.mkdir()
+        _prepare(folder, setup, model)
+        before = _state(folder)
+        done = subprocess.run(_command(args), cwd=folder, capture_output=True, text=True,
+                              timeout=600, stdin=subprocess.DEVNULL)
+        return name, words, status, program, done, before, _state(folder)
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(one, enumerate(CASES)))
+    problems = []
+    for name, words, status, program, done, before, after in outcomes:
+        lines = done.stderr.strip().splitlines()
+        last = lines[-1] if lines else ""
+        if done.returncode != status:
+            problems.append(f"{name}: exit {done.returncode}, not {status}: {done.stderr[-600:]}")
+        elif len([l for l in lines if "error" in l]) != 1 or not last.startswith(
+                f"{program}: error: ") or "; " not in last or "Traceback" in done.stderr:
+            problems.append(f"{name}: not one error line with a fix: {done.stderr[-600:]}")
+        elif words not in last:
+            problems.append(f"{name}: {words!r} not in {last!r}")
+        elif after != before:
+            problems.append(f"{name}: files changed: {set(after.items()) ^ set(before.items())}")
+    assert not problems, "\n".join(problems)
+
+
+def test_help_into_a_closed_pipe_is_quiet(tmp_path):
+    reader = subprocess.Popen(["head", "-1"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    done = subprocess.run([sys.executable, "-m", "jstyle", "--help"], stdout=reader.stdin,
+                          stderr=subprocess.PIPE, text=True, timeout=300)
+    reader.stdin.close()
+    reader.wait()
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+
+
+def test_an_image_and_its_record_are_written_together_or_not_at_all(tmp_path, monkeypatch):
+    """A disk that fills up while the second file is renamed: neither file stays, nor any
+    temporary file."""
+    real = os.replace
+    calls = []
+
+    def full(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(EnvironmentFault, match="No space left on device.*nothing of this result "
+                                               "was kept"):
+        files.write_together({tmp_path / "out.png": b"image", tmp_path / "out.json": b"{}"})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_read_only_output_is_refused_for_an_ordinary_user_too(tmp_path, model):
+    """As `nobody`, where this machine lets the tests switch user (they run as root here)."""
+    if os.geteuid() != 0:
+        pytest.skip("not root: cannot switch to an unprivileged user to test as one")
+    _prepare(tmp_path, "readonly", model)
+    for p in [tmp_path, *tmp_path.iterdir()]:
+        p.chmod(p.stat().st_mode | 0o055)
+    os.chmod(tmp_path, 0o777)
+    before = _state(tmp_path)
+    try:
+        done = subprocess.run(_command(BASE), cwd=tmp_path, capture_output=True, text=True,
+                              timeout=600, user="nobody", env={**os.environ,
+                                                               "HOME": str(tmp_path)})
+    except (PermissionError, KeyError, OSError) as e:
+        pytest.skip(f"cannot run as nobody here ({e})")
+    if "Permission denied" in done.stderr and "python" in done.stderr.lower():
+        pytest.skip("the interpreter is not readable by nobody on this machine")
+    assert done.returncode == 2 and "out.png exists and is read-only" in done.stderr, \
+        done.stderr[-1000:]
+    assert _state(tmp_path) == before
