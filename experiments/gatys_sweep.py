@@ -36,7 +36,7 @@ import pathlib
 from absl import app, flags, logging
 
 import common
-from jstyle import image, interrupt, sweep
+from jstyle import files, image, interrupt, sweep
 from jstyle import weights as weights_lib
 from jstyle.errors import JStyleError
 from jstyle.methods import gatys
@@ -117,9 +117,13 @@ def main(argv):
                                 learning_rate=FLAGS.learning_rate, tol=0.0,
                                 print_every=max(1, FLAGS.steps // 10))
         points = grid_points(FLAGS.grid)
+        workdir = pathlib.Path(FLAGS.workdir)
+        files.check_outputs([p for p in sweep.planned_outputs(workdir, points)
+                             if p.parent.is_dir()],
+                            [("--content", content_path), ("--style", style_path)])
         logging.info("%s grid: %d points, %s x %s at %d px, %d steps", FLAGS.grid, len(points),
                      content_path.name, style_path.name, FLAGS.size, FLAGS.steps)
-        sweep.run(pathlib.Path(FLAGS.workdir), content, [style], points, opts, weights,
+        sweep.run(workdir, content, [style], points, opts, weights,
                   axes=AXES, panels=panels(FLAGS.grid), batch_size=FLAGS.batch_size,
                   extra={"experiment": "gatys_sweep", "grid": FLAGS.grid,
                          "content": str(content_path), "style": str(style_path)})

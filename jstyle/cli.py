@@ -176,7 +176,7 @@ def _convert(name: str, field: dataclasses.Field, value, method_name: str):
             return tuple(cast(v) for v in value)
         except ValueError:
             raise InputError(f"--{name} must be comma-separated {what}, got "
-                             f"{','.join(value)}") from None
+                             f"{','.join(value)}; give e.g. --{name}=1,2") from None
     if kind == "float" and not math.isfinite(value):
         raise InputError(f"--{name}={_raw(name)} is invalid; give a finite number")
     choices = field.metadata.get("choices")
@@ -508,7 +508,7 @@ def _labels(content_path: pathlib.Path, style_paths: list[pathlib.Path], images:
 
 def train_command() -> None:
     """`jstyle train --style=S --data_dir=D --workdir=W`: trains the fast network for S."""
-    from jstyle import image, runs, train, weights
+    from jstyle import files, image, runs, train, weights
     allowed = {*TRAIN_COMMON, *TRAIN_ONLY,
                *(n for n, (_, owners) in DEFINED.items() if "train" in owners)}
     extra = [n for n in [*COMMON, *DEFINED] if _given(n) and n not in allowed]
@@ -538,9 +538,16 @@ def train_command() -> None:
     runs.check_nonnegative({n: [getattr(hp, n)] for n in ("content_weight", "style_weight",
                                                            "tv_weight")})
     style = image.load(FLAGS.style[0])
-    train.photo_paths(FLAGS.data_dir)  # a bad folder fails before the weights load
-    vgg_weights = weights.load(FLAGS.vgg_weights, FLAGS.cache_dir)
+    photos = train.photo_paths(FLAGS.data_dir)  # a bad folder fails before the weights load
     workdir = pathlib.Path(FLAGS.workdir)
+    if files.same_file(workdir, pathlib.Path(FLAGS.data_dir)):
+        raise InputError(f"--workdir={workdir} is the --data_dir folder: checkpoints and the "
+                         "model would mix with the photos; choose another folder")
+    if workdir.is_dir():
+        files.check_outputs([workdir / n for n in train.OUTPUTS],
+                            [("--style", pathlib.Path(FLAGS.style[0]))]
+                            + [("--data_dir", p) for p in photos])
+    vgg_weights = weights.load(FLAGS.vgg_weights, FLAGS.cache_dir)
     train.train(style, FLAGS.data_dir, workdir, hp, vgg_weights, steps=opts["steps"],
                 seed=opts["seed"], save_every=opts["save_every"],
                 log_every=opts["print_every"], resume=FLAGS.resume)

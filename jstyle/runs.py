@@ -11,8 +11,9 @@ method can call or skip.
   start_record, saved_run        what a run records, and the checkpoint it may continue
   run                            the coarse-to-fine loop that joins them; a Result holds named
                                  images
-A method supplies `validate` and `setup` (one level's Problem from its Data); a method with
-its own loop (several passes or outputs) calls the pieces directly.
+A method supplies `validate` and `setup` (one level's Problem: `level_setup` makes it from
+the method's `prepare_data` and `loss_terms`); a method with its own loop (several passes or
+outputs) calls the pieces directly.
 """
 
 from __future__ import annotations
@@ -265,6 +266,24 @@ def make_problem(loss_terms: Callable, data: Any, convention, opts: RunOptions,
     return Problem(chunk=compiled.chunk, state=optimize.init(compiled.optimizer, init),
                    data=data, terms=compiled.terms, content=content, styles=styles, blend=blend,
                    init=init)
+
+
+def level_setup(prepare_data: Callable, loss_terms: Callable) -> Callable:
+    """A method's `setup(content, styles, hp, opts, weights, key, *, init=None, labels=None)
+    -> Problem` for one level, from its `prepare_data(content, styles, hp, opts, weights,
+    labels) -> (data, content, styles, blend)` (the images resized to `opts.size`, in 8-bit
+    levels) and its `loss_terms`.
+
+    `init` is the starting image (float[h, w, 3], 8-bit levels, any size: resized to the
+    content's), e.g. the previous pyramid level's result; default: `opts.init`.
+    """
+    def setup(content: np.ndarray, styles: list[np.ndarray], hp, opts: RunOptions,
+              weights: VGGWeights, key: jax.Array, *, init: np.ndarray | None = None,
+              labels: masks.Labels | None = None) -> Problem:
+        data, content, styles, blend = prepare_data(content, styles, hp, opts, weights, labels)
+        return make_problem(loss_terms, data, weights.convention, opts, content, styles, blend,
+                            start_image(key, opts, content, styles, init))
+    return setup
 
 
 def prepare_colors(content: np.ndarray, styles: list[np.ndarray], opts: RunOptions

@@ -176,6 +176,14 @@ class Point:
                 self.hp), "init": self.init, "init_noise": self.init_noise, "seed": self.seed}))
 
 
+def planned_outputs(workdir: pathlib.Path, points: list[Point]) -> list[pathlib.Path]:
+    """Every file a sweep writes in `workdir` (results.py lists them)."""
+    return ([workdir / n for n in ("config.json", "metrics.jsonl", "sweep.npz",
+                                   "contact_sheet.png")]
+            + [workdir / "images" / f"{p.name}.png" for p in points]
+            + [workdir / "points" / f"{p.name}.json" for p in points])
+
+
 def initial_images(points: list[Point], content: np.ndarray) -> np.ndarray:
     """Each point's starting image: float32[K, H, W, 3] in 8-bit levels; `content`
     float32[H, W, 3] in 8-bit levels."""

@@ -37,6 +37,8 @@ from jstyle.transform_net import TransformNet
 from jstyle.weights import VGGWeights
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+OUTPUTS = ("config.json", "metrics.jsonl", "model.msgpack")  # what `train` writes in its workdir,
+#   besides checkpoints/
 
 
 @dataclasses.dataclass(frozen=True)

@@ -203,6 +203,8 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues_to_more_steps(pics, tmp
     assert resumed.returncode == 0, resumed.stderr
     record = json.loads((tmp_path / "out.json").read_text())
     assert record["resumed_from_step"] == step and record["steps"] == step + 3
+    assert 0 < record["memory"]["estimated_peak_gib"] < record["memory"]["available_gib"]
+    assert record["memory"]["measured_peak_rss_gib"] > 0
     assert [h["step"] for h in record["history"]] == list(range(1, step + 4))
     assert not ckpt.exists()
     missing = jstyle(*args[3:], "--steps=3", "--resume", cwd=tmp_path)

@@ -339,21 +339,8 @@ def prepare_data(content: np.ndarray, styles: list[np.ndarray], hp: GatysParams,
     return Data(vgg_params, scales, targets, hp), content, styles, blend
 
 
-def setup(content: np.ndarray, styles: list[np.ndarray], hp: GatysParams, opts: RunOptions,
-          weights: VGGWeights, key: jax.Array, *, init: np.ndarray | None = None,
-          labels: masks.Labels | None = None) -> runs.Problem:
-    """One level, made ready on the shared compiled program (`prepare_data`, then
-    runs.make_problem).
-
-    Args:
-      content, styles: float[H, W, 3] in [0, 1], any size.
-      init: the starting image (float[h, w, 3], 8-bit levels, any size: resized to the
-        content's), e.g. the previous pyramid level's result; default: `opts.init`.
-      labels: semantic regions (masks.match), or None.
-    """
-    data, content, styles, blend = prepare_data(content, styles, hp, opts, weights, labels)
-    return runs.make_problem(loss_terms, data, weights.convention, opts, content, styles, blend,
-                             runs.start_image(key, opts, content, styles, init))
+setup = runs.level_setup(prepare_data, loss_terms)  # one level: prepare_data, then the
+#   problem on the shared compiled program (runs.level_setup)
 
 
 def run(content: np.ndarray, styles: list[np.ndarray], hp: GatysParams, opts: RunOptions,

@@ -1,0 +1,33 @@
+"""The memory estimate against the measurements it was calibrated on (the README's memory
+benchmark and CNNMRF step table), and the check that uses it."""
+
+import pytest
+
+from jstyle import memory
+from jstyle.errors import InputError
+from jstyle.methods import mrf
+
+# (height, width, optimizer, measured peak GiB): scripts/memory_benchmark.py on the 2-core
+# development machine, tubingen x starry_night, the default objective (README).
+MEASURED = [(384, 512, "adam", 1.35), (768, 1024, "adam", 3.12), (1536, 2048, "adam", 9.90),
+            (1536, 2048, "lbfgs", 11.47)]
+
+
+@pytest.mark.parametrize("height,width,optimizer,peak", MEASURED)
+def test_the_estimate_is_within_25_percent_of_the_measured_peaks(height, width, optimizer, peak):
+    assert abs(memory.pixel_run_gib(height, width, optimizer, 10) / peak - 1) < 0.25
+
+
+def test_cnnmrf_paper_preset_estimate_is_within_25_percent_of_its_measured_peak():
+    hp, opts = mrf.PRESETS["paper"]  # 384 x 288, starry_night 1024 x 640: 3.1 GiB measured
+    estimate = memory.pixel_run_gib(288, 384, opts.optimizer, opts.lbfgs_memory) + \
+        mrf.candidates_gib(hp, opts, (288, 384), [(640, 1024, 3)])
+    assert abs(estimate / 3.1 - 1) < 0.25
+
+
+def test_a_run_too_large_is_refused_with_the_numbers_and_the_fixes():
+    memory.check(2.0, 3.0, "lower --size")
+    with pytest.raises(InputError, match=r"needs about 5.0 GiB of memory, but 3.0 GiB is "
+                                         r"available; lower --size"):
+        memory.check(5.0, 3.0, "lower --size")
+    assert memory.available_gib() > 0 and memory.peak_rss_gib() > 0
