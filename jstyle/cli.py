@@ -342,6 +342,16 @@ def _checkpoint(output: pathlib.Path) -> pathlib.Path:
     return output.with_name(f"{output.stem}.ckpt.npz")
 
 
+def _check_checkpoint(checkpoint: pathlib.Path) -> None:
+    """--resume needs the checkpoint; a fresh run may not silently drop one (hours of work)."""
+    if FLAGS.resume and not checkpoint.exists():
+        raise InputError(f"--resume: there is no checkpoint {checkpoint} to continue from; run "
+                         "without --resume to start")
+    if not FLAGS.resume and checkpoint.exists():
+        raise InputError(f"{checkpoint} holds an unfinished run; rerun with --resume to "
+                         "continue it, or delete it to start over")
+
+
 def planned_outputs(output: pathlib.Path, method, opts) -> list[pathlib.Path]:
     """Every file a run writes for OUTPUT: its images (the method's OUTPUTS, default
     "output"), the record, and for methods with checkpoints the checkpoint and the snapshots."""
@@ -401,6 +411,9 @@ def run_command() -> None:
         files.check_folder(output.parent)
         planned = []
     files.check_outputs(planned, read)
+    if "save_every" in methods.options(method):
+        for _, out in pairs:
+            _check_checkpoint(_checkpoint(out))
     styles = [image.load(p) for p in style_paths]
     vgg_weights = weights.load(FLAGS.vgg_weights, FLAGS.cache_dir) if "weights" in takes \
         else None
@@ -434,11 +447,6 @@ def _run_one(method, method_name, hp, opts, content, styles, labels, content_pat
     method's record."""
     from jstyle import image
     checkpoint = _checkpoint(output)
-    if FLAGS.resume and not checkpoint.exists():
-        raise InputError(f"--resume: there is no checkpoint {checkpoint} to continue from; run "
-                         "without --resume to start")
-    if not FLAGS.resume and checkpoint.exists():
-        checkpoint.unlink()  # a fresh run: the old checkpoint is of no use
 
     def snapshot(step: int, img) -> None:
         image.save(_snapshot(output, step), img, fmt)

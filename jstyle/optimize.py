@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import threading
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -25,9 +26,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jstyle import interrupt
 from jstyle.errors import InputError
 
 OPTIMIZERS = ("lbfgs", "adam")
+INTERRUPT_EVERY = 10  # steps between checks for Ctrl-C and SIGTERM (a host sync each)
 LINESEARCHES = ("zoom", "none")
 
 
@@ -179,8 +182,8 @@ def boundaries(steps: int, *everies: int) -> list[int]:
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM during `run`; `state` is the latest state (a chunk's result, complete
-    once read), to checkpoint."""
+    """Ctrl-C or SIGTERM during `run`; `state` is the last finished chunk's state, to
+    checkpoint."""
 
     def __init__(self, state: LoopState):
         super().__init__()
@@ -188,23 +191,36 @@ class Interrupted(KeyboardInterrupt):
 
 
 def run(chunk, state: LoopState, data: Any, stops: list[int],
-        on_stop: Callable[[LoopState], None] = lambda s: None) -> LoopState:
+        on_stop: Callable[[LoopState], None] = lambda s: None,
+        interrupt_every: int = INTERRUPT_EVERY) -> LoopState:
     """Runs `chunk` from `state` up to each step in `stops`, calling `on_stop` after each.
 
     Returns early once the state (every point of a batched state) has converged or failed.
+    Ctrl-C and SIGTERM are answered between chunks of at most `interrupt_every` steps (a
+    chunk's input state is donated to it, so only a finished chunk's state can be saved).
+
     Raises:
-      Interrupted: on KeyboardInterrupt, with the latest state.
+      Interrupted: after Ctrl-C or SIGTERM, with the last finished chunk's state.
     """
+    stop = threading.Event()
+    restore = interrupt.defer(stop)
+    finished = lambda s: bool(jnp.all(s.converged | s.failed))
     try:
         for end in stops:
             if int(jnp.min(state.step)) >= end:
                 continue
-            state = chunk(state, jnp.int32(end), data)
+            while True:  # sub-chunks: the points still going all stand at the largest step
+                ahead = min(end, int(jnp.max(state.step)) + interrupt_every)
+                state = chunk(state, jnp.int32(ahead), data)
+                if stop.is_set():
+                    raise Interrupted(state)
+                if finished(state) or int(jnp.max(state.step)) >= end:
+                    break
             on_stop(state)
-            if bool(jnp.all(state.converged | state.failed)):
+            if finished(state):
                 break
-    except KeyboardInterrupt:
-        raise Interrupted(state) from None
+    finally:
+        restore()
     return state
 
 

@@ -446,13 +446,18 @@ def optimise(problem: Problem, steps: int, opts: RunOptions, *, level: int = 0,
         if bar is not None:
             bar.update(offset + int(state.step), "resumed")
 
-    def on_stop(s: optimize.LoopState) -> None:
+    def log(s: optimize.LoopState) -> np.ndarray:
+        """Appends the state's loss terms to the history; returns its image (8-bit levels)."""
         step = offset + int(s.step)
         out = np.clip(np.asarray(s.good_image if bool(s.failed) else s.image), 0, 255)
         terms = _floats(problem.terms(jnp.asarray(out), data))
         history.append({"step": step, "level": level, **terms})
         if bar is not None:
             bar.update(step, " ".join(f"{k}={v:.4g}" for k, v in terms.items()))
+        return out
+
+    def on_stop(s: optimize.LoopState) -> None:
+        step, out = offset + int(s.step), log(s)
         if opts.save_every and int(s.step) % opts.save_every == 0 and int(s.step) < steps:
             if snapshot is not None:
                 snapshot(step, finish(out / 255.0))
@@ -465,10 +470,9 @@ def optimise(problem: Problem, steps: int, opts: RunOptions, *, level: int = 0,
     except optimize.Interrupted as e:
         if checkpoint is None:
             raise Stopped(offset, None) from None
-        try:
-            save(e.state)
-        except RuntimeError:  # its buffers were given to the next chunk: the last saved one
-            raise Stopped(offset, checkpoint if checkpoint.exists() else None) from None
+        if not history or history[-1]["step"] < offset + int(e.state.step):
+            log(e.state)  # between progress points: the history gets this step too
+        save(e.state)
         raise Stopped(offset + int(e.state.step), checkpoint) from None
     image = np.clip(np.asarray(state.good_image if bool(state.failed) else state.image),
                     0.0, 255.0)

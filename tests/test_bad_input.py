@@ -99,6 +99,7 @@ CASES = [
      "--mrf_weight does not apply to --method=gatys", None),
     ("resume without a checkpoint", (*BASE, "--resume"), "no checkpoint", None),
     ("corrupt checkpoint", (*BASE, "--resume"), "not a readable checkpoint", "badckpt"),
+    ("a fresh run over an unfinished one", BASE, "holds an unfinished run", "badckpt"),
     # training and experiments
     ("train workdir is a file", ("train", S, "--data_dir=photos", "--workdir=notes.txt"),
      "--workdir=notes.txt is a file; give a folder", "notes+photos"),

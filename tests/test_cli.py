@@ -199,6 +199,9 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues_to_more_steps(pics, tmp
         assert message in bad.stderr and "kept" in bad.stderr or "give at least" in bad.stderr
         assert ckpt.exists()  # never deleted by a failed resume
 
+    fresh = jstyle(*args[3:], "--steps=3", cwd=tmp_path)  # forgot --resume: nothing lost
+    assert fresh.returncode == 2 and "holds an unfinished run" in fresh.stderr, fresh.stderr
+    assert ckpt.exists()
     resumed = jstyle(*args[3:], f"--steps={step + 3}", "--resume", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     record = json.loads((tmp_path / "out.json").read_text())

@@ -5,7 +5,7 @@ import pathlib
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "jstyle"
 # bottom to top; a module may import only modules listed before it
-ORDER = ["errors", "files", "memory", "params", "progress", "interrupt", "conv", "image", "vgg", "weights", "masks", "patches",
+ORDER = ["errors", "interrupt", "files", "memory", "params", "progress", "conv", "image", "vgg", "weights", "masks", "patches",
          "losses", "optimize", "results", "transform_net", "train", "runs", "methods",
          "methods.gatys", "methods.mrf", "methods.fast", "sweep", "cli", "__main__"]
 
