@@ -316,11 +316,15 @@ def _reject_inputs(method, method_name: str) -> None:
                          "checkpoints; leave it out")
 
 
-def write_result(output: pathlib.Path, fmt: str, result, record: dict) -> dict[str, str]:
+def write_result(output: pathlib.Path, fmt: str, result, record: dict,
+                 inputs: list[tuple[str, pathlib.Path]]) -> dict[str, str]:
     """Writes each named image of `result` (OUTPUT for "output", OUTPUT_<name> for the others)
-    and OUTPUT.json with `record`, all or none (files.write_together); returns {name: path}."""
+    and OUTPUT.json with `record`, all or none (files.write_together), none of them over one of
+    `inputs` (a method may return images it did not declare in OUTPUTS); returns
+    {name: path}."""
     from jstyle import files, image
     paths = {name: _named(output, name) for name in result.images}
+    files.check_outputs(paths.values(), inputs)
     blobs = {paths[name]: image.encode(img, fmt) for name, img in result.images.items()}
     blobs[output.with_suffix(".json")] = json.dumps(
         {**record, "images": {n: str(p) for n, p in paths.items()}}, indent=2,
@@ -432,7 +436,7 @@ def run_command() -> None:
         labels = _labels(photo_path, style_paths, [content, *styles], opts.unmatched) \
             if "labels" in takes else None
         written.append(_run_one(method, method_name, hp, opts, content, styles, labels,
-                                photo_path, style_paths, out, fmt, vgg_weights))
+                                photo_path, style_paths, out, fmt, vgg_weights, read))
     for message in skipped:
         print(f"jstyle: skipped: {message}", file=sys.stderr)
     if len(pairs) > 1 or content_path.is_dir():
@@ -442,7 +446,7 @@ def run_command() -> None:
 
 
 def _run_one(method, method_name, hp, opts, content, styles, labels, content_path, style_paths,
-             output: pathlib.Path, fmt: str, vgg_weights) -> dict:
+             output: pathlib.Path, fmt: str, vgg_weights, inputs) -> dict:
     """Runs the method on one content image and writes its images and record; returns the
     method's record."""
     from jstyle import image
@@ -463,7 +467,7 @@ def _run_one(method, method_name, hp, opts, content, styles, labels, content_pat
                                  "convention": vgg_weights.convention._asdict()}
     record.update({"method": method_name, **result.record, "history": result.history,
                    "versions": _versions()})
-    write_result(output, fmt, result, record)
+    write_result(output, fmt, result, record, inputs)
     if checkpoint.exists():
         checkpoint.unlink()
     done = result.record

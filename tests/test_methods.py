@@ -91,6 +91,7 @@ from jstyle.params import field
 from jstyle.runs import Result, RunOptions
 
 OPTIONS = ("size",)
+OUTPUTS = ("output", "b")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,6 +17,8 @@ and may define
   OPTIONS     the RunOptions fields it reads (default: all of them); flags of the others are
               errors for it
   INPUTS      what it takes of "content", "style", "labels", "weights" (default: all four)
+  OUTPUTS     the names of the images its Result holds (default: ("output",)), so that the
+              command checks them against the inputs before the run
 A method imports jstyle's core modules only, never another method.
 """
 
