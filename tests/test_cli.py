@@ -212,3 +212,27 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues_to_more_steps(pics, tmp
     assert not ckpt.exists()
     missing = jstyle(*args[3:], "--steps=3", "--resume", cwd=tmp_path)
     assert missing.returncode == 2 and "no checkpoint" in missing.stderr
+
+
+def test_after_kill_9_resume_with_other_steps_continues_from_the_periodic_checkpoint(
+        pics, tmp_path):
+    import time
+    ckpt = tmp_path / "out.ckpt.npz"
+    args = [f"--content={pics}/content.png", f"--style={pics}/style.jpg",
+            f"--output={tmp_path / 'out.png'}", "--size=48", "--optimizer=adam",
+            "--print_every=1", "--save_every=3"]
+    child = subprocess.Popen([sys.executable, "-m", "jstyle", *args, "--steps=5000"],
+                             cwd=tmp_path, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not ckpt.exists():
+        assert child.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    child.kill()
+    child.wait()
+    from jstyle import optimize
+    step = optimize.checkpoint_record(ckpt)["step"]
+    resumed = jstyle(*args, f"--steps={step + 2}", "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    record = json.loads((tmp_path / "out.json").read_text())
+    assert record["resumed_from_step"] == step >= 3 and record["steps"] == step + 2
+    assert [h["step"] for h in record["history"]] == list(range(1, step + 3))

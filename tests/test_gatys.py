@@ -64,18 +64,18 @@ def _data(vgg_weights, hp, content, styles, blend):
     return gatys.Data(params, scales, targets, hp)
 
 
-def test_loss_terms_plain_and_jit_agree_and_gradient_is_finite(vgg_weights):
+def test_loss_terms_plain_and_jit_agree_and_gradient_is_finite(tiny_weights):
     hp = gatys.GatysParams(tv_weight=0.01)
     content = jnp.asarray(CONTENT[:33, :35] * 255)
-    data = _data(vgg_weights, hp, content, [jnp.asarray(STYLE * 255)], (1.0,))
+    data = _data(tiny_weights, hp, content, [jnp.asarray(STYLE * 255)], (1.0,))
     x = content + 10.0 * jnp.asarray(RNG.normal(size=content.shape), jnp.float32)
-    plain = gatys.loss_terms(x, data, vgg_weights.convention)
-    jitted = jax.jit(lambda x, d: gatys.loss_terms(x, d, vgg_weights.convention))(x, data)
+    plain = gatys.loss_terms(x, data, tiny_weights.convention)
+    jitted = jax.jit(lambda x, d: gatys.loss_terms(x, d, tiny_weights.convention))(x, data)
     for k in plain:
         np.testing.assert_allclose(jitted[k], plain[k], rtol=1e-4)
     np.testing.assert_allclose(plain["total"], plain["content"] + plain["style"] + plain["tv"]
                                + plain["hist"], rtol=1e-6)
-    grad = jax.grad(lambda x: gatys.objective(x, data, vgg_weights.convention))(x)
+    grad = jax.grad(lambda x: gatys.objective(x, data, tiny_weights.convention))(x)
     assert np.all(np.isfinite(grad)) and np.any(grad != 0)
 
 
@@ -192,13 +192,13 @@ def test_regions_take_their_style_only_from_the_matching_region(vgg_weights):
     assert abs(left_plain - right_plain) < 0.5 * (left - right), (left, right, left_plain, right_plain)
 
 
-def test_remat_gives_the_same_loss_and_gradient(vgg_weights):
+def test_remat_gives_the_same_loss_and_gradient(tiny_weights):
     hp = gatys.GatysParams(hist_weight=1.0)
     content = jnp.asarray(CONTENT * 255)
-    data = _data(vgg_weights, hp, content, [jnp.asarray(STYLE * 255)], (1.0,))
+    data = _data(tiny_weights, hp, content, [jnp.asarray(STYLE * 255)], (1.0,))
     x = content + 10.0 * jnp.asarray(RNG.normal(size=content.shape), jnp.float32)
     grads = [jax.jit(jax.value_and_grad(lambda x: gatys.objective(
-        x, data, vgg_weights.convention, remat=remat)))(x) for remat in (False, True)]
+        x, data, tiny_weights.convention, remat=remat)))(x) for remat in (False, True)]
     np.testing.assert_allclose(grads[1][0], grads[0][0], rtol=1e-5)
     np.testing.assert_allclose(grads[1][1], grads[0][1], rtol=1e-3, atol=1e-6)
 

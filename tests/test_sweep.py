@@ -31,18 +31,18 @@ def test_stack_maps_points_onto_the_union_of_layers():
 
 
 @pytest.mark.parametrize("optimizer,steps", [("adam", 4), ("lbfgs", 3)])
-def test_vmapped_points_match_their_single_runs(vgg_weights, optimizer, steps):
+def test_vmapped_points_match_their_single_runs(tiny_weights, optimizer, steps):
     opts = gatys.RunOptions(size=48, steps=steps, optimizer=optimizer, tol=0.0)
     rng = np.random.default_rng(0)
     content = image.to_levels(image.resize_to_edge(CONTENT, 48))
     inits = np.stack([np.clip(content + rng.normal(0, 20, content.shape), 0, 255)
                       for _ in POINTS]).astype(np.float32)
-    problem = sweep.setup(CONTENT, [STYLE], POINTS, opts, vgg_weights, inits)
+    problem = sweep.setup(CONTENT, [STYLE], POINTS, opts, tiny_weights, inits)
     state = problem.chunk(problem.state, jnp.int32(steps), problem.data)
     assert state.image.shape == (3,) + content.shape
     terms = problem.terms(state.image, problem.data)
     for k, point in enumerate(POINTS):
-        single = gatys.setup(CONTENT, [STYLE], point, opts, vgg_weights, jax.random.key(0),
+        single = gatys.setup(CONTENT, [STYLE], point, opts, tiny_weights, jax.random.key(0),
                              init=inits[k])
         alone = single.chunk(single.state, jnp.int32(steps), single.data)
         np.testing.assert_allclose(state.image[k], alone.image, atol=0.05)
