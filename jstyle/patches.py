@@ -13,7 +13,11 @@ next finer level, and `vote` rebuilds a map from the target patches a field poin
 B -> A is the same call with the maps swapped. Candidates pooled from several maps (CNNMRF's
 rotated and scaled style copies) have no common grid: `nearest_patches` indexes them by their
 position in the pool, int32[rows, columns] (`index_to_field` turns an index on one grid into a
-field).
+field). `search` is PatchMatch over any score of a field.
+
+Centre-based fields (Deep Image Analogy) have one match per map position instead of one per
+valid patch, neighbourhoods clipped at the borders: `overlap_similarity` scores them,
+`vote_centred` rebuilds a map through them and `upsample_offsets` carries them to a finer map.
 
 Patch grid: a map of H x W positions has (H - k) // s + 1 rows and (W - k) // s + 1 columns of
 k x k patches at stride s ("valid" positions only, as CNNMRF's style patches). Patch index
@@ -23,6 +27,7 @@ p = row * columns + column. A patch is float[k, k, C].
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -228,18 +233,126 @@ def similarity(source: jax.Array, target: jax.Array, field: jax.Array, size: int
     return dot / jnp.maximum(src_norm * tgt_norm[field[..., 0], field[..., 1]], EPS)
 
 
+# Centre-based fields (Deep Image Analogy): one match per map position, field[y, x] the
+# (row, column) of the target position whose k x k neighbourhood is compared with (y, x)'s.
+# Neighbourhoods are clipped at the borders: only offsets inside both maps count.
+
+def _shifted(features: jax.Array, dy: int, dx: int) -> tuple[jax.Array, jax.Array]:
+    """(features[y + dy, x + dx] with zeros outside, bool[H, W]: inside) for every (y, x)."""
+    h, w = features.shape[:2]
+    r = max(abs(dy), abs(dx))
+    padded = jnp.pad(features, ((r, r), (r, r), (0, 0)))
+    inside = jnp.pad(jnp.ones((h, w), bool), r)
+    return (padded[r + dy:r + dy + h, r + dx:r + dx + w],
+            inside[r + dy:r + dy + h, r + dx:r + dx + w])
+
+
+def _pointed(target: jax.Array, ys: jax.Array, xs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(target[ys, xs] with positions clipped into the map, bool: the position was inside)."""
+    h, w = target.shape[:2]
+    inside = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
+    return target[jnp.clip(ys, 0, h - 1), jnp.clip(xs, 0, w - 1)], inside
+
+
+def overlap_similarity(source: jax.Array, target: jax.Array, field: jax.Array, size: int
+                       ) -> jax.Array:
+    """For every source position p, the mean over the offsets d of a k x k neighbourhood at
+    which both p + d and field[p] + d lie inside their maps of source[p + d] . target[field[p]
+    + d]: Deep Image Analogy's patch distance, negated (GeneralizedPatchMatch.cu,
+    dist_compute). On features normalised per position (`unit_features`) it is the mean
+    cosine, in [-1, 1].
+
+    Args:
+      source: float[H, W, C]; target: float[H2, W2, C].
+      field: int[H, W, 2], for each source position a target position.
+      size: k, odd.
+    Returns:
+      float[H, W].
+    """
+    r = size // 2
+    total = jnp.zeros(field.shape[:2], source.dtype)
+    count = jnp.zeros(field.shape[:2], source.dtype)
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            near, inside = _shifted(source, dy, dx)
+            far, reached = _pointed(target, field[..., 0] + dy, field[..., 1] + dx)
+            both = inside & reached
+            total = total + jnp.where(both, jnp.sum(near * far, axis=-1), 0.0)
+            count = count + both
+    return total / jnp.maximum(count, 1.0)
+
+
+def unit_features(features: jax.Array) -> jax.Array:
+    """Each position's feature vector divided by its L2 norm: float[H, W, C] -> same."""
+    norms = jnp.sqrt(jnp.sum(jnp.square(features), axis=-1, keepdims=True))
+    return features / jnp.maximum(norms, EPS)
+
+
+def vote_centred(target: jax.Array, field: jax.Array, size: int) -> jax.Array:
+    """A map rebuilt through a centre-based field: position p is the average, over the offsets
+    d of a k x k neighbourhood with p + d inside the field and field[p + d] - d inside the
+    target, of target[field[p + d] - d] (every neighbourhood that covers p votes for what its
+    match puts there; Deep Image Analogy's avg_vote and reconstruct_avg).
+
+    Args:
+      target: float[H2, W2, C], the map the values come from.
+      field: int[H, W, 2], for each position of the map being rebuilt a target position.
+      size: k, odd.
+    Returns:
+      float[H, W, C].
+    """
+    r = size // 2
+    total = jnp.zeros((*field.shape[:2], target.shape[-1]), target.dtype)
+    count = jnp.zeros((*field.shape[:2], 1), target.dtype)
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            match, inside = _shifted(field, dy, dx)
+            value, reached = _pointed(target, match[..., 0] - dy, match[..., 1] - dx)
+            both = (inside & reached)[..., None]
+            total = total + jnp.where(both, value, 0.0)
+            count = count + both
+    return total / jnp.maximum(count, 1.0)
+
+
+def upsample_offsets(field: jax.Array, rows: int, columns: int, target_rows: int,
+                     target_columns: int) -> jax.Array:
+    """A centre-based field carried to a finer map of any size, as Deep Image Analogy starts
+    each layer (GeneralizedPatchMatch.cu, upSample_kernel): fine position p takes the match
+    of its coarse position p_c = floor((p + 0.5) / s) (s = fine / coarse size, per axis) and
+    keeps its offset, scaled: floor(p + (match - p_c) * s + 0.5), clipped to the target.
+
+    Args:
+      field: int[r, c, 2], on the coarse map.
+      rows, columns: the fine source map; target_rows, target_columns: the fine target map.
+    Returns:
+      int32[rows, columns, 2].
+    """
+    scale = jnp.array([rows / field.shape[0], columns / field.shape[1]], jnp.float32)
+    fine = jnp.stack(jnp.meshgrid(jnp.arange(rows), jnp.arange(columns), indexing="ij"), -1)
+    coarse = jnp.clip(jnp.floor((fine + 0.5) / scale).astype(jnp.int32), 0,
+                      jnp.array([field.shape[0] - 1, field.shape[1] - 1]))
+    match = field[coarse[..., 0], coarse[..., 1]]
+    moved = jnp.floor(fine + (match - coarse) * scale + 0.5).astype(jnp.int32)
+    return jnp.clip(moved, 0, jnp.array([target_rows - 1, target_columns - 1]))
+
+
+def identity_field(rows: int, columns: int) -> jax.Array:
+    """The centre-based field of each position to itself: int32[rows, columns, 2]."""
+    return jnp.stack(jnp.meshgrid(jnp.arange(rows, dtype=jnp.int32),
+                                  jnp.arange(columns, dtype=jnp.int32), indexing="ij"), -1)
+
+
 def _grid_norms(source, target, size, target_stride):
     """(norms of the source's stride-1 patches, norms of the target's patches on its grid)."""
     return (patch_norms(source, size),
             patch_norms(target, size)[::target_stride, ::target_stride])
 
 
-def _best(source, target, size, stride, norms, field, score, candidate, fill, allowed):
+def _best(score_fn, field, score, candidate, fill, allowed):
     """Keeps, per position to `fill`, the better of the current match and `candidate` (same
-    shapes), counting only `allowed` target patches."""
-    candidate_score = similarity(source, target, candidate, size, stride, norms)
-    candidate_score = jnp.where(allowed[candidate[..., 0], candidate[..., 1]], candidate_score,
-                                -jnp.inf)
+    shapes), counting only `allowed` target positions."""
+    candidate_score = jnp.where(allowed[candidate[..., 0], candidate[..., 1]],
+                                score_fn(candidate), -jnp.inf)
     better = (candidate_score > score) & fill
     return jnp.where(better[..., None], candidate, field), jnp.where(better, candidate_score, score)
 
@@ -249,42 +362,71 @@ def patchmatch(key: jax.Array, source: jax.Array, target: jax.Array, size: int =
                samples: int = 4, init: jax.Array | None = None,
                fill: jax.Array | None = None, allowed: jax.Array | None = None
                ) -> tuple[jax.Array, jax.Array]:
-    """PatchMatch (Barnes et al. 2009), vectorised: an approximate NNF, every position at once.
+    """PatchMatch (Barnes et al. 2009) by cosine similarity of k x k patches (`similarity`),
+    vectorised: an approximate NNF, every position at once (`search`).
 
-    Start from a random field; each iteration then
-      * propagates by jump flooding: for jumps J, J/2, ..., 1 (J the largest power of two below
-        the source grid's size), every position tries its four neighbours' matches at that
-        distance, shifted by the offset (the sequential scan-order propagation, made parallel);
-      * searches randomly around its match in windows of radius R, R alpha, R alpha^2, ... >= 1
-        (R the target grid's size), one uniform candidate per radius.
-    Matches are scored by cosine similarity of patches (`similarity`). The default of 16
-    iterations (4 samples per radius) is the count at which the mean similarity first reaches
-    98% of the exact NNF's on real VGG-19 features up to relu3_1 of 512 px images
-    (tubingen x starry_night; relu4_1 needs 4 or fewer). Larger maps need more iterations;
-    starting from the coarser level's field (`init`, `upsample_field`) is the cheaper way
-    (README, "Nearest-neighbour fields").
+    The default of 16 iterations (4 samples per radius) is the count at which the mean
+    similarity first reaches 98% of the exact NNF's on real VGG-19 features up to relu3_1 of
+    512 px images (tubingen x starry_night; relu4_1 needs 4 or fewer). Larger maps need more
+    iterations; starting from the coarser level's field (`init`, `upsample_field`) is the
+    cheaper way (README, "Nearest-neighbour fields").
 
     Args:
       key: PRNG key for the initial field and the random search.
       source: float[H, W, C]; every stride-1 k x k patch is matched.
       target: float[H2, W2, C]; its patches at `target_stride` are the candidates.
-      iterations: propagation + search rounds.
-      alpha: ratio of consecutive search radii.
-      samples: random candidates per radius and iteration.
-      init: a starting field, int[rows, columns, 2] (e.g. `upsample_field` of the coarser
-        level's, or an earlier call's to continue it); default: uniformly random over the
-        allowed target patches.
-      fill: bool[rows, columns], the source positions whose matches are searched (default:
-        all); the others keep their `init` match (Deep Painterly Harmonization's region).
-      allowed: bool[t_rows, t_columns], the target patches that may be matched (default: all;
-        at least one).
+      iterations, alpha, samples, init, fill, allowed: as for `search`, on the source's patch
+        grid and the target's grid at `target_stride`.
     Returns:
       (field int32[rows, columns, 2], (row, column) on the target's grid;
        similarity float32[rows, columns]).
     """
-    h, w, _ = source.shape
-    rows, cols = grid_shape(h, w, size)
-    t_rows, t_cols = grid_shape(target.shape[0], target.shape[1], size, target_stride)
+    norms = _grid_norms(source, target, size, target_stride)  # fixed: computed once
+    return search(key, lambda f: similarity(source, target, f, size, target_stride, norms),
+                  grid_shape(source.shape[0], source.shape[1], size),
+                  grid_shape(target.shape[0], target.shape[1], size, target_stride),
+                  iterations, alpha=alpha, samples=samples, init=init, fill=fill,
+                  allowed=allowed)
+
+
+def search(key: jax.Array, score_fn: Callable[[jax.Array], jax.Array],
+           shape: tuple[int, int], target_shape: tuple[int, int], iterations: int = 16, *,
+           alpha: float = 0.5, samples: int = 4, init: jax.Array | None = None,
+           fill: jax.Array | None = None, allowed: jax.Array | None = None,
+           max_jump: int | None = None, radius: float | None = None
+           ) -> tuple[jax.Array, jax.Array]:
+    """PatchMatch's search for the field that maximises any per-position score, every position
+    updated in parallel.
+
+    Start from `init` or a random field; each iteration then
+      * propagates by jump flooding: for jumps J, J/2, ..., 1 (J: `max_jump`, default the
+        largest power of two below the grid's size), every position tries its four neighbours'
+        matches at that distance, shifted by the offset (the sequential scan-order propagation
+        made parallel, as Deep Image Analogy's GPU PatchMatch does with J = 8);
+      * searches randomly around its match in windows of radius R, R alpha, R alpha^2, ... >= 1
+        (R: `radius`, at most and by default the target grid's longer side), `samples` uniform
+        candidates per radius.
+
+    Args:
+      key: PRNG key for the initial field and the random search.
+      score_fn: field int32[rows, columns, 2] -> float[rows, columns], higher is better (a
+        pure function of the field: `similarity`, `overlap_similarity` or a sum of them).
+      shape: (rows, columns) of the source grid; target_shape: (t_rows, t_columns) of the
+        target grid the field points into.
+      iterations: propagation + search rounds.
+      alpha: ratio of consecutive search radii.
+      samples: random candidates per radius and iteration.
+      init: a starting field, int[rows, columns, 2] (e.g. an upsampled coarser level's, or an
+        earlier call's to continue it); default: uniformly random over the allowed targets.
+      fill: bool[rows, columns], the positions whose matches are searched (default: all); the
+        others keep their `init` match (Deep Painterly Harmonization's region).
+      allowed: bool[t_rows, t_columns], the target positions that may be matched (default:
+        all; at least one).
+    Returns:
+      (field int32[rows, columns, 2]; its score float32[rows, columns]).
+    """
+    rows, cols = shape
+    t_rows, t_cols = target_shape
     high = jnp.array([t_rows - 1, t_cols - 1], jnp.int32)
     key, init_key = jax.random.split(key)
     allowed_given = allowed is not None
@@ -301,12 +443,12 @@ def patchmatch(key: jax.Array, source: jax.Array, target: jax.Array, size: int =
                                               t_cols)], axis=-1).astype(jnp.int32)
     else:
         field = jnp.clip(jnp.asarray(init, jnp.int32), 0, high)
-    norms = _grid_norms(source, target, size, target_stride)  # fixed: computed once
-    score = similarity(source, target, field, size, target_stride, norms)
-    score = jnp.where(allowed[field[..., 0], field[..., 1]], score, -jnp.inf)
-    jumps = [2 ** j for j in reversed(range(max(1, (max(rows, cols) - 1).bit_length())))]
+    score = jnp.where(allowed[field[..., 0], field[..., 1]], score_fn(field), -jnp.inf)
+    top = max(1, (max(rows, cols) - 1).bit_length()) if max_jump is None else \
+        max(1, int(max_jump).bit_length())
+    jumps = [2 ** j for j in reversed(range(top))]
     radii = []
-    radius = float(max(t_rows, t_cols))
+    radius = float(max(t_rows, t_cols) if radius is None else min(radius, max(t_rows, t_cols)))
     while radius >= 1.0:
         radii.append(radius)
         radius *= alpha
@@ -322,15 +464,14 @@ def patchmatch(key: jax.Array, source: jax.Array, target: jax.Array, size: int =
                 moved = field[ys][:, xs] - jnp.stack(
                     [(ys - jnp.arange(rows))[:, None] * jnp.ones((1, cols), jnp.int32),
                      (xs - jnp.arange(cols))[None, :] * jnp.ones((rows, 1), jnp.int32)], -1)
-                field, score = _best(source, target, size, target_stride, norms, field, score,
-                                     jnp.clip(moved, 0, high), fill, allowed)
+                field, score = _best(score_fn, field, score, jnp.clip(moved, 0, high), fill,
+                                     allowed)
         for i, r in enumerate(radii):
             for j in range(samples):
                 offset = jax.random.uniform(jax.random.fold_in(step_key, i * samples + j),
                                             (rows, cols, 2), minval=-r, maxval=r)
                 candidate = jnp.clip(field + jnp.round(offset).astype(jnp.int32), 0, high)
-                field, score = _best(source, target, size, target_stride, norms, field, score,
-                                     candidate, fill, allowed)
+                field, score = _best(score_fn, field, score, candidate, fill, allowed)
         return (field, score), None
 
     (field, score), _ = jax.lax.scan(iteration, (field, score),
