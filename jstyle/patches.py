@@ -237,14 +237,26 @@ def similarity(source: jax.Array, target: jax.Array, field: jax.Array, size: int
 # (row, column) of the target position whose k x k neighbourhood is compared with (y, x)'s.
 # Neighbourhoods are clipped at the borders: only offsets inside both maps count.
 
-def _shifted(features: jax.Array, dy: int, dx: int) -> tuple[jax.Array, jax.Array]:
-    """(features[y + dy, x + dx] with zeros outside, bool[H, W]: inside) for every (y, x)."""
+def _offsets(size: int) -> jax.Array:
+    """The (dy, dx) of a k x k neighbourhood, centre (0, 0): int32[k * k, 2]."""
+    r = size // 2
+    return jnp.array([(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)],
+                     jnp.int32)
+
+
+def _shifted(padded: jax.Array, inside: jax.Array, r: int, shape: tuple[int, int],
+             offset: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(map[y + dy, x + dx], bool: inside the map) for every (y, x) of an H x W map, from the
+    map zero-padded by r (`padded`) and its padded inside mask; offset int32[2] = (dy, dx)."""
+    start = (r + offset[0], r + offset[1])
+    near = jax.lax.dynamic_slice(padded, (*start, 0), (*shape, padded.shape[-1]))
+    return near, jax.lax.dynamic_slice(inside, start, shape)
+
+
+def _pad(features: jax.Array, r: int) -> tuple[jax.Array, jax.Array]:
+    """(features zero-padded by r on both spatial axes, bool mask of the original positions)."""
     h, w = features.shape[:2]
-    r = max(abs(dy), abs(dx))
-    padded = jnp.pad(features, ((r, r), (r, r), (0, 0)))
-    inside = jnp.pad(jnp.ones((h, w), bool), r)
-    return (padded[r + dy:r + dy + h, r + dx:r + dx + w],
-            inside[r + dy:r + dy + h, r + dx:r + dx + w])
+    return (jnp.pad(features, ((r, r), (r, r), (0, 0))), jnp.pad(jnp.ones((h, w), bool), r))
 
 
 def _pointed(target: jax.Array, ys: jax.Array, xs: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -270,16 +282,24 @@ def overlap_similarity(source: jax.Array, target: jax.Array, field: jax.Array, s
       float[H, W].
     """
     r = size // 2
-    total = jnp.zeros(field.shape[:2], source.dtype)
-    count = jnp.zeros(field.shape[:2], source.dtype)
-    for dy in range(-r, r + 1):
-        for dx in range(-r, r + 1):
-            near, inside = _shifted(source, dy, dx)
-            far, reached = _pointed(target, field[..., 0] + dy, field[..., 1] + dx)
-            both = inside & reached
-            total = total + jnp.where(both, jnp.sum(near * far, axis=-1), 0.0)
-            count = count + both
+    padded, inside = _pad(source, r)
+
+    def add(offset, carry):
+        total, count = carry
+        near, near_inside = _shifted(padded, inside, r, field.shape[:2], offset)
+        far, reached = _pointed(target, field[..., 0] + offset[0], field[..., 1] + offset[1])
+        both = near_inside & reached
+        return total + jnp.where(both, jnp.sum(near * far, axis=-1), 0.0), count + both
+
+    zeros = jnp.zeros(field.shape[:2], source.dtype)
+    total, count = _over(_offsets(size), add, (zeros, zeros))
     return total / jnp.maximum(count, 1.0)
+
+
+def _over(offsets: jax.Array, add, carry):
+    """carry after add(offset, carry) for each row of `offsets`, in a loop (lax.fori_loop):
+    one copy of the body in the program."""
+    return jax.lax.fori_loop(0, offsets.shape[0], lambda i, c: add(offsets[i], c), carry)
 
 
 def unit_features(features: jax.Array) -> jax.Array:
@@ -302,15 +322,18 @@ def vote_centred(target: jax.Array, field: jax.Array, size: int) -> jax.Array:
       float[H, W, C].
     """
     r = size // 2
-    total = jnp.zeros((*field.shape[:2], target.shape[-1]), target.dtype)
-    count = jnp.zeros((*field.shape[:2], 1), target.dtype)
-    for dy in range(-r, r + 1):
-        for dx in range(-r, r + 1):
-            match, inside = _shifted(field, dy, dx)
-            value, reached = _pointed(target, match[..., 0] - dy, match[..., 1] - dx)
-            both = (inside & reached)[..., None]
-            total = total + jnp.where(both, value, 0.0)
-            count = count + both
+    padded, inside = _pad(field, r)
+
+    def add(offset, carry):
+        total, count = carry
+        match, near_inside = _shifted(padded, inside, r, field.shape[:2], offset)
+        value, reached = _pointed(target, match[..., 0] - offset[0], match[..., 1] - offset[1])
+        both = (near_inside & reached)[..., None]
+        return total + jnp.where(both, value, 0.0), count + both
+
+    total, count = _over(_offsets(size), add,
+                         (jnp.zeros((*field.shape[:2], target.shape[-1]), target.dtype),
+                          jnp.zeros((*field.shape[:2], 1), target.dtype)))
     return total / jnp.maximum(count, 1.0)
 
 
@@ -453,26 +476,35 @@ def search(key: jax.Array, score_fn: Callable[[jax.Array], jax.Array],
         radii.append(radius)
         radius *= alpha
 
-    def iteration(carry, step_key):
+    # the propagation's (dy, dx) and the random search's (radius, sample) pairs, each looped
+    # over by lax.scan: one copy of the score in the program however many there are
+    moves = jnp.array([(s * jump, 0) if axis == 0 else (0, s * jump)
+                       for jump in jumps for axis in (0, 1) for s in (1, -1)], jnp.int32)
+    draws = jnp.array([(r, i * samples + j) for i, r in enumerate(radii)
+                       for j in range(samples)], jnp.float32).reshape(-1, 2)
+    ys, xs = jnp.arange(rows), jnp.arange(cols)
+
+    def propagate(carry, move):
         field, score = carry
-        for jump in jumps:
-            for dy, dx in ((jump, 0), (-jump, 0), (0, jump), (0, -jump)):
-                # the match of the neighbour at (y + dy, x + dx), moved back by the offset
-                # (clipped at the borders, where the neighbour is the position itself)
-                ys = jnp.clip(jnp.arange(rows) + dy, 0, rows - 1)
-                xs = jnp.clip(jnp.arange(cols) + dx, 0, cols - 1)
-                moved = field[ys][:, xs] - jnp.stack(
-                    [(ys - jnp.arange(rows))[:, None] * jnp.ones((1, cols), jnp.int32),
-                     (xs - jnp.arange(cols))[None, :] * jnp.ones((rows, 1), jnp.int32)], -1)
-                field, score = _best(score_fn, field, score, jnp.clip(moved, 0, high), fill,
-                                     allowed)
-        for i, r in enumerate(radii):
-            for j in range(samples):
-                offset = jax.random.uniform(jax.random.fold_in(step_key, i * samples + j),
-                                            (rows, cols, 2), minval=-r, maxval=r)
-                candidate = jnp.clip(field + jnp.round(offset).astype(jnp.int32), 0, high)
-                field, score = _best(score_fn, field, score, candidate, fill, allowed)
-        return (field, score), None
+        # the match of the neighbour at (y + dy, x + dx), moved back by the offset (clipped at
+        # the borders, where the neighbour is the position itself)
+        ny, nx = jnp.clip(ys + move[0], 0, rows - 1), jnp.clip(xs + move[1], 0, cols - 1)
+        moved = field[ny][:, nx] - jnp.stack(jnp.meshgrid(ny - ys, nx - xs, indexing="ij"), -1)
+        return _best(score_fn, field, score, jnp.clip(moved, 0, high), fill, allowed), None
+
+    def iteration(carry, step_key):
+        carry, _ = jax.lax.scan(propagate, carry, moves)
+
+        def explore(carry, draw):
+            field, score = carry
+            r = draw[0]
+            offset = jax.random.uniform(jax.random.fold_in(step_key, draw[1].astype(jnp.int32)),
+                                        (rows, cols, 2), minval=-r, maxval=r)
+            candidate = jnp.clip(field + jnp.round(offset).astype(jnp.int32), 0, high)
+            return _best(score_fn, field, score, candidate, fill, allowed), None
+
+        carry, _ = jax.lax.scan(explore, carry, draws)
+        return carry, None
 
     (field, score), _ = jax.lax.scan(iteration, (field, score),
                                      jax.random.split(key, iterations))

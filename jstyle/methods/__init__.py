@@ -30,7 +30,7 @@ from types import ModuleType
 
 from jstyle.errors import InputError
 
-BUILTIN = ("gatys", "mrf", "fast")  # jstyle's own methods, in the order tables list them
+BUILTIN = ("gatys", "mrf", "fast", "analogy")  # jstyle's own methods, in the order tables list them
 REQUIRED = ("Params", "PRESETS", "validate", "run")
 ALL_INPUTS = ("content", "style", "labels", "weights")
 
