@@ -281,6 +281,7 @@ def overlap_similarity(source: jax.Array, target: jax.Array, field: jax.Array, s
     Returns:
       float[H, W].
     """
+    source, target, field = jnp.asarray(source), jnp.asarray(target), jnp.asarray(field)
     r = size // 2
     padded, inside = _pad(source, r)
 
@@ -321,6 +322,7 @@ def vote_centred(target: jax.Array, field: jax.Array, size: int) -> jax.Array:
     Returns:
       float[H, W, C].
     """
+    target, field = jnp.asarray(target), jnp.asarray(field)
     r = size // 2
     padded, inside = _pad(field, r)
 

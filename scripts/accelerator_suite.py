@@ -58,6 +58,9 @@ BENCHMARKS = {
     "mrf_step": (["scripts/mrf_benchmark.py", "--peer=none"], {
         "accelerator": ["--size=384", "--strides=2,1", "--steps=5", "--rounds=5"],
         "tiny": ["--size=64", "--strides=2", "--steps=1", "--rounds=1"]}),
+    "analogy": (["scripts/analogy_benchmark.py"], {
+        "accelerator": ["--size=448", "--runs=1:both,0.5:both"],
+        "tiny": ["--size=32", "--runs=1:forward", "--iterations=1", "--deconv_steps=1"]}),
     "memory": (["scripts/memory_benchmark.py"], {
         "accelerator": ["--sizes=1024,2048", "--steps=2"],
         "tiny": ["--sizes=32", "--steps=1"]}),

@@ -1,11 +1,11 @@
 """Deep Image Analogy on a square pair: time per stage and in total, and peak memory.
 
-  python scripts/analogy_benchmark.py [--size=448] [--ratios=1,0.5] [--markdown=FILE]
+  python scripts/analogy_benchmark.py [--size=448] [--runs=1:both,0.5:both] [--markdown=FILE]
 
 Both images are centre-cropped to squares and resized to --size x --size (the authors' usual
-448 x 448), then `jstyle.methods.analogy` runs its `code` preset at each --ratios entry, each in
-a fresh process (so peak memory is that run's): both directions, 10 PatchMatch iterations per
-layer, 100 L-BFGS iterations per deconvolution. Times include compilation (a run compiles
+448 x 448), then `jstyle.methods.analogy` runs its `code` preset at each --runs entry's ratio
+and directions, each in a fresh process (so peak memory is that run's): 10 PatchMatch
+iterations per layer, 100 L-BFGS iterations per deconvolution. Times include compilation (a run compiles
 each layer's PatchMatch and deconvolution once). The authors' code runs on CUDA GPUs only, so
 no peer runs beside it on a CPU.
 
@@ -25,13 +25,14 @@ from absl import app, flags
 SHARED = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "images"
 
 flags.DEFINE_integer("size", 448, "Side of both square images, pixels.")
-flags.DEFINE_list("ratios", ["1", "0.5"], "--ratio values to measure.")
+flags.DEFINE_list("runs", ["1:both", "0.5:both"], "Runs to measure, each RATIO:DIRECTIONS "
+                  "(--ratio and --directions: both, or forward for A' only).")
 flags.DEFINE_string("content", str(SHARED / "content" / "brad_pitt.jpg"), "Image A.")
 flags.DEFINE_string("style", str(SHARED / "style" / "picasso_selfport1907.jpg"), "Image B'.")
 flags.DEFINE_integer("iterations", 10, "PatchMatch iterations per layer.")
 flags.DEFINE_integer("deconv_steps", 100, "L-BFGS iterations per deconvolution.")
 flags.DEFINE_string("markdown", None, "Also write the Markdown table here.")
-flags.DEFINE_float("worker", None, "Internal: run one ratio in this process.")
+flags.DEFINE_string("worker", None, "Internal: run one RATIO:DIRECTIONS in this process.")
 flags.DEFINE_string("save", None, "Internal: where the worker writes A' (PNG).")
 FLAGS = flags.FLAGS
 
@@ -46,20 +47,23 @@ def _square(path: str, size: int):
     return image.resize(img[top:top + side, left:left + side], size, size)
 
 
-def worker(ratio: float) -> dict:
-    """Runs analogy once at `ratio`; returns its timings and peak memory."""
+def worker(spec: str) -> dict:
+    """Runs analogy once as `spec` (RATIO:DIRECTIONS) says; returns its timings and peak
+    memory."""
     import jax
     from jstyle import image, memory, weights
     from jstyle.methods import analogy
     hp, opts = analogy.PRESETS["code"]
-    hp = dataclasses.replace(hp, ratio=ratio, iterations=FLAGS.iterations,
-                             deconv_steps=FLAGS.deconv_steps)
+    ratio, directions = float(spec.split(":")[0]), spec.split(":")[1]
+    hp = dataclasses.replace(hp, ratio=ratio, directions=directions,
+                             iterations=FLAGS.iterations)
+    opts = dataclasses.replace(opts, steps=FLAGS.deconv_steps, size=FLAGS.size)
     a, bp = _square(FLAGS.content, FLAGS.size), _square(FLAGS.style, FLAGS.size)
     result = analogy.run(a, [bp], hp, opts, weights.load(), jax.random.key(0), progress=True)
     if FLAGS.save:
         image.save(FLAGS.save, result.image)
     layers = result.record["layers"]
-    return {"size": FLAGS.size, "ratio": ratio, "device": jax.devices()[0].device_kind,
+    return {"size": FLAGS.size, "ratio": ratio, "directions": directions, "device": jax.devices()[0].device_kind,
             "patchmatch_seconds": round(sum(l["patchmatch_seconds"] for l in layers), 1),
             "deconv_seconds": round(sum(l.get("deconv_seconds", 0.0) for l in layers), 1),
             "vote_seconds": result.record["vote_seconds"],
@@ -69,11 +73,12 @@ def worker(ratio: float) -> dict:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = [f"| pair | ratio | network size | PatchMatch | deconvolution | pixel vote | total "
-             "| peak memory |", "|---|---|---|---|---|---|---|---|"]
+    lines = [f"| pair | ratio | directions | network size | PatchMatch | deconvolution | pixel vote | total "
+             "| peak memory |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         side = round(r["size"] * r["ratio"])
-        lines.append(f"| {r['size']} x {r['size']} | {r['ratio']:g} | {side} x {side} | "
+        lines.append(f"| {r['size']} x {r['size']} | {r['ratio']:g} | {r['directions']} | "
+                     f"{side} x {side} | "
                      f"{r['patchmatch_seconds']:.0f} s | {r['deconv_seconds']:.0f} s | "
                      f"{r['vote_seconds']:.1f} s | **{r['total_seconds']:.0f} s** | "
                      f"{r['peak_rss_gib']:.1f} GiB |")
@@ -86,8 +91,8 @@ def main(argv):
         print(json.dumps(worker(FLAGS.worker)), flush=True)
         return
     rows = []
-    for ratio in FLAGS.ratios:
-        args = [sys.executable, __file__, f"--worker={float(ratio)}", f"--size={FLAGS.size}",
+    for spec in FLAGS.runs:
+        args = [sys.executable, __file__, f"--worker={spec}", f"--size={FLAGS.size}",
                 f"--content={FLAGS.content}", f"--style={FLAGS.style}",
                 f"--iterations={FLAGS.iterations}", f"--deconv_steps={FLAGS.deconv_steps}"]
         done = subprocess.run(args, stdout=subprocess.PIPE, text=True, check=True)

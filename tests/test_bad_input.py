@@ -100,6 +100,12 @@ CASES = [
     ("resume without a checkpoint", (*BASE, "--resume"), "no checkpoint", None),
     ("corrupt checkpoint", (*BASE, "--resume"), "not a readable checkpoint", "badckpt"),
     ("a fresh run over an unfinished one", BASE, "holds an unfinished run", "badckpt"),
+    ("analogy: too small after --ratio", (C, S, OUT, "--method=analogy", "--ratio=0.05"),
+     "after the size limits and --ratio=0.05, but relu5_1 needs at least 16 px", None),
+    ("mask flag given to analogy", (C, S, OUT, "--method=analogy", "--content_mask=mask.json"),
+     "--content_mask does not apply to --method=analogy", None),
+    ("two styles for analogy", (C, "--style=style.jpg,style.jpg", OUT, "--method=analogy"),
+     "takes one --style image (B'), got 2", None),
     # training and experiments
     ("train workdir is a file", ("train", S, "--data_dir=photos", "--workdir=notes.txt"),
      "--workdir=notes.txt is a file; give a folder", "notes+photos"),

@@ -40,8 +40,9 @@ The presets photo2style, portrait, style2style, style2photo and photo2photo carr
 the authors' README recommends per application (README, "Tips").
 
 Sizes, as the code's LoadInputs: an image with a side over `max_side` (700) or under
-`min_side` (200), or an area over `max_area` (350,000 px), is resized first; the results are
-resized back to the inputs' sizes. `ratio` scales both images before the network (the code's
+`min_side` (200), or an area over `max_area` (350,000 px), is resized first, and the results
+are resized back to the inputs' sizes; `--size=N` instead sizes both images to a longer edge
+of N and keeps the results at that size. `ratio` scales both images before the network (the code's
 resizeRatio): the fields are found at that size and upsampled, and the pixel vote uses the
 full-size images.
 """
@@ -71,7 +72,9 @@ BLEND_LEVELS = {1: (0.7, 0.6, 0.5, 0.0), 2: (0.8, 0.7, 0.6, 0.1), 3: (0.9, 0.8, 
 #   alpha for relu4_1 .. relu1_1 (DeepAnalogy.cu, ComputeAnn, `switch (weightLevel)`)
 MASKS = ("hard", "sigmoid")
 DIRECTIONS = ("both", "forward")
-OPTIONS = ("seed", "print_every")  # the run options it reads
+OPTIONS = ("size", "steps", "seed", "print_every")  # the run options it reads: --steps is the
+#   L-BFGS iterations of each deconvolution (100, Deconv.cpp's solver); --size the longer edge
+#   of both images in place of the size limits (0: the limits)
 INPUTS = ("content", "style", "weights")
 OUTPUTS = ("output", "b")
 
@@ -100,8 +103,6 @@ class AnalogyParams:
     threshold: float = field(0.05, "tau: the normalised feature response where the mask "
                              "turns on.")  # blend: `thre = 0.05`; paper Sec. 4.3
     sharpness: float = field(300.0, "kappa of --mask=sigmoid.")  # paper Sec. 4.3
-    deconv_steps: int = field(100, "L-BFGS iterations of each feature deconvolution.")
-    #   Deconv.cpp's lbfgs solver
     deconv_depth: int = field(2, "Deconvolve layer L's target down to layer L-2 and forward to "
                               "L-1 (2, the code), or solve for L-1 directly (1, the paper).")
     directions: str = field("both", "both (A' and B) or forward (A' only, half the work: B is "
@@ -114,16 +115,17 @@ class AnalogyParams:
 
 
 Params = AnalogyParams
+OPTS = RunOptions(size=0, steps=100)  # the size limits; 100 L-BFGS iterations per deconvolution
 PRESETS = {
-    "code": (AnalogyParams(), RunOptions()),
-    "paper": (AnalogyParams(blend_level=2, mask="sigmoid", deconv_depth=1), RunOptions()),
+    "code": (AnalogyParams(), OPTS),
+    "paper": (AnalogyParams(blend_level=2, mask="sigmoid", deconv_depth=1), OPTS),
     # the authors' README, "Tips": settings per application
-    "photo2style": (AnalogyParams(blend_level=3, ratio=1.0), RunOptions()),
-    "portrait": (AnalogyParams(blend_level=3, ratio=0.5), RunOptions()),  # "for face
-    #   (portrait) cases, we find ratio = 0.5 often make the results better"
-    "style2style": (AnalogyParams(blend_level=3, ratio=1.0), RunOptions()),
-    "style2photo": (AnalogyParams(blend_level=2, ratio=0.5), RunOptions()),
-    "photo2photo": (AnalogyParams(blend_level=3, ratio=1.0), RunOptions()),
+    "photo2style": (AnalogyParams(blend_level=3, ratio=1.0), OPTS),
+    "portrait": (AnalogyParams(blend_level=3, ratio=0.5), OPTS),  # "for face (portrait)
+    #   cases, we find ratio = 0.5 often make the results better"
+    "style2style": (AnalogyParams(blend_level=3, ratio=1.0), OPTS),
+    "style2photo": (AnalogyParams(blend_level=2, ratio=0.5), OPTS),
+    "photo2photo": (AnalogyParams(blend_level=3, ratio=1.0), OPTS),
 }
 
 
@@ -150,8 +152,9 @@ def validate(hp: AnalogyParams, opts: RunOptions, num_styles: int) -> None:
     for name in ("iterations", "max_jump", "min_side", "max_side", "max_area"):
         if getattr(hp, name) < 1:
             raise InputError(f"--{name}={getattr(hp, name)} must be >= 1")
-    if hp.deconv_steps < 0:
-        raise InputError(f"--deconv_steps={hp.deconv_steps} must be >= 0")
+    for name in ("size", "steps", "print_every"):
+        if getattr(opts, name) < 0:
+            raise InputError(f"--{name}={getattr(opts, name)} must be >= 0")
     if hp.min_side > hp.max_side:
         raise InputError(f"--min_side={hp.min_side} is above --max_side={hp.max_side}; give "
                          "min_side <= max_side")
@@ -159,8 +162,6 @@ def validate(hp: AnalogyParams, opts: RunOptions, num_styles: int) -> None:
         raise InputError(f"--ratio={hp.ratio} is invalid; give a scale in (0, 4], such as 0.5")
     if not 0 <= hp.threshold <= 1 or hp.sharpness <= 0:
         raise InputError("--threshold must be in [0, 1] and --sharpness > 0")
-    if opts.print_every < 0:
-        raise InputError(f"--print_every={opts.print_every} must be >= 0")
 
 
 def fit_limits(shape: tuple[int, int], hp: AnalogyParams, what: str) -> tuple[int, int]:
@@ -233,6 +234,8 @@ def _inversion(start: str | None, end: str):
     def objective(x, data):
         params, target = data
         return jnp.mean(jnp.square(vgg.forward(params, x, start, end) - target))
+    # optax's zoom line search: about 1.1 evaluations per step here; a backtracking search
+    # (the authors' solver's) stalled on the image-level inversion at 448 px (README)
     optimizer = optimize.make_optimizer("lbfgs", 1.0)
     return optimizer, optimize.make_chunk(objective, optimizer, linesearch="zoom", tol=0.0,
                                           bounds=None)
@@ -288,8 +291,11 @@ def run(content: np.ndarray, styles: list[np.ndarray], hp: AnalogyParams, opts: 
     started = time.perf_counter()
     key = jax.random.key(opts.seed) if key is None else key
     both = hp.directions == "both"
-    a_full = image_lib.resize(content, *fit_limits(content.shape[:2], hp, "--content"))
-    bp_full = image_lib.resize(styles[0], *fit_limits(styles[0].shape[:2], hp, "--style"))
+    if opts.size:  # the user's size for both, else the code's limits
+        a_full, bp_full = (image_lib.resize_to_edge(x, opts.size) for x in (content, styles[0]))
+    else:
+        a_full = image_lib.resize(content, *fit_limits(content.shape[:2], hp, "--content"))
+        bp_full = image_lib.resize(styles[0], *fit_limits(styles[0].shape[:2], hp, "--style"))
     scaled = lambda img: image_lib.resize(img, max(1, round(img.shape[0] * hp.ratio)),
                                           max(1, round(img.shape[1] * hp.ratio)))
     a, bp = scaled(a_full), scaled(bp_full)
@@ -347,7 +353,7 @@ def run(content: np.ndarray, styles: list[np.ndarray], hp: AnalogyParams, opts: 
             def reconstruct(own_feats, own_input, source_map, field):
                 target = patches.vote_centred(source_map, field, settings["size"])
                 x, error = invert(params, target, start, layer,
-                                  below(own_feats, start, own_input), hp.deconv_steps)
+                                  below(own_feats, start, own_input), opts.steps)
                 return (x if start == nxt else vgg.forward(params, x, start, nxt)), error
 
             a_prime, entry["deconv_error_a"] = reconstruct(feats_a, inputs_a, fbp, field_ab)
@@ -363,11 +369,13 @@ def run(content: np.ndarray, styles: list[np.ndarray], hp: AnalogyParams, opts: 
     clock = time.perf_counter()  # pixels: the fields at full size, and the votes
     field_ab = patches.upsample_offsets(field_ab, *a_full.shape[:2], *bp_full.shape[:2])
     a_out = patches.vote_centred(jnp.asarray(bp_full), field_ab, hp.pixel_patch_size)
-    images = {"output": image_lib.resize(np.asarray(a_out, np.float32), *content.shape[:2])}
+    back = lambda out, original: (np.asarray(out, np.float32) if opts.size else  # the code
+                                  image_lib.resize(np.asarray(out, np.float32), *original.shape[:2]))
+    images = {"output": back(a_out, content)}
     if both:
         field_ba = patches.upsample_offsets(field_ba, *bp_full.shape[:2], *a_full.shape[:2])
         b_out = patches.vote_centred(jnp.asarray(a_full), field_ba, hp.pixel_patch_size)
-        images["b"] = image_lib.resize(np.asarray(b_out, np.float32), *styles[0].shape[:2])
+        images["b"] = back(b_out, styles[0])
     vote_seconds = round(time.perf_counter() - clock, 3)
     bar.update(stages, f"pixel vote {vote_seconds:.1f}s")
     bar.close()
@@ -379,7 +387,7 @@ def run(content: np.ndarray, styles: list[np.ndarray], hp: AnalogyParams, opts: 
                   "content_limited": list(a_full.shape[:2]),
                   "style_limited": list(bp_full.shape[:2]),
                   "content_network": list(a.shape[:2]), "style_network": list(bp.shape[:2])},
-        "layers": layers, "vote_seconds": vote_seconds,
+        "layers": layers, "vote_seconds": vote_seconds, "steps": opts.steps,
         "final_similarity": {k: layers[-1][f"similarity_{k}"] for k in ("ab", "ba")
                              if f"similarity_{k}" in layers[-1]},
         "memory": {"measured_peak_rss_gib": round(memory.peak_rss_gib(), 3)},
