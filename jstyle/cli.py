@@ -311,7 +311,7 @@ def _reject_inputs(method, method_name: str) -> None:
     for name in TRAIN_ONLY:
         if _given(name):
             raise InputError(f"--{name} applies to jstyle train only; leave it out")
-    if _given("resume") and "save_every" not in methods.options(method):
+    if _given("resume") and not methods.resumable(method):
         raise InputError(f"--resume does not apply to --method={method_name}: it keeps no "
                          "checkpoints; leave it out")
 
@@ -362,8 +362,9 @@ def planned_outputs(output: pathlib.Path, method, opts) -> list[pathlib.Path]:
     from jstyle import runs
     paths = [_named(output, n) for n in getattr(method, "OUTPUTS", ("output",))]
     paths.append(output.with_suffix(".json"))
-    if "save_every" in methods.options(method):
+    if methods.resumable(method):
         paths.append(_checkpoint(output))
+    if "save_every" in methods.options(method):
         offset = 0
         for _, steps in runs.pyramid(opts):
             if opts.save_every:
@@ -415,7 +416,7 @@ def run_command() -> None:
         files.check_folder(output.parent)
         planned = []
     files.check_outputs(planned, read)
-    if "save_every" in methods.options(method):
+    if methods.resumable(method):
         for _, out in pairs:
             _check_checkpoint(_checkpoint(out))
     styles = [image.load(p) for p in style_paths]

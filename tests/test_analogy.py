@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jstyle import patches, vgg
+from jstyle import patches, runs, vgg
+from jstyle.errors import InputError
 from jstyle.methods import analogy
 from jstyle.runs import RunOptions
 
@@ -194,3 +195,31 @@ def test_the_command_writes_both_images_and_one_record(tmp_path, vgg_weights):
     assert record["hyperparameters"]["min_side"] == 44 and record["options"]["seed"] == 0
     assert record["sizes"]["content_limited"] == [44, 53] and len(record["layers"]) == 5
     assert "relu4_1 -> relu3_1: deconvolution" in done.stderr
+
+
+def test_an_interrupted_run_resumes_to_the_same_images(tiny_weights, tiny_pair, tmp_path,
+                                                        monkeypatch):
+    a, bp = tiny_pair
+    run = lambda key=jax.random.key(3), **kw: analogy.run(a, [bp], TINY, OPTS, tiny_weights, key,
+                                                          progress=False, **kw)
+    whole = run()
+    checkpoint, real, calls = tmp_path / "out.ckpt.npz", analogy.invert, []
+
+    def stop_in_the_third_layer(*args):
+        calls.append(args)
+        if len(calls) == 5:  # two deconvolutions per layer
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(analogy, "invert", stop_in_the_third_layer)
+    with pytest.raises(runs.Stopped) as stopped:
+        run(checkpoint=checkpoint)
+    assert stopped.value.step == 2 and stopped.value.checkpoint == checkpoint
+    monkeypatch.setattr(analogy, "invert", real)
+    with pytest.raises(InputError, match="made by another run .*differs in key"):
+        run(jax.random.key(4), checkpoint=checkpoint)
+    resumed = run(checkpoint=checkpoint)
+    assert resumed.record["resumed_after_layers"] == 2
+    assert [l["layer"] for l in resumed.record["layers"]] == list(analogy.LAYERS)
+    for name in ("output", "b"):
+        np.testing.assert_array_equal(resumed.images[name], whole.images[name])

@@ -19,6 +19,8 @@ and may define
   INPUTS      what it takes of "content", "style", "labels", "weights" (default: all four)
   OUTPUTS     the names of the images its Result holds (default: ("output",)), so that the
               command checks them against the inputs before the run
+  RESUMABLE   True when run() keeps a checkpoint at `checkpoint` and continues from it (default:
+              whether it reads --save_every), so that the command offers --resume
 A method imports jstyle's core modules only, never another method.
 """
 
@@ -68,3 +70,8 @@ def options(method: ModuleType) -> tuple[str, ...]:
 def inputs(method: ModuleType) -> tuple[str, ...]:
     """What `method` takes of content, style, labels and weights."""
     return getattr(method, "INPUTS", ALL_INPUTS)
+
+
+def resumable(method: ModuleType) -> bool:
+    """Whether `method` keeps checkpoints the command can --resume from."""
+    return getattr(method, "RESUMABLE", "save_every" in options(method))

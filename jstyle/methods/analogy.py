@@ -51,7 +51,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
+import pathlib
 import time
 
 import jax
@@ -59,11 +61,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jstyle import image as image_lib
-from jstyle import memory, optimize, patches, vgg
+from jstyle import memory, optimize, patches, results, vgg
 from jstyle.errors import InputError
 from jstyle.params import field
 from jstyle.progress import Progress
-from jstyle.runs import Result, RunOptions
+from jstyle.runs import Result, RunOptions, Stopped
 from jstyle.weights import VGGWeights
 
 LAYERS = ("relu5_1", "relu4_1", "relu3_1", "relu2_1", "relu1_1")  # DeepAnalogy.cu: the
@@ -77,6 +79,8 @@ OPTIONS = ("size", "steps", "seed", "print_every")  # the run options it reads: 
 #   of both images in place of the size limits (0: the limits)
 INPUTS = ("content", "style", "weights")
 OUTPUTS = ("output", "b")
+RESUMABLE = True  # a checkpoint after every layer; --resume continues at the next
+STATE = ("field_ab", "field_ba", "a_prime", "b")  # what a layer hands the next
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,6 +270,39 @@ def invert(params: dict, target: jax.Array, start: str | None, end: str, init: j
     return x, float(error)
 
 
+def save(checkpoint: pathlib.Path, made: dict, layers: list[dict], state: dict) -> None:
+    """Writes the finished layers' record entries and the state the next layer starts from
+    (`STATE`) to `checkpoint` atomically, with `made` (what the run is)."""
+    record = json.dumps({"made": made, "layers": layers}).encode()
+    image_lib.write_atomic(checkpoint, lambda f: np.savez(
+        f, record=np.frombuffer(record, np.uint8), **{n: np.asarray(state[n]) for n in STATE}))
+
+
+def resume(checkpoint: pathlib.Path | None, made: dict) -> tuple[list[dict], dict] | None:
+    """(the finished layers' entries, the saved state) of the checkpoint at `checkpoint`, or
+    None when there is none.
+
+    Raises:
+      InputError: a checkpoint that cannot be read or that another run made; it is kept.
+    """
+    if checkpoint is None or not checkpoint.exists():
+        return None
+    try:
+        with np.load(checkpoint, allow_pickle=False) as f:
+            record = json.loads(bytes(f["record"]).decode())
+            state = {n: f[n] for n in STATE}
+    except (OSError, KeyError, ValueError, EOFError):
+        raise InputError(f"{checkpoint} is not a readable checkpoint (corrupt or truncated); it "
+                         "was kept: move it away to start over") from None
+    theirs, made = record.get("made", {}), json.loads(json.dumps(made))  # tuples as lists
+    if theirs != made:
+        differ = sorted({k for k in set(made) | set(theirs) if theirs.get(k) != made.get(k)})
+        raise InputError(f"{checkpoint} was made by another run (it differs in "
+                         f"{', '.join(differ)}); it was kept: rerun with the flags that made it,"
+                         " or move it away to start over")
+    return record["layers"], state
+
+
 def _layer_below(index: int) -> str | None:
     """The layer the deconvolution reaches from LAYERS[index] (None: the image)."""
     return LAYERS[index + 1] if index + 1 < len(LAYERS) else None
@@ -273,7 +310,7 @@ def _layer_below(index: int) -> str | None:
 
 def run(content: np.ndarray, styles: list[np.ndarray], hp: AnalogyParams, opts: RunOptions,
         weights: VGGWeights, key: jax.Array | None = None, *, progress: bool = True,
-        **unused) -> Result:
+        checkpoint: pathlib.Path | None = None, **unused) -> Result:
     """A' and B from A (`content`) and B' (`styles[0]`), float32[H, W, 3] in [0, 1] each.
 
     Args:
@@ -282,11 +319,16 @@ def run(content: np.ndarray, styles: list[np.ndarray], hp: AnalogyParams, opts: 
       key: PRNG key of PatchMatch's random search (default: `jax.random.key(opts.seed)`); the
         same key gives the same fields and images.
       progress: a bar (or log lines) per layer and stage.
+      checkpoint: where the fields and features are saved after every layer; a checkpoint of
+        this run found there is continued from (`resume`).
     Returns:
       Result with images {"output": A' at A's size, "b": B at B''s size (unless
       directions=forward)} and a record with per-layer timings and similarities.
+    Raises:
+      InputError: bad settings, an image too small, a checkpoint of another run.
+      Stopped: Ctrl-C or SIGTERM; the finished layers are in `checkpoint`.
     """
-    del unused  # labels, init, snapshot, checkpoint: pixel methods' keywords
+    del unused  # labels, init, snapshot: pixel methods' keywords
     validate(hp, opts, len(styles))
     started = time.perf_counter()
     key = jax.random.key(opts.seed) if key is None else key
@@ -319,8 +361,12 @@ def run(content: np.ndarray, styles: list[np.ndarray], hp: AnalogyParams, opts: 
     a_prime, b = feats_a[LAYERS[0]], feats_bp[LAYERS[0]]
     field_ab = patches.identity_field(*a_prime.shape[:2])
     field_ba = patches.identity_field(*b.shape[:2])
-    layers, stage = [], 0
-    for i, layer in enumerate(LAYERS):
+
+    def _layer(i, field_ab, field_ba, a_prime, b):
+        """One layer: the fields (from the coarser layer's), and unless it is the last the
+        next layer's A' and B by deconvolution; returns them with the record entry."""
+        nonlocal stage
+        layer = LAYERS[i]
         fa, fbp = feats_a[layer], feats_bp[layer]
         if i > 0:  # the coarser layer's fields, upsampled, and the blend (the paper's Eq. 4)
             field_ab = patches.upsample_offsets(field_ab, *fa.shape[:2], *fbp.shape[:2])
@@ -364,8 +410,31 @@ def run(content: np.ndarray, styles: list[np.ndarray], hp: AnalogyParams, opts: 
             stage += 1
             bar.update(stage, f"{layer} -> {nxt}: deconvolution {entry['deconv_seconds']:.1f}s, "
                               f"relative error {entry['deconv_error_a']:.3f}")
-        layers.append(entry)
+        return field_ab, field_ba, a_prime, b, entry
 
+    made = {"method": "analogy", "hyperparameters": dataclasses.asdict(hp),
+            "options": {n: getattr(opts, n) for n in OPTIONS if n != "print_every"},
+            "key": np.asarray(jax.random.key_data(key)).tolist(), "weights": weights.digest,
+            "inputs": results.array_digest(content, styles[0])}
+    layers, first = [], 0
+    saved = resume(checkpoint, made)
+    if saved is not None:
+        layers, state = saved
+        first = len(layers)
+        field_ab, field_ba, a_prime, b = (jnp.asarray(state[n]) for n in STATE)
+    stage = 2 * first
+    if first:
+        bar.update(stage, f"resumed after {LAYERS[first - 1]}")
+    try:
+        for i in range(first, len(LAYERS)):
+            field_ab, field_ba, a_prime, b, entry = _layer(i, field_ab, field_ba, a_prime, b)
+            layers.append(entry)
+            if checkpoint is not None:
+                save(checkpoint, made, layers, dict(zip(STATE, (field_ab, field_ba, a_prime, b))))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the finished layers are saved
+        bar.close()
+        raise Stopped(len(layers), checkpoint if checkpoint is not None and layers else None
+                      ) from None
     clock = time.perf_counter()  # pixels: the fields at full size, and the votes
     field_ab = patches.upsample_offsets(field_ab, *a_full.shape[:2], *bp_full.shape[:2])
     a_out = patches.vote_centred(jnp.asarray(bp_full), field_ab, hp.pixel_patch_size)
@@ -388,6 +457,7 @@ def run(content: np.ndarray, styles: list[np.ndarray], hp: AnalogyParams, opts: 
                   "style_limited": list(bp_full.shape[:2]),
                   "content_network": list(a.shape[:2]), "style_network": list(bp.shape[:2])},
         "layers": layers, "vote_seconds": vote_seconds, "steps": opts.steps,
+        "resumed_after_layers": first,
         "final_similarity": {k: layers[-1][f"similarity_{k}"] for k in ("ab", "ba")
                              if f"similarity_{k}" in layers[-1]},
         "memory": {"measured_peak_rss_gib": round(memory.peak_rss_gib(), 3)},
