@@ -468,7 +468,7 @@ def _run_one(method, method_name, hp, opts, content, styles, labels, content_pat
                                  "convention": vgg_weights.convention._asdict()}
     record.update({"method": method_name, **result.record, "history": result.history,
                    "versions": _versions()})
-    write_result(output, fmt, result, record, inputs)
+    written = write_result(output, fmt, result, record, inputs)
     if checkpoint.exists():
         checkpoint.unlink()
     done = result.record
@@ -479,6 +479,9 @@ def _run_one(method, method_name, hp, opts, content, styles, labels, content_pat
     if "final_loss" in done:
         print(f"jstyle: wrote {output} ({done['steps']} steps, {done['seconds']:.1f}s, loss "
               f"{done['initial_loss']['total']:.4g} -> {done['final_loss']['total']:.4g})",
+              file=sys.stderr)
+    else:
+        print(f"jstyle: wrote {', '.join(written.values())} ({done['seconds']:.1f}s)",
               file=sys.stderr)
     return done
 

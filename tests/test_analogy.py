@@ -195,6 +195,7 @@ def test_the_command_writes_both_images_and_one_record(tmp_path, vgg_weights):
     assert record["hyperparameters"]["min_side"] == 44 and record["options"]["seed"] == 0
     assert record["sizes"]["content_limited"] == [44, 53] and len(record["layers"]) == 5
     assert "relu4_1 -> relu3_1: deconvolution" in done.stderr
+    assert "jstyle: wrote out.png, out_b.png (" in done.stderr
 
 
 def test_an_interrupted_run_resumes_to_the_same_images(tiny_weights, tiny_pair, tmp_path,
