@@ -5,11 +5,11 @@
 Both images are centre-cropped to squares and resized to --size x --size (the authors' usual
 448 x 448), then `jstyle.methods.analogy` runs its `code` preset at each --runs entry's ratio
 and directions, each in a fresh process (so peak memory is that run's): 10 PatchMatch
-iterations per layer, 100 L-BFGS iterations per deconvolution. Times include compilation (a run compiles
-each layer's PatchMatch and deconvolution once). The authors' code runs on CUDA GPUs only, so
-no peer runs beside it on a CPU.
+iterations per layer, 100 L-BFGS iterations per deconvolution. Times include compilation (a
+run compiles each layer's PatchMatch and deconvolution once). The authors' code runs on CUDA
+GPUs only, so no peer runs beside it on a CPU.
 
-Output: one JSON line per ratio on stdout, and a Markdown table (--markdown).
+Output: one JSON line per run on stdout, and a Markdown table (--markdown).
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ def worker(spec: str) -> dict:
     if FLAGS.save:
         image.save(FLAGS.save, result.image)
     layers = result.record["layers"]
-    return {"size": FLAGS.size, "ratio": ratio, "directions": directions, "device": jax.devices()[0].device_kind,
+    return {"size": FLAGS.size, "ratio": ratio, "directions": directions,
+            "device": jax.devices()[0].device_kind,
             "patchmatch_seconds": round(sum(l["patchmatch_seconds"] for l in layers), 1),
             "deconv_seconds": round(sum(l.get("deconv_seconds", 0.0) for l in layers), 1),
             "vote_seconds": result.record["vote_seconds"],
@@ -73,8 +74,8 @@ def worker(spec: str) -> dict:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = [f"| pair | ratio | directions | network size | PatchMatch | deconvolution | pixel vote | total "
-             "| peak memory |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| pair | ratio | directions | network size | PatchMatch | deconvolution | "
+             "pixel vote | total | peak memory |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         side = round(r["size"] * r["ratio"])
         lines.append(f"| {r['size']} x {r['size']} | {r['ratio']:g} | {r['directions']} | "

@@ -438,8 +438,9 @@ def run(content: np.ndarray, styles: list[np.ndarray], hp: AnalogyParams, opts: 
     clock = time.perf_counter()  # pixels: the fields at full size, and the votes
     field_ab = patches.upsample_offsets(field_ab, *a_full.shape[:2], *bp_full.shape[:2])
     a_out = patches.vote_centred(jnp.asarray(bp_full), field_ab, hp.pixel_patch_size)
-    back = lambda out, original: (np.asarray(out, np.float32) if opts.size else  # the code
-                                  image_lib.resize(np.asarray(out, np.float32), *original.shape[:2]))
+    def back(out, original):  # --size keeps the working size; the code resizes back
+        out = np.asarray(out, np.float32)
+        return out if opts.size else image_lib.resize(out, *original.shape[:2])
     images = {"output": back(a_out, content)}
     if both:
         field_ba = patches.upsample_offsets(field_ba, *bp_full.shape[:2], *a_full.shape[:2])
