@@ -110,6 +110,23 @@ def guided_gram_matrix(features: jax.Array, mask: jax.Array) -> jax.Array:
     return g / jnp.maximum(jnp.sum(jnp.square(m)), 1e-8)
 
 
+def masked_gram_matrix(features: jax.Array, mask: jax.Array) -> jax.Array:
+    """Deep Painterly Harmonization's masked Gram matrix: (m F)^T (m F) / (C sum(m)), the mask
+    summed over the C channels it is expanded to (neural_gram.lua and neural_paint.lua,
+    StyleLoss: the Gram of input * mask divided by mask:sum()). Its targets use the same
+    normalisation, so a 0/1 mask gives a mean over the region's positions, divided by C.
+
+    Args:
+      features: float[H, W, C]; mask: float[H, W] in [0, 1].
+    Returns:
+      float[C, C]; an empty mask gives zeros.
+    """
+    h, w, c = features.shape
+    f = features.reshape(h * w, c) * mask.reshape(h * w, 1)
+    g = jnp.matmul(f.T, f, precision=jax.lax.Precision.HIGHEST)
+    return g / jnp.maximum(c * jnp.sum(mask), 1e-8)
+
+
 def style_quantiles(features: jax.Array, count: int) -> jax.Array:
     """Each channel's quantile function, sampled at `count` evenly spaced ranks.
 

@@ -6,6 +6,10 @@ and style maps share colours: a region of the content takes its style only from 
 region of the same colour. Anti-aliased edges and JPEG noise are snapped to the map's dominant
 colours first. Masks reach each layer through the same 2x2 floor pooling the network uses
 (averaged), so they line up with the features exactly.
+
+A binary object mask (painterly harmonisation) is thresholded from any image, dilated into a
+loose mask and carried through the network as the authors of Deep Painterly Harmonization
+carry it (`object_mask`, `dilate`, `through_network`).
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 
+from jstyle import vgg
 from jstyle.errors import InputError
 
 MIN_FRACTION = 0.005  # a colour is a region if at least this share of the map has it ...
@@ -137,3 +143,56 @@ def match(content_map: np.ndarray, style_maps: list[np.ndarray], unmatched: str 
             f"region colour(s) {rgb} of the content mask appear in no style mask; paint them into "
             f"a style mask or pass --unmatched=global to style them from the whole style image")
     return Labels(colors=colors, content=content, styles=styles, present=present)
+
+
+def object_mask(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A mask image (white = object; any colours, JPEG noise tolerated) as bool[height, width]:
+    its mean channel resized (bilinear) and thresholded at one half."""
+    grey = np.asarray(image, np.float32).mean(axis=-1)
+    resized = np.asarray(Image.fromarray(grey, mode="F").resize(
+        (width, height), Image.Resampling.BILINEAR))
+    return resized > 0.5
+
+
+def gaussian_kernel(size: int, sigma: float) -> np.ndarray:
+    """float64[size, size], exp(-d^2 / (2 sigma^2)) about the centre, summing to 1 (Matlab's
+    fspecial('gaussian'))."""
+    d = np.arange(size) - (size - 1) / 2
+    k = np.exp(-(d[:, None] ** 2 + d[None] ** 2) / (2 * sigma ** 2))
+    return k / k.sum()
+
+
+def smooth(mask: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """float32[H, W]: `mask` filtered by `kernel`, zero outside the map (imfilter 'same')."""
+    return ndimage.correlate(np.asarray(mask, np.float64), kernel, mode="constant").astype(
+        np.float32)
+
+
+def dilate(mask: np.ndarray) -> np.ndarray:
+    """The loose mask of a tight one, bool[H, W], as Deep Painterly Harmonization's
+    dilate_mask.m makes it: a 35 x 35 Gaussian (sigma 35 / 3) blur, thresholded at 0.1 (about
+    16 px of growth around a large object)."""
+    return smooth(mask, gaussian_kernel(35, 35 / 3)) > 0.1
+
+
+def through_network(mask: np.ndarray, layers) -> dict[str, np.ndarray]:
+    """A mask float[H, W] at each of `layers`, carried as the authors' neural_gram.lua and
+    neural_paint.lua carry theirs: every 3 x 3 convolution averages it over 3 x 3 (zeros
+    outside, so it spreads by one position and fades at the edges as the receptive field
+    grows), every pooling halves it (bilinear, to the features' floor size).
+
+    Returns:
+      {layer: float32[H_l, W_l]} in [0, 1].
+    """
+    wanted = vgg.check_layers(layers)
+    deepest = max(vgg.LAYERS.index(l) for l in wanted)
+    m, out = np.asarray(mask, np.float32), {}
+    for name in vgg.LAYERS[: deepest + 1]:
+        if name.startswith("conv"):
+            m = ndimage.uniform_filter(m, 3, mode="constant")
+        elif name.startswith("pool"):
+            m = np.asarray(Image.fromarray(m, mode="F").resize(
+                (m.shape[1] // 2, m.shape[0] // 2), Image.Resampling.BILINEAR))
+        if name in wanted:
+            out[name] = np.clip(m, 0.0, 1.0).astype(np.float32)
+    return out

@@ -227,11 +227,13 @@ def run(chunk, state: LoopState, data: Any, stops: list[int],
 # ---------------------------------------------------------------------------------------------
 # Checkpoints: the LoopState's leaves in a plain .npz, with a JSON record of what made them.
 
-def save_checkpoint(path: pathlib.Path, state: LoopState, record: dict) -> None:
-    """Writes `state` and `record` to `path` atomically."""
+def save_checkpoint(path: pathlib.Path, state: LoopState, record: dict,
+                    keep: dict[str, np.ndarray] | None = None) -> None:
+    """Writes `state`, `record` and the named arrays `keep` to `path` atomically."""
     from jstyle.image import write_atomic
     leaves = jax.tree.leaves(state)
     arrays = {f"leaf{i}": np.asarray(leaf) for i, leaf in enumerate(leaves)}
+    arrays.update({f"keep_{name}": np.asarray(a) for name, a in (keep or {}).items()})
     arrays["record"] = np.frombuffer(json.dumps(record, sort_keys=True).encode(), np.uint8)
     write_atomic(path, lambda f: np.savez(f, **arrays))
 
@@ -262,3 +264,9 @@ def checkpoint_record(path: pathlib.Path) -> dict | None:
             return json.loads(bytes(f["record"]).decode())
     except (OSError, KeyError, ValueError, EOFError):
         return None
+
+
+def checkpoint_arrays(path: pathlib.Path) -> dict[str, np.ndarray]:
+    """The arrays saved with the checkpoint at `path` besides the state (`keep`)."""
+    with np.load(path, allow_pickle=False) as f:
+        return {name[len("keep_"):]: f[name] for name in f.files if name.startswith("keep_")}

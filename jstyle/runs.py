@@ -355,7 +355,7 @@ def _comparable(record: dict) -> dict:
     record = json.loads(json.dumps(record))
     options = {k: v for k, v in record.get("options", {}).items() if k not in RESUMABLE}
     return {**{k: v for k, v in record.items()
-               if k not in ("history", "level", "step", "initial_loss")},
+               if k not in ("history", "level", "step", "initial_loss", "passes")},
             "options": options, "levels": [l["size"] for l in record.get("levels", [])]}
 
 
@@ -416,7 +416,8 @@ def optimise(problem: Problem, steps: int, opts: RunOptions, *, level: int = 0,
              bar: Progress | None = None, resume: bool = False,
              snapshot: Callable[[int, np.ndarray], None] | None = None,
              checkpoint: pathlib.Path | None = None,
-             finish: Callable[[np.ndarray], np.ndarray] = lambda x: x) -> Progressed:
+             finish: Callable[[np.ndarray], np.ndarray] = lambda x: x,
+             keep: dict[str, np.ndarray] | None = None) -> Progressed:
     """Runs one problem for `steps` steps: progress every `opts.print_every` (appended to
     `history`, shown on `bar`), snapshots and checkpoints every `opts.save_every`, and a
     checkpoint of the last finished chunk when interrupted.
@@ -428,6 +429,8 @@ def optimise(problem: Problem, steps: int, opts: RunOptions, *, level: int = 0,
         history so far are added.
       resume: continue from `checkpoint` (checked by `saved_run`).
       finish: output image in [0, 1] -> what a snapshot shows (colour control).
+      keep: arrays the checkpoint carries besides the state (what a later pass needs of an
+        earlier one; `optimize.checkpoint_arrays` reads them back).
     Raises:
       Stopped: Ctrl-C or SIGTERM; the state was saved to `checkpoint`.
     """
@@ -436,7 +439,8 @@ def optimise(problem: Problem, steps: int, opts: RunOptions, *, level: int = 0,
 
     def save(s: optimize.LoopState) -> None:
         optimize.save_checkpoint(checkpoint, s, {
-            **(record or {}), "level": level, "step": offset + int(s.step), "history": history})
+            **(record or {}), "level": level, "step": offset + int(s.step), "history": history},
+            keep)
 
     if resume and checkpoint is not None:
         state = optimize.load_checkpoint(checkpoint, state)

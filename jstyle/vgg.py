@@ -87,6 +87,20 @@ def pools(layer: str) -> int:
     return sum(1 for n in LAYERS[: _INDEX[check_layers([layer])[0]]] if n.startswith("pool"))
 
 
+def receptive_radius(layer: str) -> int:
+    """Pixels by which an activation at `layer` can reach past its own position on the image:
+    each 3x3 convolution reaches one position further and each 2x2 pooling one more, at the
+    scale of the map it works on. Features of a crop equal the whole image's wherever the crop
+    extends this far around them (and the crop starts on the layer's pooling grid)."""
+    reach, scale = 0, 1
+    for name in LAYERS[: _INDEX[check_layers([layer])[0]] + 1]:
+        if name.startswith(("conv", "pool")):
+            reach += scale
+        if name.startswith("pool"):
+            scale *= 2
+    return reach
+
+
 def check_size(shape: tuple[int, ...], layers: Iterable[str], what: str, patch: int = 1) -> None:
     """Raises InputError unless an image of `shape` ([H, W, ...]) is large enough for every
     layer in `layers` to be at least 1x1, and `patch` x `patch` patches at the deepest.

@@ -8,6 +8,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "jstyle"
 ORDER = ["errors", "interrupt", "files", "memory", "params", "progress", "conv", "image", "vgg",
          "weights", "masks", "patches", "losses", "optimize", "results", "transform_net", "train",
          "runs", "methods", "methods.gatys", "methods.mrf", "methods.fast", "methods.analogy",
+         "methods.harmonize",
          "sweep", "cli", "__main__"]
 
 

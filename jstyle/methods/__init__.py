@@ -32,7 +32,7 @@ from types import ModuleType
 
 from jstyle.errors import InputError
 
-BUILTIN = ("gatys", "mrf", "fast", "analogy")  # jstyle's own methods, in table order
+BUILTIN = ("gatys", "mrf", "fast", "analogy", "harmonize")  # jstyle's own methods, in table order
 REQUIRED = ("Params", "PRESETS", "validate", "run")
 ALL_INPUTS = ("content", "style", "labels", "weights")
 
