@@ -106,6 +106,14 @@ CASES = [
      "--content_mask does not apply to --method=analogy", None),
     ("two styles for analogy", (C, "--style=style.jpg,style.jpg", OUT, "--method=analogy"),
      "takes one --style image (B'), got 2", None),
+    ("harmonize: an empty mask", (C, S, OUT, "--method=harmonize", "--mask=black.png"),
+     "--mask marks nothing to harmonise", "black"),
+    ("harmonize: a mask of another shape", (C, S, OUT, "--method=harmonize",
+                                            "--mask=tiny.png"),
+     "--mask is 8x8 px but the composite is 64x48", "tiny"),
+    ("harmonize: a composite unlike the painting", (C, "--style=tiny.png", OUT,
+                                                    "--method=harmonize", "--mask=mask.png"),
+     "the composite is 64x48 px but the painting is 8x8", "tiny"),
     # training and experiments
     ("train workdir is a file", ("train", S, "--data_dir=photos", "--workdir=notes.txt"),
      "--workdir=notes.txt is a file; give a folder", "notes+photos"),
@@ -156,6 +164,8 @@ def _prepare(folder: pathlib.Path, setup: str | None, model: pathlib.Path) -> No
             os.symlink(folder / "gone.png", folder / "dangling.png")
         elif part == "tiny":
             _picture(folder / "tiny.png", size=(8, 8))
+        elif part == "black":
+            Image.new("RGB", (64, 48)).save(folder / "black.png")
         elif part == "badckpt":
             (folder / "out.ckpt.npz").write_bytes(b"not a checkpoint")
 

@@ -112,3 +112,139 @@ def test_consistent_mapping_and_duplicate_suppression_match_the_authors_loops():
     used = np.asarray(patches.used_positions(got, inside, (h2, w2), 1))
     np.testing.assert_array_equal(used, _np_used(got, inside, (h2, w2), 1))
     assert 0 < used.sum() < h2 * w2
+
+
+# ---------------------------------------------------------------------------------------------
+# The method's losses, its normalised gradients and its crop.
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+from PIL import Image
+
+from jstyle import losses, masks
+from jstyle.methods import harmonize
+
+
+def test_masked_losses_match_numpy():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(5, 7, 4)).astype(np.float32)
+    t = rng.normal(size=(5, 7, 4)).astype(np.float32)
+    m = rng.uniform(size=(5, 7)).astype(np.float32)
+    mf = (x * m[..., None]).reshape(-1, 4)
+    gram = mf.T @ mf / (4 * m.sum())
+    np.testing.assert_allclose(losses.masked_gram_matrix(x, m), gram, rtol=1e-5)
+    np.testing.assert_allclose(harmonize._style_loss(x, m, np.eye(4, dtype=np.float32)),
+                               np.mean((gram - np.eye(4)) ** 2), rtol=1e-5)
+    np.testing.assert_allclose(harmonize._content_loss(x, m, (t, np.float32(99.0))),
+                               np.sum(((x - t) * m[..., None]) ** 2) / 99.0, rtol=1e-5)
+    image = rng.uniform(0, 255, size=(6, 8, 3)).astype(np.float32)
+    core = image[:-1, :-1]
+    tv = 0.5 * np.sum((((core - image[:-1, 1:]) ** 2 + (core - image[1:, :-1]) ** 2)
+                       * m[:5, :7, None]))
+    np.testing.assert_allclose(harmonize._tv_loss(image, np.pad(m, ((0, 1), (0, 1)))), tv,
+                               rtol=1e-5)
+    # histogram: the inside positions' ranks read the sorted style values (distinct values)
+    style = np.sort(rng.normal(size=(11, 4)).astype(np.float32), axis=0)
+    padded = np.concatenate([style, np.zeros((24, 4), np.float32)])
+    inside = m > 0.4
+    ranks = np.argsort(np.argsort(np.where(inside[..., None], x, np.inf).reshape(-1, 4), 0), 0)
+    n = inside.sum()
+    want = np.stack([np.interp((ranks[:, c] + 0.5) * 11 / n - 0.5, np.arange(11), style[:, c])
+                     for c in range(4)], -1).reshape(5, 7, 4)
+    loss = np.sum(((x - want) ** 2)[inside]) / (n * 4)
+    np.testing.assert_allclose(harmonize._hist_loss(x, np.where(inside, 0.5, 0.05),
+                                                     (padded, np.float32(11))), loss, rtol=1e-4)
+
+
+def test_the_codes_gradient_is_each_terms_unit_gradient_masked_at_its_layer():
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.normal(size=(6, 5, 3)), jnp.float32)
+    m = jnp.asarray(rng.uniform(size=(6, 5)), jnp.float32)
+    g = jnp.asarray(rng.normal(size=(6, 5, 3)), jnp.float32)
+    targets = ((jnp.zeros((6, 5, 3)), jnp.float32(90.0)), jnp.eye(3))
+    weights = (jnp.float32(2.0), jnp.float32(7.0))
+    tap = harmonize._tap((harmonize._content_loss, harmonize._style_loss))
+    out, back = jax.vjp(lambda v: tap(v, m, weights, targets), x)
+    np.testing.assert_array_equal(out, x)
+    unit = lambda v: v / (jnp.linalg.norm(v) + 1e-8)
+    gs = jax.grad(harmonize._style_loss)(x, m, targets[1])
+    gc = jax.grad(harmonize._content_loss)(x, m, targets[0])
+    want = m[..., None] * (m[..., None] * (g + 7.0 * unit(gs)) + 2.0 * unit(gc))
+    np.testing.assert_allclose(back(g)[0], want, rtol=1e-5, atol=1e-6)
+
+
+def _inputs(h, w, top, left, side, seed=0):
+    rng = np.random.default_rng(seed)
+    smooth = lambda: np.asarray(Image.fromarray((rng.uniform(size=(h // 8, w // 8, 3)) * 255)
+                                                .astype(np.uint8)).resize((w, h)), np.float32)
+    painting, composite = smooth(), smooth()
+    tight = np.zeros((h, w), bool)
+    tight[top:top + side, left:left + side] = True
+    composite = np.where(tight[..., None], composite, painting)
+    return harmonize.Inputs(composite, painting, tight, masks.dilate(tight))
+
+
+@pytest.mark.parametrize("which", ["pass1", "pass2", "pass2 normalized"])
+def test_a_crop_gives_the_whole_images_loss_and_gradient_inside_the_mask(tiny_weights, which):
+    hp = harmonize.HarmonizeParams()
+    params, convention = tiny_weights.params, tiny_weights.convention
+    if which == "pass1":
+        inputs = _inputs(64, 288, 20, 20, 16)
+        box = harmonize.crop_box(inputs.loose, "relu5_1")
+        make = lambda b: harmonize.pass1_data(inputs, b, hp, params, convention)
+    else:
+        inputs = _inputs(96, 200, 30, 30, 24)
+        box = harmonize.crop_box(inputs.loose, "relu4_1")
+        used = np.zeros((12, 25), np.float32)
+        used[3:9, 5:20] = 1
+        make = lambda b: harmonize.pass2_data(inputs, b, hp, used, params, convention)
+    assert box.right - box.left < inputs.loose.shape[1]  # a real crop
+    terms = harmonize.loss_terms_normalized if "normalized" in which else harmonize.loss_terms
+    rng = np.random.default_rng(4)
+    image = np.clip(inputs.composite + rng.normal(0, 20, inputs.composite.shape), 0, 255
+                    ).astype(np.float32)
+    evaluate = jax.jit(lambda v, d: (terms(v, d, convention), jax.grad(
+        lambda u: terms(u, d, convention)["total"])(v)))
+
+    def at(b):
+        value, grad = evaluate(jnp.asarray(harmonize._crop(image, b)), make(b))
+        return {k: float(v) for k, v in value.items()}, np.asarray(grad)
+
+    (full_terms, full_grad), (crop_terms, crop_grad) = at(harmonize.whole(image.shape)), at(box)
+    for name in ("content", "style", "hist", "tv", "total"):
+        np.testing.assert_allclose(crop_terms[name], full_terms[name], rtol=2e-4, err_msg=name)
+    inside = harmonize._crop(inputs.loose, box)
+    full_inside = harmonize._crop(full_grad, box)[inside]
+    assert np.abs(full_inside).max() > 0
+    np.testing.assert_allclose(crop_grad[inside], full_inside,
+                               atol=2e-4 * np.abs(full_inside).max())
+
+
+def test_the_command_paints_the_object_in_and_leaves_the_rest_bit_for_bit(tmp_path, vgg_weights):
+    inputs = _inputs(72, 96, 24, 36, 24, seed=7)
+    Image.fromarray(inputs.composite.astype(np.uint8)).save(tmp_path / "composite.png")
+    Image.fromarray(inputs.painting.astype(np.uint8)).save(tmp_path / "painting.png")
+    Image.fromarray((inputs.tight * 255).astype(np.uint8)).resize((48, 36)).save(
+        tmp_path / "mask.jpg", quality=70)  # smaller and with JPEG noise: resized, thresholded
+    done = subprocess.run(
+        [sys.executable, "-m", "jstyle", "--method=harmonize", "--content=composite.png",
+         "--style=painting.png", "--mask=mask.jpg", "--output=out.png", "--size=96",
+         "--pass1_steps=3", "--steps=3", "--postprocess=guided"],
+        cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "jstyle: wrote out.png, out_pass1.png (" in done.stderr
+    record = json.loads((tmp_path / "out.json").read_text())
+    assert record["images"] == {"output": "out.png", "pass1": "out_pass1.png"}
+    assert [p["steps"] for p in record["passes"]] == [3, 3]
+    assert all(p["final_loss"]["total"] < p["initial_loss"]["total"] for p in record["passes"])
+    assert record["passes"][1]["weights"]["hist"] > 0 and record["hyperparameters"]["mask"]
+    composite = np.asarray(Image.open(tmp_path / "composite.png"))
+    for name in ("out.png", "out_pass1.png"):
+        out = np.asarray(Image.open(tmp_path / name))
+        np.testing.assert_array_equal(out[~inputs.loose], composite[~inputs.loose])
+        assert np.abs(out[inputs.tight].astype(int) - composite[inputs.tight]).max() > 0

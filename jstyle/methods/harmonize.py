@@ -65,6 +65,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 
 from jstyle import image as image_lib
 from jstyle import losses, masks, memory, optimize, patches, results, runs, vgg
@@ -282,7 +283,9 @@ class Data(NamedTuple):
     vgg_params: dict  # vgg.prepare(weights.params)
     fixed: jax.Array  # float32[h, w, 3], the composite's pixels (8-bit levels)
     loose: jax.Array  # float32[h, w, 1], 1 where the pixels may change
-    tv_mask: jax.Array  # float32[h, w], where total variation counts (the code: pass 2 only)
+    tv_mask: jax.Array  # float32[h, w], the loose mask grown by a pixel: total variation
+    #   counts every neighbour pair that touches a pixel that may change, the others being
+    #   constant (so its gradient there is the whole image's)
     masks: dict  # layer -> float32[h_l, w_l], the loose mask through the network
     content: dict  # CONTENT -> (float32[h_l, w_l, C], the composite's features; float32[],
     #   the whole map's element count, the code's MSE divisor)
@@ -381,7 +384,7 @@ def _terms(image: jax.Array, data: Data, convention, tapped: bool) -> dict[str, 
     x = data.loose * image + (1.0 - data.loose) * data.fixed
     tv = _tv_loss(x, data.tv_mask)
     if tapped:
-        x = _tv_tap(x, data.tv_mask, data.weights["tv"])
+        x = _tv_tap(x, data.loose[..., 0], data.weights["tv"])
     h = vgg.preprocess(x, convention)
     sums = {"content": 0.0, "style": 0.0, "hist": 0.0}
     previous = None
@@ -442,8 +445,8 @@ def _sorted_rows(feats: jax.Array, used: np.ndarray) -> tuple[jax.Array, jax.Arr
     return jnp.asarray(padded), jnp.float32(len(ordered))
 
 
-def _common(inputs: Inputs, box: Box, layers: tuple[str, ...], tv_masked: bool, vgg_params,
-            convention, weights: dict[str, float]) -> dict:
+def _common(inputs: Inputs, box: Box, layers: tuple[str, ...], vgg_params, convention,
+            weights: dict[str, float]) -> dict:
     """The parts of a pass's Data that do not depend on its targets."""
     full = masks.through_network(inputs.loose.astype(np.float32), layers)
     loose = _crop(inputs.loose, box).astype(np.float32)
@@ -452,7 +455,8 @@ def _common(inputs: Inputs, box: Box, layers: tuple[str, ...], tv_masked: bool, 
     return dict(
         vgg_params=vgg_params, fixed=jnp.asarray(_crop(inputs.composite, box)),
         loose=jnp.asarray(loose[..., None]),
-        tv_mask=jnp.asarray(loose if tv_masked else np.ones_like(loose)),
+        tv_mask=jnp.asarray(_crop(ndimage.binary_dilation(inputs.loose, np.ones((3, 3))), box
+                                  ).astype(np.float32)),
         masks={l: jnp.asarray(full[l][box.at(l)]) for l in layers},
         content={CONTENT: (content[CONTENT], jnp.float32(whole_map))},
         weights={k: jnp.float32(v) for k, v in weights.items()})
@@ -463,7 +467,7 @@ def pass1_data(inputs: Inputs, box: Box, hp: HarmonizeParams, vgg_params, conven
     painting position (cosine of patch_size neighbourhoods, `patches.nnf_centred`); the style
     targets are the masked Grams of the matched painting features."""
     layers = tuple(l for l in vgg.LAYERS if l in PASS1_STYLE or l == CONTENT)
-    common = _common(inputs, box, layers, False, vgg_params, convention, {
+    common = _common(inputs, box, layers, vgg_params, convention, {
         "content": hp.pass1_content_weight, "style": hp.pass1_style_weight, "hist": 0.0,
         "tv": hp.pass1_tv_weight})
     composite = _features(vgg_params, _crop(inputs.composite, box), PASS1_STYLE, convention)
@@ -513,7 +517,7 @@ def pass2_data(inputs: Inputs, box: Box, hp: HarmonizeParams, used: np.ndarray, 
     """Pass 2 (neural_paint.lua): masked Grams and histograms of the painting's features at
     the used positions (`used_painting`, carried to each layer by nearest neighbour)."""
     layers = PASS2_STYLE
-    common = _common(inputs, box, layers, True, vgg_params, convention,
+    common = _common(inputs, box, layers, vgg_params, convention,
                      pass2_weights(hp, inputs.painting / 255.0))
     painting = _features(vgg_params, inputs.painting, layers, convention)
     at = {l: _nearest(used, *painting[l].shape[:2]) for l in layers}
@@ -649,7 +653,7 @@ def run(content: np.ndarray, styles: list[np.ndarray], hp: HarmonizeParams, opts
         final = floats(done.image)
         steps_taken = int(done.state.step)
         offset += steps_taken
-        passes.append({"pass": index + 1, "crop": list(box), "initial_loss": initial,
+        passes.append({"pass": index + 1, "crop": [int(v) for v in box], "initial_loss": initial,
                        "final_loss": final, "steps": steps_taken,
                        "stopped": "nan" if bool(done.state.failed) else "steps",
                        "matching_seconds": round(matched, 3),
