@@ -4,7 +4,8 @@ polygon and pasted into a painting, with its mask.
   python scripts/make_composite.py --out=DIR [--photo=P --painting=Q --polygon=... --offset=...]
 
 The painting is resized to --size on its longer edge and the photo by --photo_scale; the
-polygon's (x, y) points (photo pixels) are scaled with it and shifted by --offset. Writes
+polygon's (x, y) points (photo pixels) are scaled with it and shifted by --offset
+(--photo_scale and --offset are for a 700 px painting and scale with --size). Writes
 DIR/composite.png (the painting with the object in), DIR/painting.png and DIR/mask.png (white
 on the object), the inputs of `jstyle --method=harmonize`. The default is the README's
 example: Stanford's Hoover Tower at night pasted into The Starry Night's village, covering
@@ -43,11 +44,11 @@ def main(argv):
     painting = painting.resize((round(painting.width * scale), round(painting.height * scale)),
                                Image.Resampling.LANCZOS)
     photo = Image.open(FLAGS.photo).convert("RGB")
-    k = FLAGS.photo_scale
+    k = FLAGS.photo_scale * FLAGS.size / 700
     photo = photo.resize((round(photo.width * k), round(photo.height * k)),
                          Image.Resampling.LANCZOS)
-    dx, dy = (int(v) for v in FLAGS.offset.split(":"))
-    points = [tuple(k * int(v) for v in p.split(":")) for p in FLAGS.polygon]
+    dx, dy = (round(int(v) * FLAGS.size / 700) for v in FLAGS.offset.split(":"))
+    points = [tuple(round(k * int(v)) for v in p.split(":")) for p in FLAGS.polygon]
     cut = Image.new("L", photo.size, 0)
     ImageDraw.Draw(cut).polygon(points, fill=255)
     mask = Image.new("L", painting.size, 0)
