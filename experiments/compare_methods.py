@@ -22,7 +22,9 @@ The inputs' own distances are listed too (method "content": the photo itself, "s
 painting resized to the photo), as the two ends of the scale. Pairs: with --content_dir and
 --style_dir every content with every style; otherwise tubingen x starry_night,
 brad_pitt x picasso_selfport1907 and golden_gate x the_scream from ../shared/images when present,
-else the built-in sample pair.
+else the built-in sample pair. `harmonize` (Deep Painterly Harmonization) needs a composite
+and its mask, so it runs on the extra rows of --composites only (folders that
+scripts/make_composite.py writes), measured against the composite and the painting.
 
 The workdir (jstyle.results.load_metrics reads metrics.jsonl):
   images/<method>__<pair>.png and .json   each output and the command's record of it
@@ -57,7 +59,8 @@ from jstyle.errors import JStyleError
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Output folder (created; reruns resume).", required=True)
 flags.DEFINE_integer("size", 256, "Longer edge of the outputs, pixels.")
-flags.DEFINE_integer("steps", None, "Steps of every method (default: each preset's).")
+flags.DEFINE_integer("steps", None, "Steps of every method, of each pass for harmonize "
+                     "(default: each preset's).")
 flags.DEFINE_string("content_dir", None, "Folder of content images (with --style_dir).")
 flags.DEFINE_string("style_dir", None, "Folder of style images (with --content_dir).")
 flags.DEFINE_list("methods", None, "Methods to run (default: every registered one).")
@@ -66,12 +69,15 @@ flags.DEFINE_string("fast_data_dir", None, "Photos the fast network trains on (d
 flags.DEFINE_integer("fast_steps", 400, "Training steps of each style's fast network.")
 flags.DEFINE_integer("fast_size", 128, "Crop edge of the fast network's training, pixels.")
 flags.DEFINE_string("vgg_weights", None, "VGG-19 weights file (default: the cached download).")
+flags.DEFINE_list("composites", [], "Extra rows for harmonize: folders each holding "
+                  "composite.png, painting.png and mask.png (scripts/make_composite.py).")
 
 DEFAULT_PAIRS = [("tubingen", "starry_night"), ("brad_pitt", "picasso_selfport1907"),
                  ("golden_gate", "the_scream")]
 CONTENT_LAYER = "relu4_2"
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 FAST = "fast"  # needs a model: a network is trained per style (jstyle train) first
+COMPOSITE = "harmonize"  # needs a composite and its mask: runs on the --composites rows only
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -80,6 +86,7 @@ class Pair:
     name: str
     content: pathlib.Path
     style: pathlib.Path
+    mask: pathlib.Path | None = None  # a --composites row: the pasted object's mask
 
 
 def _images(folder: str) -> list[pathlib.Path]:
@@ -159,6 +166,9 @@ def run_method(workdir: pathlib.Path, method: str, pair: Pair, fast_data: pathli
     options, takes = methods.options(module), methods.inputs(module)
     args = [f"--method={method}", f"--content={pair.content}", f"--output={out}"]
     args += [f"--style={pair.style}"] if "style" in takes else []
+    if pair.mask is not None:  # harmonize: --steps counts in both passes
+        args += [f"--mask={pair.mask}"] + ([f"--pass1_steps={FLAGS.steps}"] if FLAGS.steps
+                                           else [])
     args += [f"--size={FLAGS.size}"] if "size" in options else []
     args += ["--print_every=0"] if "print_every" in options else []
     args += [f"--steps={FLAGS.steps}"] if FLAGS.steps is not None and "steps" in options else []
@@ -214,7 +224,10 @@ def main(argv):
         names = FLAGS.methods or list(methods.BUILTIN)
         for name in names:  # jstyle's, or a module path; an unknown one is an error here
             methods.get(name)
-        todo = pairs()
+        todo = pairs() + [Pair(f"composite-{pathlib.Path(d).name}",
+                                    pathlib.Path(d) / "composite.png",
+                                    pathlib.Path(d) / "painting.png", pathlib.Path(d) / "mask.png")
+                               for d in FLAGS.composites]
         fast_data = pathlib.Path(FLAGS.fast_data_dir or todo[0].content.parent)
         evaluator = Evaluator(weights_lib.load(FLAGS.vgg_weights))
         (workdir / "images").mkdir(parents=True, exist_ok=True)
@@ -230,6 +243,8 @@ def main(argv):
             lines.append({**base, "method": "style", **evaluator.distances(
                 image.resize(style, *shown.shape[:2]), content, style)})
             for method in names:
+                if (method == COMPOSITE) != (pair.mask is not None):
+                    continue  # harmonisation needs a composite; the others take none
                 try:
                     record = run_method(workdir, method, pair, fast_data)
                 except JStyleError as e:  # one method's failure does not stop the others

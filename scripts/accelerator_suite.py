@@ -6,9 +6,10 @@
 Accelerator time comes rarely and briefly, so one call measures everything: the Gatys step
 (256 and 512 px, Adam and L-BFGS) and a 500-step 512 px L-BFGS run end to end through the
 command; the vmapped sweep against sequential runs at K = 32; fast stylisation and training
-throughput; the exact NNF against PatchMatch at relu3_1 of 1024 px; the CNNMRF step; peak memory
-with and without --remat. The peers (PyTorch) are left out: the lent machine reaches no package
-registry to install them (their ratios come from the CPU runs in the README). Each benchmark
+throughput; the exact NNF against PatchMatch at relu3_1 of 1024 px; the CNNMRF step; Deep
+Image Analogy and Deep Painterly Harmonization end to end; peak memory with and without
+--remat. The peers (PyTorch) are left out: the lent machine reaches no package registry to
+install them (their ratios come from the CPU runs in the README). Each benchmark
 runs in a child process; one that fails is recorded with its error and the others go on.
 
 Writes DIR/suite.json (every benchmark's JSON lines, seconds, command, exit status, the device)
@@ -61,6 +62,10 @@ BENCHMARKS = {
     "analogy": (["scripts/analogy_benchmark.py"], {
         "accelerator": ["--size=448", "--runs=1:both,0.5:both"],
         "tiny": ["--size=32", "--runs=1:forward", "--iterations=1", "--deconv_steps=1"]}),
+    "harmonize": (["scripts/harmonize_benchmark.py"], {
+        "accelerator": ["--runs=quick,code"],
+        "tiny": ["--size=96", "--runs=quick:2", "--polygon=100:50,350:50,350:250,100:250",
+                 "--offset=0:0"]}),
     "memory": (["scripts/memory_benchmark.py"], {
         "accelerator": ["--sizes=1024,2048", "--steps=2"],
         "tiny": ["--sizes=32", "--steps=1"]}),

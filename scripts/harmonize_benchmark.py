@@ -31,6 +31,12 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 flags.DEFINE_list("runs", ["quick", "code:100"], "Runs, each PRESET or PRESET:ITERATIONS.")
 flags.DEFINE_integer("size", 700, "Longer edge of the painting, pixels (the code's "
                      "-image_size).")
+flags.DEFINE_string("content", None, "Photo to cut the object from (default: "
+                    "make_composite.py's).")
+flags.DEFINE_string("style", None, "Painting (default: make_composite.py's).")
+flags.DEFINE_list("polygon", None, "The object's outline, x:y photo pixels (default: "
+                  "make_composite.py's, for its photo).")
+flags.DEFINE_string("offset", None, "dx:dy from photo to painting (default: make_composite.py's).")
 flags.DEFINE_string("workdir", None, "Where the composite and the outputs go (default: a "
                     "temporary folder).")
 flags.DEFINE_string("markdown", None, "Also write the Markdown table here.")
@@ -87,8 +93,11 @@ def main(argv):
     del argv
     with tempfile.TemporaryDirectory() as scratch:
         folder = pathlib.Path(FLAGS.workdir or scratch)
+        given = {"photo": FLAGS.content, "painting": FLAGS.style, "offset": FLAGS.offset,
+                 "polygon": ",".join(FLAGS.polygon) if FLAGS.polygon else None}
         subprocess.run([sys.executable, str(ROOT / "scripts" / "make_composite.py"),
-                        f"--out={folder}", f"--size={FLAGS.size}"], check=True)
+                        f"--out={folder}", f"--size={FLAGS.size}",
+                        *(f"--{k}={v}" for k, v in given.items() if v)], check=True)
         rows = []
         for entry in FLAGS.runs:
             rows.append(_run(folder, entry))

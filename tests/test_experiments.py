@@ -101,16 +101,28 @@ def test_compare_methods_and_the_notebook(tmp_path, vgg_weights, monkeypatch):
     for folder, path in zip(pairs, image_lib.sample_paths()):
         folder.mkdir()
         (folder / path.name).write_bytes(path.read_bytes())
+    composite = tmp_path / "pasted"  # harmonize's extra row: a square of the photo pasted in
+    composite.mkdir()
+    painting = image_lib.resize(image_lib.load(image_lib.sample_paths()[1]), 96, 128)
+    pasted = painting.copy()
+    pasted[32:72, 40:80] = image_lib.resize(image_lib.load(image_lib.sample_paths()[0]), 40, 40)
+    mask = np.zeros((96, 128, 3), np.float32)
+    mask[32:72, 40:80] = 1
+    for name, img in (("painting", painting), ("composite", pasted), ("mask", mask)):
+        image_lib.save(composite / f"{name}.png", img)
     compare = tmp_path / "compare"
     result = subprocess.run(_experiment(
         "compare_methods.py", f"--workdir={compare}", f"--content_dir={pairs[0]}",
         f"--style_dir={pairs[1]}", "--size=192", "--steps=3", "--fast_steps=2",
-        "--fast_size=32"), capture_output=True, text=True, timeout=900)
+        "--fast_size=32", f"--composites={composite}"),
+        capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [json.loads(l) for l in (compare / "metrics.jsonl").read_text().splitlines()]
-    every = list(methods.BUILTIN)
-    assert [l["method"] for l in lines] == ["content", "style", *every]
-    by_method = {l["method"]: l for l in lines}
+    every = [m for m in methods.BUILTIN if m != "harmonize"]
+    assert [l["method"] for l in lines] == ["content", "style", *every, "content", "style",
+                                            "harmonize"]
+    assert lines[-1]["pair"] == "composite-pasted" and lines[-1]["steps"] == 6
+    by_method = {l["method"]: l for l in lines[:-3]}
     assert by_method["content"]["content_distance"] == 0.0
     assert by_method["style"]["style_distance"] == 0.0
     for name in every:  # every method measured

@@ -43,7 +43,8 @@ Presets (paper vs the authors' code):
   * "paper": the reference layer conv4_1 (the paper's Section 4), pass 2 starting from pass
     1's output, and the weighted sum of the losses optimised with its true gradient (L-BFGS
     with a line search).
-  * "quick": "code" with 100 + 200 iterations, so a 700 px painting finishes within 10
+  * "quick": "code" with 80 + 200 iterations and pass 1 under a line search (with fixed steps
+    its image is still noise after 100 iterations), so a 700 px painting finishes within 10
     minutes on 2 CPU cores (README).
 Where jstyle departs from the code: the content loss of pass 1 is masked as pass 2's (the code
 compares the whole map and masks only its gradient); the histogram loss is the exact,
@@ -107,6 +108,10 @@ class HarmonizeParams:
     pass2_init: str = field("composite", "Pass 2 starts from the composite (code) or from "
                             "pass 1's output (pass1).", choices=("composite", "pass1"),
                             static=True)
+    pass1_linesearch: str = field("none", "Pass 1's L-BFGS: none (fixed steps of 1, Torch's "
+                                  "optim.lbfgs as neural_gram.lua runs it) or zoom (optax's "
+                                  "line search: smooth within fewer iterations).",
+                                  choices=optimize.LINESEARCHES, static=True)
     postprocess: str = field("none", "none, or guided: the result's CIELAB chroma smoothed "
                              "by a guided filter on the composite (filt_cnn_artifact.m).",
                              choices=("none", "guided"), static=True)
@@ -131,10 +136,10 @@ Params = HarmonizeParams
 _CODE_RUN = RunOptions(size=700, steps=1000, print_every=100)  # -image_size 700, 1000 iterations
 PRESETS: dict[str, tuple[HarmonizeParams, RunOptions]] = {
     "code": (HarmonizeParams(), _CODE_RUN),
-    "paper": (HarmonizeParams(reference_layer="conv4_1", gradients="true", pass2_init="pass1"),
-              _CODE_RUN),
-    "quick": (HarmonizeParams(pass1_steps=100), dataclasses.replace(_CODE_RUN, steps=200,
-                                                                     print_every=50)),
+    "paper": (HarmonizeParams(reference_layer="conv4_1", gradients="true", pass2_init="pass1",
+                              pass1_linesearch="zoom"), _CODE_RUN),
+    "quick": (HarmonizeParams(pass1_steps=80, pass1_linesearch="zoom"),
+              dataclasses.replace(_CODE_RUN, steps=200, print_every=50)),
 }
 
 
@@ -147,7 +152,8 @@ def validate(hp: HarmonizeParams, opts: RunOptions, num_styles: int) -> None:
             ("reference_layer", hp.reference_layer, REFERENCE_LAYERS),
             ("gradients", hp.gradients, ("normalized", "true")),
             ("pass2_init", hp.pass2_init, ("composite", "pass1")),
-            ("postprocess", hp.postprocess, ("none", "guided"))):
+            ("postprocess", hp.postprocess, ("none", "guided")),
+            ("pass1_linesearch", hp.pass1_linesearch, optimize.LINESEARCHES)):
         if value not in allowed:
             raise InputError(f"unknown --{name}={value}; use one of {', '.join(allowed)}")
     runs.check_at_least({"pass1_steps": hp.pass1_steps, "refine_iterations":
@@ -560,13 +566,14 @@ def postprocess(inputs: Inputs, levels: np.ndarray) -> np.ndarray:
     return np.where(inputs.loose[..., None], out, inputs.composite).astype(np.float32)
 
 
-def _pass_options(opts: RunOptions, steps: int, true_gradient: bool, learning_rate: float
+def _pass_options(opts: RunOptions, steps: int, linesearch: str, learning_rate: float
                   ) -> RunOptions:
-    """The optimiser of a pass: L-BFGS with optax's line search for the true gradient, fixed
-    steps of `learning_rate` (Torch's optim.lbfgs without one) for the code's."""
+    """The optimiser of a pass: L-BFGS (100 pairs, as Torch's optim.lbfgs) with optax's line
+    search ("zoom") or fixed steps of `learning_rate` ("none", Torch's without one); every
+    iteration runs (the code's tolX = tolFun = -1)."""
     return dataclasses.replace(opts, steps=steps, optimizer="lbfgs", lbfgs_memory=100,
-                               linesearch="zoom" if true_gradient else "none",
-                               learning_rate=learning_rate, tol=0.0, remat=False)
+                               linesearch=linesearch, learning_rate=learning_rate, tol=0.0,
+                               remat=False)
 
 
 def run(content: np.ndarray, styles: list[np.ndarray], hp: HarmonizeParams, opts: RunOptions,
@@ -626,16 +633,15 @@ def run(content: np.ndarray, styles: list[np.ndarray], hp: HarmonizeParams, opts
         box = boxes[index]
         if index == 0:
             data = pass1_data(inputs, box, hp, vgg_params, convention)
-            terms, pass_opts = loss_terms, _pass_options(opts, hp.pass1_steps,
-                                                         hp.gradients == "true", 1.0)
+            terms = loss_terms
+            pass_opts = _pass_options(opts, hp.pass1_steps, hp.pass1_linesearch, 1.0)
             start = _crop(inputs.composite, box)
-            steps = hp.pass1_steps
         else:
             used = used_painting(inputs, pass1, hp, vgg_params, convention)
             data = pass2_data(inputs, box, hp, used, vgg_params, convention)
             true = hp.gradients == "true"
             terms = loss_terms if true else loss_terms_normalized
-            pass_opts = _pass_options(opts, opts.steps, true, 0.1)
+            pass_opts = _pass_options(opts, opts.steps, "zoom" if true else "none", 0.1)
             start = _crop(pass1 if hp.pass2_init == "pass1" else inputs.composite, box)
         matched = time.perf_counter() - t0
         problem = runs.make_problem(terms, data, convention, pass_opts, inputs.composite,
