@@ -1,10 +1,18 @@
 """Deep Painterly Harmonization: its patch steps against numpy transcriptions of the authors'
 cuda_utils.cu loops, its masked losses against numpy, the crop, and runs of the method."""
 
+import json
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
-from jstyle import patches
+from jstyle import losses, masks, patches
+from jstyle.methods import harmonize
 
 
 def _np_nnf(a, b, k, normalize, keep_borders):
@@ -116,18 +124,6 @@ def test_consistent_mapping_and_duplicate_suppression_match_the_authors_loops():
 
 # ---------------------------------------------------------------------------------------------
 # The method's losses, its normalised gradients and its crop.
-
-import dataclasses
-import json
-import subprocess
-import sys
-
-import jax
-import jax.numpy as jnp
-from PIL import Image
-
-from jstyle import losses, masks
-from jstyle.methods import harmonize
 
 
 def test_masked_losses_match_numpy():

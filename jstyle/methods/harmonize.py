@@ -40,9 +40,9 @@ Presets (paper vs the authors' code):
     (optim_state: tolX = tolFun = -1); pass 2 starts from the composite (`img =
     content_image_caffe`, the README's `-content_image data/X_naive.jpg`); pass 1 is L-BFGS
     without line search at Torch's default step 1 (neural_gram.lua optim_state).
-  * "paper": the reference layer conv4_1 (the paper's Section 4), pass 2 starting from pass
-    1's output, and the weighted sum of the losses optimised with its true gradient (L-BFGS
-    with a line search).
+  * "paper": the paper's reference layer conv4_1, pass 2 starting from pass 1's output (the
+    paper's pipeline: the second pass refines the first's result), and the weighted sum of
+    the losses optimised with its true gradient in both passes (L-BFGS with a line search).
   * "quick": "code" with 80 + 200 iterations and pass 1 under a line search (with fixed steps
     its image is still noise after 100 iterations), so a 700 px painting finishes within 10
     minutes on 2 CPU cores (README).
