@@ -244,3 +244,27 @@ def test_the_command_paints_the_object_in_and_leaves_the_rest_bit_for_bit(tmp_pa
         out = np.asarray(Image.open(tmp_path / name))
         np.testing.assert_array_equal(out[~inputs.loose], composite[~inputs.loose])
         assert np.abs(out[inputs.tight].astype(int) - composite[inputs.tight]).max() > 0
+
+
+def test_the_guided_filter_is_the_per_window_ridge_fit_averaged():
+    """He et al.'s colour guided filter against its definition: a ridge fit p ~ a . I + b in
+    every window (clipped at the borders), each pixel averaging the fits of its windows."""
+    from jstyle import image
+    rng = np.random.default_rng(6)
+    guide, source = rng.uniform(size=(7, 9, 3)), rng.uniform(size=(7, 9))
+    r, eps = 1, 0.01
+    fits = {}
+    for y in range(7):
+        for x in range(9):
+            win = (slice(max(0, y - r), y + r + 1), slice(max(0, x - r), x + r + 1))
+            i, p = guide[win].reshape(-1, 3), source[win].reshape(-1)
+            cov = np.cov(i.T, bias=True) + eps * np.eye(3)
+            a = np.linalg.solve(cov, ((i - i.mean(0)) * (p - p.mean())[:, None]).mean(0))
+            fits[y, x] = a, p.mean() - a @ i.mean(0)
+    want = np.zeros((7, 9))
+    for y in range(7):
+        for x in range(9):
+            near = [fits[v, u] for v in range(max(0, y - r), min(7, y + r + 1))
+                    for u in range(max(0, x - r), min(9, x + r + 1))]
+            want[y, x] = np.mean([a @ guide[y, x] + b for a, b in near])
+    np.testing.assert_allclose(image.guided_filter(guide, source, r, eps), want, rtol=1e-9)
