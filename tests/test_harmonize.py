@@ -1,6 +1,7 @@
 """Deep Painterly Harmonization: its patch steps against numpy transcriptions of the authors'
 cuda_utils.cu loops, its masked losses against numpy, the crop, and runs of the method."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -268,3 +269,24 @@ def test_the_guided_filter_is_the_per_window_ridge_fit_averaged():
                     for u in range(max(0, x - r), min(9, x + r + 1))]
             want[y, x] = np.mean([a @ guide[y, x] + b for a, b in near])
     np.testing.assert_allclose(image.guided_filter(guide, source, r, eps), want, rtol=1e-9)
+
+
+def test_a_checkpoint_in_pass_2_resumes_to_the_same_images(tiny_weights, tmp_path):
+    inputs = _inputs(64, 80, 20, 28, 20, seed=8)
+    hp = harmonize.HarmonizeParams(pass1_steps=2)
+    opts = dataclasses.replace(harmonize.PRESETS["code"][1], size=80, steps=4, save_every=2,
+                               print_every=0)
+    checkpoint = tmp_path / "out.ckpt.npz"
+    run = lambda: harmonize.run(inputs.composite / 255, [inputs.painting / 255], hp, opts,
+                                tiny_weights, checkpoint=checkpoint, progress=False,
+                                mask=inputs.tight[..., None] * np.ones(3))
+    first = run()  # leaves the checkpoint of pass 2's step 2 behind (the command deletes it)
+    from jstyle import optimize
+    saved = optimize.checkpoint_record(checkpoint)
+    assert saved["level"] == 1 and saved["step"] == 4 and len(saved["passes"]) == 1
+    np.testing.assert_allclose(optimize.checkpoint_arrays(checkpoint)["pass1"] / 255,
+                               first.images["pass1"], atol=1e-6)
+    again = run()
+    assert [p["steps"] for p in again.record["passes"]] == [2, 4]
+    for name in ("output", "pass1"):
+        np.testing.assert_allclose(again.images[name], first.images[name], atol=1e-6)
