@@ -7,9 +7,8 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "jstyle"
 # bottom to top; a module may import only modules listed before it
 ORDER = ["errors", "interrupt", "files", "memory", "params", "progress", "conv", "image", "vgg",
          "weights", "masks", "patches", "losses", "optimize", "results", "transform_net", "train",
-         "runs", "methods", "methods.gatys", "methods.mrf", "methods.fast", "methods.analogy",
-         "methods.harmonize",
-         "sweep", "cli", "__main__"]
+         "runs", "objective", "methods", "methods.gatys", "methods.mrf", "methods.fast",
+         "methods.analogy", "methods.harmonize", "sweep", "cli", "__main__"]
 
 
 def _imports(path: pathlib.Path) -> set[str]:
