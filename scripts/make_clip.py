@@ -1,0 +1,93 @@
+"""A short clip whose motion is known: a crop window sliding and zooming over a photo.
+
+  python scripts/make_clip.py --out=DIR [--photo=P --frames=12 --size=256x192 --shift=3:1 --zoom=1.01]
+
+Frame t shows the photo through a window whose top-left corner moves by --shift photo pixels
+per frame and whose scale grows by --zoom per frame (bilinear sampling). The flow between
+frames is then known exactly: DIR/frame_%04d.png (from 1, the authors' numbering),
+DIR/forward_%d_%d.flo and DIR/backward_%d_%d.flo (the true flows, Middlebury files, the
+authors' naming) and DIR/clip.mp4.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+from absl import app, flags
+from scipy import ndimage
+
+SHARED = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "images"
+
+flags.DEFINE_string("photo", str(SHARED / "content" / "tubingen.jpg"), "Photo to film.")
+flags.DEFINE_integer("frames", 12, "Number of frames.")
+flags.DEFINE_string("size", "256x192", "Frame width x height, pixels.")
+flags.DEFINE_string("shift", "3:1", "Window motion per frame, dx:dy photo pixels.")
+flags.DEFINE_float("zoom", 1.01, "Window scale factor per frame (> 1 zooms out).")
+flags.DEFINE_string("out", None, "Output folder.")
+flags.mark_flag_as_required("out")
+FLAGS = flags.FLAGS
+
+
+def pan_zoom(photo: np.ndarray, count: int, width: int, height: int, shift: tuple[float, float],
+             zoom: float) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """Frames of a moving window over `photo` (float[H, W, 3] in [0, 1]) and the true flows.
+
+    Window t maps frame pixel (x, y) to photo point origin_t + scale_t (x, y), with origin_t =
+    origin_0 + t * shift and scale_t = scale_0 * zoom^t, the window starting centred at a
+    scale that keeps every window inside the photo.
+    Returns:
+      (frames float32[height, width, 3]; forward flows t -> t+1 and backward flows t+1 -> t,
+      float32[height, width, 2] each, count - 1 of them).
+    """
+    ph, pw, _ = photo.shape
+    sx, sy = shift
+    last = zoom ** (count - 1)
+    scale0 = 0.9 * min((pw - abs(sx) * count) / (width * last),
+                       (ph - abs(sy) * count) / (height * last))
+    if scale0 <= 0:
+        raise ValueError("the photo is too small for this motion; lower --shift or --frames")
+    span = lambda s, n, d: (n - s * d * last - abs(d) * count) / 2
+    origin0 = np.array([span(scale0, pw, width) + max(0, -sx) * count,
+                        span(scale0, ph, height) + max(0, -sy) * count])
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    place = lambda t: (origin0 + t * np.array(shift), scale0 * zoom ** t)
+
+    def frame(t):
+        (ox, oy), s = place(t)
+        coords = [oy + s * ys, ox + s * xs]
+        return np.stack([ndimage.map_coordinates(photo[..., c], coords, order=1)
+                         for c in range(3)], -1).astype(np.float32).clip(0, 1)
+
+    def flow(a, b):
+        (ax, ay), sa = place(a)
+        (bx, by), sb = place(b)
+        return np.stack([(ax + sa * xs - bx) / sb - xs, (ay + sa * ys - by) / sb - ys],
+                        -1).astype(np.float32)
+
+    frames = [frame(t) for t in range(count)]
+    return (frames, [flow(t, t + 1) for t in range(count - 1)],
+            [flow(t + 1, t) for t in range(count - 1)])
+
+
+def main(argv):
+    del argv
+    from jstyle import clips, flow, image
+    width, height = (int(v) for v in FLAGS.size.split("x"))
+    shift = tuple(float(v) for v in FLAGS.shift.split(":"))
+    frames, forward, backward = pan_zoom(image.load(FLAGS.photo), FLAGS.frames, width, height,
+                                         shift, FLAGS.zoom)
+    out = pathlib.Path(FLAGS.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for t, f in enumerate(frames, start=1):
+        image.save(out / f"frame_{t:04d}.png", f)
+    for t, (fw, bw) in enumerate(zip(forward, backward), start=1):
+        flow.write_flo(out / f"forward_{t}_{t + 1}.flo", fw)
+        flow.write_flo(out / f"backward_{t + 1}_{t}.flo", bw)
+    clips.encode_mp4(frames, 25.0, out / "clip.mp4")
+    print(f"wrote {len(frames)} frames of {width}x{height}, their true flows and clip.mp4 to "
+          f"{out}")
+
+
+if __name__ == "__main__":
+    app.run(main)
