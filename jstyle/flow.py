@@ -164,3 +164,23 @@ def warping_error(frames: list[np.ndarray], stylised: list[np.ndarray],
         diff = np.square(np.asarray(warped) - np.asarray(stylised[t - 1], np.float32))
         errors.append(float(diff[mask].sum() / max(mask.sum() * diff.shape[-1], 1)))
     return float(np.mean(errors)) if errors else 0.0
+
+
+def closest_first(weights: list[np.ndarray]) -> list[np.ndarray]:
+    """Long-term temporal weights combined as the authors' `closestFirst`
+    (artistic_video.lua, processFlowWeights): the weights of the frames 1, 2, 4... back, in
+    that order, each reduced by the (already reduced) weights of every closer frame and
+    clipped at 0, so that each pixel is tied to the closest previous frame where that frame's
+    flow is reliable.
+
+    Args:
+      weights: float[H, W] in [0, 1] per previous frame, closest first.
+    Returns:
+      the combined weights, the same shapes.
+    """
+    out = [np.asarray(w, np.float32).copy() for w in weights]
+    for j in range(1, len(out)):
+        for k in range(1, j + 1):
+            out[j] -= out[j - k]
+        out[j] = np.maximum(out[j], 0.0)
+    return out

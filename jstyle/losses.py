@@ -127,6 +127,22 @@ def masked_gram_matrix(features: jax.Array, mask: jax.Array) -> jax.Array:
     return g / jnp.maximum(c * jnp.sum(mask), 1e-8)
 
 
+def temporal_loss(image: jax.Array, warped: jax.Array, weights: jax.Array) -> jax.Array:
+    """Ruder et al.'s temporal consistency: mean over pixels and channels of w (O - W)^2, O the
+    frame being stylised, W the previous stylised frame warped to it, w its reliability
+    (artistic_video_core.lua's WeightedContentLoss on the image with MSECriterion: it scales
+    input and target by sqrt(w), so every element's squared error is weighted by w and the
+    sum divided by the element count).
+
+    Args:
+      image, warped: float[H, W, C] (the authors compare them in the network's input units);
+      weights: float[H, W] in [0, 1].
+    Returns:
+      float[] loss.
+    """
+    return jnp.mean(weights[..., None] * jnp.square(image - warped))
+
+
 def style_quantiles(features: jax.Array, count: int) -> jax.Array:
     """Each channel's quantile function, sampled at `count` evenly spaced ranks.
 

@@ -99,3 +99,18 @@ def test_dis_finds_a_sliding_windows_motion_and_the_warping_error_sees_flicker()
     flicker = flow.warping_error(frames, [np.clip(f + rng.normal(0, 0.05, f.shape), 0, 1)
                                           for f in frames])
     assert steady < 1e-3 and flicker > 10 * steady
+
+
+def test_the_temporal_loss_and_the_long_term_weights_match_numpy():
+    from jstyle import losses
+    rng = np.random.default_rng(5)
+    o, w = rng.normal(size=(2, 6, 5, 3))
+    weights = rng.uniform(size=(6, 5))
+    np.testing.assert_allclose(losses.temporal_loss(o, w, weights),
+                               np.sum(weights[..., None] * (o - w) ** 2) / o.size, rtol=1e-5)
+    masks = [rng.uniform(size=(4, 4)) for _ in range(3)]
+    a = masks[0]
+    b = np.maximum(masks[1] - a, 0)
+    c = np.maximum(masks[2] - b - a, 0)  # the code subtracts the already reduced weights
+    for got, want in zip(flow.closest_first(masks), (a, b, c)):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
