@@ -14,7 +14,6 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy import ndimage
 
 from jstyle.errors import InputError
 
@@ -92,53 +91,61 @@ def warp(image: jax.Array, flow: jax.Array, fill: jax.Array | float = 0.0
     return jnp.where(inside[..., None], out, fill), inside
 
 
-def _derivative(flow: np.ndarray, axis: int) -> np.ndarray:
-    """The central difference 0.5 (f(i+1) - f(i-1)) along `axis`, the border mirrored (the
-    authors' CDerivative(3) through NFilter::filter)."""
-    return ndimage.correlate1d(flow, [-0.5, 0.0, 0.5], axis=axis, mode="reflect")
+def _correlate(x: jax.Array, taps: jax.Array, axis: int) -> jax.Array:
+    """x correlated with the odd-length `taps` along `axis`, the border mirrored (d c b a | a b
+    c d, as the authors' NFilter and scipy.ndimage's "reflect")."""
+    r = taps.shape[0] // 2
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (r, r)
+    padded = jnp.pad(x, pad, mode="symmetric")
+    n = x.shape[axis]
+    return sum(t * jax.lax.slice_in_dim(padded, k, k + n, axis=axis) for k, t in enumerate(taps))
 
 
-def reliability(flow: np.ndarray, reverse: np.ndarray) -> np.ndarray:
+@jax.jit
+def reliability(flow: jax.Array, reverse: jax.Array) -> jax.Array:
     """Where `flow` (frame a -> frame b) can be trusted, in [0, 1], checked against `reverse`
     (b -> a): the authors' consistencyChecker.cpp (its masks are these values times 255; the
-    authors check the backward flow i -> i-1 against the forward one).
+    authors check the backward flow i -> i-1 against the forward one). Pure and jitted.
 
     A pixel x of frame a is unreliable (0) where the round trip through `flow` w and then
     `reverse` w^ (bilinear at x + w(x)) misses, |w + w^|^2 >= 0.01 (|w|^2 + |w^|^2)
     + 0.5 (disocclusion), where x + w(x) leaves the frame, or at a motion boundary, |grad
-    w|^2 > 0.01 |w|^2 + 0.002. The map (255 reliable, 0 at boundaries, -255 at failed round
-    trips so that smoothing pushes outwards) is smoothed by a 5-tap Gaussian of sigma 0.8 per
-    axis, mirrored at the borders, and clipped.
+    w|^2 > 0.01 |w|^2 + 0.002 (central differences, the border mirrored). The map (255
+    reliable, 0 at boundaries, -255 at failed round trips so that smoothing pushes outwards) is
+    smoothed by a 5-tap Gaussian of sigma 0.8 per axis, mirrored at the borders, and clipped.
 
     Args:
       flow, reverse: float[H, W, 2].
     Returns:
       float32[H, W] in [0, 1].
     """
-    forward = np.asarray(flow, np.float32)
-    backward = np.asarray(reverse, np.float32)
+    forward = jnp.asarray(flow, jnp.float32)
+    backward = jnp.asarray(reverse, jnp.float32)
     h, w, _ = forward.shape
-    edge = sum(np.square(_derivative(forward, axis)).sum(-1) for axis in (0, 1))
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    central = jnp.array([-0.5, 0.0, 0.5], jnp.float32)
+    edge = sum(jnp.square(_correlate(forward, central, axis)).sum(-1) for axis in (0, 1))
+    ys, xs = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32),
+                          indexing="ij")
     bx, by = xs + forward[..., 0], ys + forward[..., 1]
-    x1, y1 = np.floor(bx).astype(np.int64), np.floor(by).astype(np.int64)
+    x1, y1 = jnp.floor(bx).astype(jnp.int32), jnp.floor(by).astype(jnp.int32)
     outside = (x1 < 0) | (x1 + 1 >= w) | (y1 < 0) | (y1 + 1 >= h)
-    x1, y1 = np.clip(x1, 0, w - 2), np.clip(y1, 0, h - 2)
+    x1, y1 = jnp.clip(x1, 0, w - 2), jnp.clip(y1, 0, h - 2)
     ax, ay = (bx - x1)[..., None], (by - y1)[..., None]
     back = ((1 - ay) * ((1 - ax) * backward[y1, x1] + ax * backward[y1, x1 + 1])
             + ay * ((1 - ax) * backward[y1 + 1, x1] + ax * backward[y1 + 1, x1 + 1]))
-    miss = np.square(forward + back).sum(-1)
-    length = np.square(forward).sum(-1) + np.square(back).sum(-1)
+    miss = jnp.square(forward + back).sum(-1)
+    length = jnp.square(forward).sum(-1) + jnp.square(back).sum(-1)
     failed = miss >= 0.01 * length + 0.5
-    boundary = edge > 0.01 * np.square(forward).sum(-1) + 0.002
-    value = np.where(failed, -255.0, np.where(boundary, 0.0, 255.0))
-    value = np.where(outside, 0.0, value)
-    d = np.arange(-2, 3)
-    kernel = np.exp(-d ** 2 / (2 * 0.8 ** 2))
-    kernel /= kernel.sum()
+    boundary = edge > 0.01 * jnp.square(forward).sum(-1) + 0.002
+    value = jnp.where(failed, -255.0, jnp.where(boundary, 0.0, 255.0))
+    value = jnp.where(outside, 0.0, value)
+    d = jnp.arange(-2, 3, dtype=jnp.float32)
+    kernel = jnp.exp(-d ** 2 / (2 * 0.8 ** 2))
+    kernel = kernel / kernel.sum()
     for axis in (0, 1):
-        value = ndimage.correlate1d(value, kernel, axis=axis, mode="reflect")
-    return (np.clip(value, 0.0, 255.0) / 255.0).astype(np.float32)
+        value = _correlate(value, kernel, axis)
+    return jnp.clip(value, 0.0, 255.0) / 255.0
 
 
 def warping_error(frames: list[np.ndarray], stylised: list[np.ndarray],
@@ -160,7 +167,7 @@ def warping_error(frames: list[np.ndarray], stylised: list[np.ndarray],
         forward = flow_fn(frames[t - 1], frames[t])
         reverse = flow_fn(frames[t], frames[t - 1])
         warped, inside = warp(stylised[t], forward)
-        mask = (reliability(forward, reverse) >= 0.5) & np.asarray(inside)
+        mask = np.asarray(reliability(forward, reverse) >= 0.5) & np.asarray(inside)
         diff = np.square(np.asarray(warped) - np.asarray(stylised[t - 1], np.float32))
         errors.append(float(diff[mask].sum() / max(mask.sum() * diff.shape[-1], 1)))
     return float(np.mean(errors)) if errors else 0.0
