@@ -41,7 +41,9 @@ class LoopState(NamedTuple):
     step: jax.Array  # int32[], optimisation steps taken so far
     loss: jax.Array  # float32[], objective at the image before the last step (inf at start)
     good_image: jax.Array  # float32[H, W, C], the last image whose objective was finite
-    converged: jax.Array  # bool[], the last step changed the objective by less than tol
+    converged: jax.Array  # bool[], the objective changed by less than tol over the last
+    #   tol_interval steps
+    past_loss: jax.Array  # float32[], objective at the last multiple of tol_interval steps
     failed: jax.Array  # bool[], the objective became NaN or infinite; `image` is not good
 
 
@@ -96,12 +98,14 @@ def init(optimizer: optax.GradientTransformation, image: jax.Array) -> LoopState
     # good_image gets its own buffer: chunks donate the state, and a buffer is donated once
     return LoopState(image=image, opt_state=opt_state, step=jnp.int32(0),
                      loss=jnp.float32(jnp.inf), good_image=jnp.array(image, copy=True),
-                     converged=jnp.bool_(False), failed=jnp.bool_(False))
+                     converged=jnp.bool_(False), past_loss=jnp.float32(jnp.inf),
+                     failed=jnp.bool_(False))
 
 
 def make_chunk(objective: Callable[[jax.Array, Any], jax.Array],
                optimizer: optax.GradientTransformationExtraArgs, *, linesearch: str | None,
-               tol: float, bounds: tuple[float, float] | None, data_axes: Any = None):
+               tol: float, bounds: tuple[float, float] | None, data_axes: Any = None,
+               tol_interval: int = 1):
     """Returns jitted `chunk(state, end, data) -> state` that steps until `end` or a stop.
 
     With `data_axes` (a tuple, or NamedTuple, with one entry per element of the tuple `data`: 0
@@ -118,8 +122,10 @@ def make_chunk(objective: Callable[[jax.Array, Any], jax.Array],
     line search: the image is projected onto `bounds` after each step).
 
     A step: evaluate the objective and gradient at the image, update it, project. The run
-    stops early when the objective is not finite (`failed`) or changes by less than `tol`
-    relative to the previous step (`converged`; tol = 0 never stops).
+    stops early when the objective is not finite (`failed`) or, at every multiple of
+    `tol_interval` steps, has changed by less than `tol` relative to its value `tol_interval`
+    steps before (`converged`; tol = 0 never stops; the video code's lbfgs.lua compares every
+    tol_loss_relative_interval = 50 iterations).
     """
 
     def chunk(state: LoopState, end: jax.Array, data: Any) -> LoopState:
@@ -140,15 +146,17 @@ def make_chunk(objective: Callable[[jax.Array, Any], jax.Array],
             image = optax.apply_updates(s.image, updates)
             if bounds is not None and linesearch is None:
                 image = jnp.clip(image, *bounds)
-            change = jnp.abs(s.loss - value) / jnp.maximum(jnp.abs(s.loss), 1e-30)
-            converged = (s.step > 0) & (change < tol)
+            check = s.step % tol_interval == 0
+            change = jnp.abs(s.past_loss - value) / jnp.maximum(jnp.abs(s.past_loss), 1e-30)
+            converged = check & (s.step > 0) & (change < tol)
             keep = lambda new, old: jax.tree.map(
                 lambda a, b: jnp.where(finite, a, b), new, old)
             return LoopState(
                 image=keep(image, s.image), opt_state=keep(opt_state, s.opt_state),
                 step=s.step + finite.astype(jnp.int32), loss=jnp.where(finite, value, s.loss),
                 good_image=jnp.where(finite, s.image, s.good_image),
-                converged=converged & finite, failed=~finite)
+                converged=converged & finite,
+                past_loss=jnp.where(check & finite, value, s.past_loss), failed=~finite)
 
         return jax.lax.while_loop(keep_going, step, state)
 

@@ -83,8 +83,9 @@ class RunOptions:
     unmatched: str = field("error", "A content region missing from every style mask: error, "
                            "or global (style it from the whole style images).",
                            choices=masks.UNMATCHED)
-    tol: float = field(1e-7, "Stop when the loss changes by less than this, relatively "
-                       "(0: never).")
+    tol: float = field(1e-7, "Stop when the loss changes by less than this, relatively, over "
+                       "--tol_interval steps (0: never).")
+    tol_interval: int = field(1, "Steps between the loss comparisons of --tol.")
     print_every: int = field(50, "Report progress every N steps (0: off).")
     save_every: int = field(0, "Write OUTPUT_<step>.png and a resumable checkpoint every N "
                             "steps (0: off).")
@@ -136,7 +137,7 @@ def validate_options(opts: RunOptions, num_styles: int) -> None:
         if value not in allowed:
             raise InputError(f"unknown --{name}={value}; use one of {', '.join(allowed)}")
     check_at_least({n: getattr(opts, n) for n in ("size", "steps", "lbfgs_memory",
-                                                  "pyramid_levels")}, 1,
+                                                  "pyramid_levels", "tol_interval")}, 1,
                    "give a positive whole number")
     if opts.size > MAX_SIZE:
         raise InputError(f"--size={opts.size} is beyond what any device jstyle runs on could "
@@ -215,7 +216,7 @@ class Program(NamedTuple):
 @functools.lru_cache(maxsize=None)
 def program(loss_terms: Callable, convention, remat: bool, optimizer: str,
             learning_rate: float, lbfgs_memory: int, linesearch: str, tol: float,
-            data_axes=None) -> Program:
+            data_axes=None, tol_interval: int = 1) -> Program:
     """The compiled program of a method's objective: built once per (loss, convention,
     optimiser settings, batch axes) and reused by every level, pass, frame or sweep batch;
     jit then compiles once per shape of the image and the data.
@@ -231,7 +232,8 @@ def program(loss_terms: Callable, convention, remat: bool, optimizer: str,
     search = linesearch if optimizer == "lbfgs" and linesearch != "none" else None
     objective = lambda image, data: loss_terms(image, data, convention, remat)["total"]
     chunk = optimize.make_chunk(objective, transform, linesearch=search, tol=tol,
-                                bounds=(0.0, 255.0), data_axes=data_axes)
+                                bounds=(0.0, 255.0), data_axes=data_axes,
+                                tol_interval=tol_interval)
     terms = lambda image, data: loss_terms(image, data, convention, False)
     if data_axes is not None:
         terms = jax.vmap(terms, in_axes=(0, data_axes))
@@ -242,7 +244,7 @@ def compile_program(loss_terms: Callable, convention, opts: RunOptions, data_axe
                     ) -> Program:
     """`program` with the optimiser settings of `opts`."""
     return program(loss_terms, convention, opts.remat, opts.optimizer, opts.learning_rate,
-                   opts.lbfgs_memory, opts.linesearch, opts.tol, data_axes)
+                   opts.lbfgs_memory, opts.linesearch, opts.tol, data_axes, opts.tol_interval)
 
 
 class Problem(NamedTuple):

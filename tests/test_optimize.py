@@ -14,10 +14,11 @@ def quadratic(image, data):
     return jnp.sum(jnp.square(image - data["target"])) / image.size
 
 
-def _run(name, steps, every, tol=0.0, bounds=(0.0, 255.0), objective=quadratic, start=None):
+def _run(name, steps, every, tol=0.0, bounds=(0.0, 255.0), objective=quadratic, start=None,
+         tol_interval=1):
     opt = optimize.make_optimizer(name, learning_rate=5.0)
     chunk = optimize.make_chunk(objective, opt, linesearch="zoom" if name == "lbfgs" else None,
-                                tol=tol, bounds=bounds)
+                                tol=tol, bounds=bounds, tol_interval=tol_interval)
     state = optimize.init(opt, jnp.full((5, 7, 3), 128.0) if start is None else start)
     seen = []
     state = optimize.run(chunk, state, {"target": TARGET}, optimize.boundaries(steps, every),
@@ -82,6 +83,11 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_image():
 def test_stops_on_convergence():
     _, state, seen = _run("lbfgs", steps=500, every=500, tol=1e-6)
     assert bool(state.converged) and int(state.step) < 100
+
+
+def test_convergence_compared_over_an_interval_stops_at_a_multiple_of_it():
+    _, state, _ = _run("adam", steps=2000, every=2000, tol=1e-3, tol_interval=25)
+    assert bool(state.converged) and int(state.step) % 25 == 1 and int(state.step) < 2000
 
 
 def test_checkpoint_round_trip(tmp_path):
