@@ -633,7 +633,7 @@ def _main(argv: list[str]) -> None:
               "fix the permissions, then run again", file=sys.stderr)
         sys.exit(1)
     except runs.Stopped as e:
-        saved = (f"its state at step {e.step} is in {e.checkpoint}: rerun the same command "
+        saved = (f"its state at {e.position} is in {e.checkpoint}: rerun the same command "
                  "with --resume to continue" if e.checkpoint else "nothing was saved")
         print(f"jstyle: interrupted by {interrupt.name()}; {saved}", file=sys.stderr)
         sys.exit(interrupt.exit_status())

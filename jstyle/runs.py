@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import NamedSharding, PartitionSpec
 
 from jstyle import image as image_lib
 from jstyle import masks, memory, optimize, results
@@ -288,6 +289,39 @@ def level_setup(prepare_data: Callable, loss_terms: Callable) -> Callable:
     return setup
 
 
+def local_mesh() -> jax.sharding.Mesh:
+    """This process's devices on one axis, "points", with automatic sharding (XLA carries the
+    split through the network). Under jax.distributed each process runs its own points on its
+    own devices, so no computation spans hosts."""
+    return jax.sharding.Mesh(np.array(jax.local_devices()), ("points",),
+                             axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def shard(problem: Problem, mesh: jax.sharding.Mesh | None = None) -> Problem:
+    """A batched problem over the devices (the sweep machinery): the points' states and the
+    data's batched leaves (the data type's `sweep_axes()`: a sweep's hyperparameters, a clip's
+    frames) split along the mesh's first axis, the rest (the network, shared targets)
+    replicated. The compiled chunk then runs each device's points where they lie.
+
+    Args:
+      problem: a batch of problems (`sweep.setup`, a video pass).
+      mesh: default: `local_mesh()`.
+    Raises:
+      InputError: the number of points is not a multiple of the number of devices.
+    """
+    mesh = mesh or local_mesh()
+    points, devices = problem.state.image.shape[0], mesh.devices.shape[0]
+    if points % devices:
+        raise InputError(f"{points} points do not split over {devices} devices; use a multiple "
+                         f"of {devices} points")
+    spread = NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
+    same = NamedSharding(mesh, PartitionSpec())
+    axes = type(problem.data).sweep_axes()
+    data = jax.tree.map(lambda axis, d: jax.device_put(d, same if axis is None else spread),
+                        axes, problem.data, is_leaf=lambda x: x is None)
+    return problem._replace(state=jax.device_put(problem.state, spread), data=data)
+
+
 def prepare_colors(content: np.ndarray, styles: list[np.ndarray], opts: RunOptions
                    ) -> tuple[np.ndarray, list[np.ndarray]]:
     """The images the transfer works on, for `opts.preserve_colors` (Gatys et al. 2017):
@@ -357,13 +391,33 @@ def _comparable(record: dict) -> dict:
     record = json.loads(json.dumps(record))
     options = {k: v for k, v in record.get("options", {}).items() if k not in RESUMABLE}
     return {**{k: v for k, v in record.items()
-               if k not in ("history", "level", "step", "initial_loss", "passes")},
+               if k not in ("history", "level", "step", "initial_loss", "passes", "frames",
+                            "position")},
             "options": options, "levels": [l["size"] for l in record.get("levels", [])]}
 
 
 def saved_run(checkpoint: pathlib.Path | None, record: dict) -> dict | None:
     """The record of the checkpoint at `checkpoint` (None when there is none), checked to have
     been made by this run (`record`, from `start_record`) with at most more steps asked.
+
+    Raises:
+      InputError: a checkpoint that cannot be read, or that another run made (naming what
+        differs); the file is left as it is.
+    """
+    saved = checkpoint_of(checkpoint, record)
+    if saved is None:
+        return None
+    total = sum(steps for _, steps in pyramid_of(record))
+    if saved.get("step", 0) > total:
+        raise InputError(f"the checkpoint {checkpoint} is at step {saved['step']}, beyond the "
+                         f"{total} steps asked; give at least {saved['step']} steps (--steps or "
+                         "--pyramid_steps) to resume")
+    return saved
+
+
+def checkpoint_of(checkpoint: pathlib.Path | None, record: dict) -> dict | None:
+    """The record of the checkpoint at `checkpoint` (None when there is none), checked to have
+    been made by this run (`record`) but for the options a resumed run may change (RESUMABLE).
 
     Raises:
       InputError: a checkpoint that cannot be read, or that another run made (naming what
@@ -385,11 +439,6 @@ def saved_run(checkpoint: pathlib.Path | None, record: dict) -> dict | None:
         raise InputError(f"{checkpoint} was made by another run (it differs in "
                          f"{', '.join(differ)}); it was kept: rerun with the flags that made it,"
                          " or move it away to start over")
-    total = sum(steps for _, steps in pyramid_of(record))
-    if saved.get("step", 0) > total:
-        raise InputError(f"the checkpoint {checkpoint} is at step {saved['step']}, beyond the "
-                         f"{total} steps asked; give at least {saved['step']} steps (--steps or "
-                         "--pyramid_steps) to resume")
     return saved
 
 
@@ -406,11 +455,13 @@ class Progressed(NamedTuple):
 
 class Stopped(KeyboardInterrupt):
     """A run interrupted (Ctrl-C, SIGTERM) at global step `step`, its state saved to
-    `checkpoint` (None: no checkpoint path was given)."""
+    `checkpoint` (None: no checkpoint path was given); `position` says where it stood, for
+    the message (default "step N")."""
 
-    def __init__(self, step: int, checkpoint: pathlib.Path | None):
+    def __init__(self, step: int, checkpoint: pathlib.Path | None, position: str = ""):
         super().__init__()
         self.step, self.checkpoint = step, checkpoint
+        self.position = position or f"step {step}"
 
 
 def optimise(problem: Problem, steps: int, opts: RunOptions, *, level: int = 0,

@@ -24,8 +24,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax.sharding import NamedSharding, PartitionSpec
-
 from jstyle import optimize, results, runs, vgg
 from jstyle.errors import InputError
 from jstyle.methods import gatys
@@ -121,36 +119,7 @@ def setup(content: np.ndarray, styles: list[np.ndarray], points: list, opts: run
                         content=content, styles=styles, blend=blend, init=starts)
 
 
-def local_mesh() -> jax.sharding.Mesh:
-    """This process's devices on one axis, "points", with automatic sharding (XLA carries the
-    split through the network). Under jax.distributed each process runs its own points on its
-    own devices, so no computation spans hosts."""
-    return jax.sharding.Mesh(np.array(jax.local_devices()), ("points",),
-                             axis_types=(jax.sharding.AxisType.Auto,))
-
-
-def shard(problem: runs.Problem, mesh: jax.sharding.Mesh | None = None) -> runs.Problem:
-    """The batch over the devices: the points' states and hyperparameters split along the
-    mesh's first axis, the network and the targets replicated. The compiled chunk then runs
-    each device's points where they lie.
-
-    Args:
-      problem: from `setup`.
-      mesh: default: `local_mesh()`.
-    Raises:
-      InputError: the number of points is not a multiple of the number of devices.
-    """
-    mesh = mesh or local_mesh()
-    points, devices = problem.state.image.shape[0], mesh.devices.shape[0]
-    if points % devices:
-        raise InputError(f"{points} points do not split over {devices} devices; use a multiple "
-                         f"of {devices} points")
-    spread = NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
-    same = NamedSharding(mesh, PartitionSpec())
-    axes = type(problem.data).sweep_axes()
-    data = jax.tree.map(lambda axis, d: jax.device_put(d, same if axis is None else spread),
-                        axes, problem.data, is_leaf=lambda x: x is None)
-    return problem._replace(state=jax.device_put(problem.state, spread), data=data)
+local_mesh, shard = runs.local_mesh, runs.shard  # the batch over the devices (runs.py)
 
 
 # ---------------------------------------------------------------------------------------------
