@@ -156,6 +156,17 @@ def _features(vgg_params: dict, scales: dict, image: jax.Array, layers: tuple[st
     return vgg.image_features(vgg_params, image, layers, convention, scales, hp.pooling, remat)
 
 
+_extract = jax.jit(_features, static_argnums=(3, 4, 5))  # one compilation per image shape
+
+
+def content_targets(data: Data, content: np.ndarray, convention) -> dict[str, jax.Array]:
+    """The content targets of another image of the same size (a clip's next frame), with
+    `data`'s network, scales and layers: content float32[H, W, 3] in 8-bit levels ->
+    {layer: float32[H_l, W_l, C_l]}."""
+    return _extract(data.vgg_params, data.scales, jnp.asarray(content), data.hp.content_layers,
+                    data.hp, convention)
+
+
 def _region_values(feats: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """A region's activations, float[n, C]: positions where the layer mask is > 0.5 (or, for a
     region too thin to survive pooling that well, where it is largest)."""
@@ -177,10 +188,9 @@ def compute_targets(vgg_params: dict, scales: dict, content: jax.Array, styles: 
         its targets from the styles that have it (blend weights renormalised among them), or
         from the whole of every style if none has it.
     """
-    extract = jax.jit(_features, static_argnums=(3, 4, 5))
-    content_feats = extract(vgg_params, scales, content, hp.content_layers, hp, convention)
+    content_feats = _extract(vgg_params, scales, content, hp.content_layers, hp, convention)
     layers = tuple(dict.fromkeys(hp.style_layers + hp.hist_layers))
-    style_feats = [extract(vgg_params, scales, s, layers, hp, convention) for s in styles]
+    style_feats = [_extract(vgg_params, scales, s, layers, hp, convention) for s in styles]
     d = {l: (content.shape[0] >> vgg.pools(l)) * (content.shape[1] >> vgg.pools(l))
          for l in hp.hist_layers}
     if regions is None:

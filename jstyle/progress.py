@@ -14,8 +14,9 @@ class Progress:
     so far.
     """
 
-    def __init__(self, total: int, desc: str, enabled: bool = True):
+    def __init__(self, total: int, desc: str, enabled: bool = True, unit: str = "step"):
         self.total = total
+        self.unit = unit
         self.desc = desc
         self.start = time.perf_counter()
         self.first_step = None  # the step of the first update (a resumed run starts there)
@@ -23,7 +24,7 @@ class Progress:
         self.bar = None
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm
-            self.bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True)
+            self.bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True)
 
     def update(self, step: int, message: str = "") -> None:
         if not self.enabled:
@@ -38,7 +39,7 @@ class Progress:
             done = step - self.first_step
             eta = (f", about {elapsed / done * (self.total - step):.0f}s left"
                    if 0 < done and step < self.total else "")
-            print(f"{self.desc}: step {step}/{self.total} ({elapsed:.1f}s{eta}) {message}",
+            print(f"{self.desc}: {self.unit} {step}/{self.total} ({elapsed:.1f}s{eta}) {message}",
                   file=sys.stderr, flush=True)
 
     def close(self) -> None:

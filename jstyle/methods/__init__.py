@@ -21,6 +21,11 @@ and may define
               command checks them against the inputs before the run
   RESUMABLE   True when run() keeps a checkpoint at `checkpoint` and continues from it (default:
               whether it reads --save_every), so that the command offers --resume
+  CONTENT     "clip" when its content is a clip (a video file, a folder of frames or a printf
+              pattern; default "image"): its Params then has start_frame and num_frames, run()
+              takes the frames as a list and reports each finished frame to on_frame(pass,
+              index, image, record), and the command writes OUTPUT/frame_%04d.png with
+              their records, OUTPUT/video.mp4 and OUTPUT/video.json
 A method imports jstyle's core modules only, never another method.
 """
 
@@ -32,7 +37,7 @@ from types import ModuleType
 
 from jstyle.errors import InputError
 
-BUILTIN = ("gatys", "mrf", "fast", "analogy", "harmonize")  # jstyle's own methods, in table order
+BUILTIN = ("gatys", "mrf", "fast", "analogy", "harmonize", "video")  # jstyle's own methods, in table order
 REQUIRED = ("Params", "PRESETS", "validate", "run")
 ALL_INPUTS = ("content", "style", "labels", "weights")
 
@@ -70,6 +75,11 @@ def options(method: ModuleType) -> tuple[str, ...]:
 def inputs(method: ModuleType) -> tuple[str, ...]:
     """What `method` takes of content, style, labels and weights."""
     return getattr(method, "INPUTS", ALL_INPUTS)
+
+
+def takes_clips(method: ModuleType) -> bool:
+    """Whether `method`'s content is a clip (CONTENT = "clip")."""
+    return getattr(method, "CONTENT", "image") == "clip"
 
 
 def resumable(method: ModuleType) -> bool:
