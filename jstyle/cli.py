@@ -2,6 +2,7 @@
 
   jstyle --content=photo.jpg --style=painting.jpg[,other.jpg] --output=out.png [--method=gatys]
   jstyle --method=fast --model=W/model.msgpack --content=photos/ --output=styled/
+  jstyle --method=video --content=clip.mp4 --style=painting.jpg --output=DIR
   jstyle --method=mypackage.mymethod --content=... --style=... --output=...
   jstyle train --style=painting.jpg --data_dir=photos/ --workdir=run/ [--steps=40000]
 
@@ -393,6 +394,8 @@ def run_command() -> None:
     method_name = FLAGS.method
     method = methods.get(method_name)
     _reject_inputs(method, method_name)
+    if methods.takes_clips(method):
+        return run_clip(method, method_name)
     takes = methods.inputs(method)
     output = pathlib.Path(FLAGS.output)
     content_path, style_paths, sample = _inputs("style" in takes)
@@ -444,6 +447,97 @@ def run_command() -> None:
         print(f"jstyle: wrote {len(written)} image(s), "
               f"{sum(r['seconds'] for r in written):.2f}s in the method; {len(skipped)} "
               "unreadable file(s) skipped", file=sys.stderr)
+
+
+def clip_outputs(output: pathlib.Path, count: int, passes: int) -> dict[str, list[pathlib.Path]]:
+    """What a clip method writes in the folder OUTPUT: "frames" (frame_%04d.png from 1, each
+    with its .json), "passes" (the earlier passes' frames, passes/pass_%02d/frame_%04d.png, for
+    --resume), "video" (video.mp4 and video.json, written together at the end) and
+    "checkpoint" (video.ckpt.npz, while it runs)."""
+    frames = [output / f"frame_{t + 1:04d}.png" for t in range(count)]
+    earlier = [output / "passes" / f"pass_{n:02d}" / f.name for n in range(1, passes)
+               for f in frames]
+    return {"frames": frames, "passes": earlier,
+            "video": [output / "video.mp4", output / "video.json"],
+            "checkpoint": [output / "video.ckpt.npz"]}
+
+
+def run_clip(method, method_name: str) -> None:
+    """A clip method (`--method=video`): --content is a video file, a folder of frames or a
+    printf pattern, --output a folder. Each frame is written with its record as soon as it is
+    finished (the last pass's in OUTPUT, earlier passes' under OUTPUT/passes), then
+    OUTPUT/video.mp4 (OpenCV, the clip's frame rate) and OUTPUT/video.json together; an
+    interrupted run keeps OUTPUT/video.ckpt.npz and continues with --resume."""
+    from jstyle import clips, files, image, weights
+    if FLAGS.content is None or not FLAGS.style:
+        raise InputError(f"--method={method_name} needs --content (a video file, a folder of "
+                         "frames or a pattern such as frame_%04d.png) and --style")
+    hp, opts = build_config(method, method_name)
+    style_paths = [pathlib.Path(p) for p in FLAGS.style]
+    method.validate(hp, opts, len(style_paths))  # before loading anything
+    output = pathlib.Path(FLAGS.output if _given("output") else "out")
+    if output.exists() and not output.is_dir():
+        raise InputError(f"--output={output} is a file; a clip's frames go into a folder: give "
+                         "--output=FOLDER")
+    files.check_folder(output.parent)
+    source = FLAGS.content
+    path = pathlib.Path(source)
+    frame_files = [path] if "%" not in source and path.is_file() else clips.frame_paths(source)
+    if "%" not in source and path.is_dir() and files.same_file(path, output):
+        raise InputError(f"--output={output} is the --content folder: the results would mix "
+                         "with the frames; choose another output folder")
+    for p in style_paths:
+        image.check_regular_file(p, "--style")
+    frames, fps = clips.read(source, hp.start_frame - 1, hp.num_frames)
+    read = input_files(frame_files, style_paths, [], hp, opts)
+    planned = clip_outputs(output, len(frames), hp.passes)
+    if output.is_dir():
+        files.check_outputs([p for ps in planned.values() for p in ps], read)
+    checkpoint = planned["checkpoint"][0]
+    _check_checkpoint(checkpoint)
+    styles = [image.load(p) for p in style_paths]
+    vgg_weights = weights.load(FLAGS.vgg_weights, FLAGS.cache_dir)
+    created = not output.exists()
+    output.mkdir(exist_ok=True)
+    preset = FLAGS.preset or next(iter(method.PRESETS))
+    about = {"command": sys.argv, "method": method_name, "preset": preset, "content": source,
+             "style": [str(p) for p in style_paths], "vgg_weights": {
+                 "source": vgg_weights.source, "sha256": vgg_weights.digest}}
+
+    def where(number: int, t: int) -> pathlib.Path:
+        last = planned["frames"][t]
+        return last if number == hp.passes else \
+            output / "passes" / f"pass_{number:02d}" / last.name
+
+    def on_frame(number: int, t: int, img, frame_record: dict) -> None:
+        path = where(number, t)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        files.write_together({path: image.encode(img), path.with_suffix(".json"): json.dumps(
+            {**about, "output": str(path), **frame_record}, indent=2).encode()})
+
+    try:
+        result = method.run(frames, styles, hp, opts, vgg_weights, checkpoint=checkpoint,
+                            progress=opts.print_every > 0, on_frame=on_frame,
+                            finished=lambda number, t: image.load(where(number, t)))
+    except JStyleError:  # bad input found by the method (a flow file): leave nothing behind
+        if created and not any(output.iterdir()):
+            output.rmdir()
+        raise
+    mp4, record_path = planned["video"]
+    temporary = output / ".video.tmp.mp4"  # OpenCV picks the container by the suffix
+    try:
+        clips.encode_mp4(list(result.images.values()), fps, temporary)
+        movie = temporary.read_bytes()
+    finally:
+        temporary.unlink(missing_ok=True)
+    record = {**about, "output": str(output), "fps": fps, **result.record,
+              "history": result.history, "versions": _versions(),
+              "images": [str(p) for p in planned["frames"]], "video": str(mp4)}
+    files.write_together({mp4: movie, record_path: json.dumps(record, indent=2,
+                                                              default=str).encode()})
+    checkpoint.unlink(missing_ok=True)
+    print(f"jstyle: wrote {len(frames)} frames, {mp4} and {record_path} "
+          f"({result.record['seconds']:.1f}s)", file=sys.stderr)
 
 
 def _run_one(method, method_name, hp, opts, content, styles, labels, content_path, style_paths,

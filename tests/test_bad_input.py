@@ -114,6 +114,21 @@ CASES = [
     ("harmonize: a composite unlike the painting", (C, "--style=tiny.png", OUT,
                                                     "--method=harmonize", "--mask=mask.png"),
      "the composite is 64x48 px but the painting is 8x8", "tiny"),
+    ("video: an unreadable video", ("--method=video", "--content=notes.mp4", S,
+                                    "--output=vid"), "is not a video OpenCV can read", "mp4"),
+    ("video: an empty folder", ("--method=video", "--content=photos/empty", S, "--output=vid"),
+     "is a folder holding no frames", "emptyclip"),
+    ("video: a pattern matching nothing", ("--method=video", "--content=f_%03d.png", S,
+                                           "--output=vid"), "matches no file", None),
+    ("video: flow files of another size", (
+        "--method=video", "--content=clip/frame_%04d.png", S, "--output=vid", "--size=64",
+        "--flow_pattern=clip/backward_[%d]_{%d}.flo",
+        "--flow_weight_pattern=clip/reliable_[%d]_{%d}.pgm"),
+     "clip/backward_2_1.flo is 10x8 but the working frames are 64x48; give --size=10", "clip"),
+    ("video: one flow pattern without the other", (
+        "--method=video", "--content=clip/frame_%04d.png", S, "--output=vid",
+        "--flow_pattern=clip/backward_[%d]_{%d}.flo"),
+     "--flow_pattern was given without --flow_weight_pattern; give both", "clip"),
     # training and experiments
     ("train workdir is a file", ("train", S, "--data_dir=photos", "--workdir=notes.txt"),
      "--workdir=notes.txt is a file; give a folder", "notes+photos"),
@@ -166,6 +181,17 @@ def _prepare(folder: pathlib.Path, setup: str | None, model: pathlib.Path) -> No
             _picture(folder / "tiny.png", size=(8, 8))
         elif part == "black":
             Image.new("RGB", (64, 48)).save(folder / "black.png")
+        elif part == "mp4":
+            (folder / "notes.mp4").write_text("not a video")
+        elif part == "emptyclip":
+            (folder / "photos" / "empty").mkdir(parents=True)
+        elif part == "clip":
+            from jstyle import flow
+            (folder / "clip").mkdir()
+            for t in (1, 2):
+                _picture(folder / "clip" / f"frame_{t:04d}.png", seed=t)
+            flow.write_flo(folder / "clip" / "backward_2_1.flo", np.zeros((8, 10, 2)))
+            Image.new("L", (10, 8), 255).save(folder / "clip" / "reliable_2_1.pgm")
         elif part == "badckpt":
             (folder / "out.ckpt.npz").write_bytes(b"not a checkpoint")
 

@@ -179,8 +179,9 @@ def validate(hp: VideoParams, opts: RunOptions, num_styles: int) -> None:
     for flows, weights in (("flow_pattern", "flow_weight_pattern"),
                            ("forward_flow_pattern", "forward_flow_weight_pattern")):
         if bool(getattr(hp, flows)) != bool(getattr(hp, weights)):
-            raise InputError(f"give --{flows} and --{weights} together (the flows and their "
-                             "reliability), or neither to compute both with DIS")
+            given, missing = (flows, weights) if getattr(hp, flows) else (weights, flows)
+            raise InputError(f"--{given} was given without --{missing}; give both (the flows "
+                             "and their reliability), or neither to compute them with DIS")
     if hp.passes > 1 and hp.flow_pattern and not hp.forward_flow_pattern:
         raise InputError("--passes > 1 with precomputed flows also needs the forward ones; "
                          "give --forward_flow_pattern and --forward_flow_weight_pattern")
@@ -272,6 +273,14 @@ def flow_source(frames: list[np.ndarray], hp: VideoParams) -> Callable[[int, int
         return cache[a, b]
 
     return pair
+
+
+def pairs_needed(count: int, hp: VideoParams) -> list[tuple[int, int]]:
+    """The (a, b) frame pairs whose flow a -> b a clip of `count` frames uses."""
+    if hp.passes > 1:
+        return [p for t in range(1, count) for p in ((t, t - 1), (t - 1, t))]
+    return sorted({(t, t - r) for t in range(1, count) for r in (*hp.flow_relative_indices, 1)
+                   if t - r >= 0})
 
 
 def combine(weights: list[np.ndarray], how: str) -> list[np.ndarray]:
@@ -444,6 +453,9 @@ def run(content: list[np.ndarray], styles: list[np.ndarray], hp: VideoParams,
     start = runs.initial_image(key, opts.init, first_levels, style_levels, opts.init_noise)
     pair = flow_source(frames, hp)
     count = len(frames)
+    if hp.flow_pattern:  # every file read first: a missing or misfit one fails before any frame
+        for a, b in pairs_needed(count, hp):
+            pair(a, b)
     position = saved["position"] if saved else {"pass": 1, "done": 0, "in_frame": False}
     history: list[dict] = list(saved["history"]) if saved else []
     records: list[dict] = list(saved["frames"]) if saved else []
