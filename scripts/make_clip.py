@@ -1,12 +1,16 @@
 """A short clip whose motion is known: a crop window sliding and zooming over a photo.
 
-  python scripts/make_clip.py --out=DIR [--photo=P --frames=12 --size=256x192 --shift=3:1 --zoom=1.01]
+  python scripts/make_clip.py --out=DIR [--photo=P --frames=12 --size=256x192 --shift=3:1
+      --zoom=1.01 --object=--object_speed=-4:2]
 
 Frame t shows the photo through a window whose top-left corner moves by --shift photo pixels
-per frame and whose scale grows by --zoom per frame (bilinear sampling). The flow between
-frames is then known exactly: DIR/frame_%04d.png (from 1, the authors' numbering),
-DIR/forward_%d_%d.flo and DIR/backward_%d_%d.flo (the true flows, Middlebury files, the
-authors' naming) and DIR/clip.mp4.
+per frame and whose scale grows by --zoom per frame (bilinear sampling); with --object, a disc
+cut from another photo crosses the frame at --object_speed px per frame (occluding and
+disoccluding the background). The flow between frames is then known exactly:
+DIR/frame_%04d.png (from 1, the authors' numbering), DIR/forward_%d_%d.flo and
+DIR/backward_%d_%d.flo (the true flows, Middlebury files), DIR/reliable_%d_%d.pgm (their
+consistency check, as the authors' makeOptFlow.sh writes it), all in the authors' naming, and
+DIR/clip.mp4.
 """
 
 from __future__ import annotations
@@ -15,17 +19,11 @@ import pathlib
 
 import numpy as np
 from absl import app, flags
+from PIL import Image
 from scipy import ndimage
 
 SHARED = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "images"
 
-flags.DEFINE_string("photo", str(SHARED / "content" / "tubingen.jpg"), "Photo to film.")
-flags.DEFINE_integer("frames", 12, "Number of frames.")
-flags.DEFINE_string("size", "256x192", "Frame width x height, pixels.")
-flags.DEFINE_string("shift", "3:1", "Window motion per frame, dx:dy photo pixels.")
-flags.DEFINE_float("zoom", 1.01, "Window scale factor per frame (> 1 zooms out).")
-flags.DEFINE_string("out", None, "Output folder.")
-flags.mark_flag_as_required("out")
 FLAGS = flags.FLAGS
 
 
@@ -70,6 +68,30 @@ def pan_zoom(photo: np.ndarray, count: int, width: int, height: int, shift: tupl
             [flow(t + 1, t) for t in range(count - 1)])
 
 
+def add_object(frames: list[np.ndarray], forward: list[np.ndarray], backward: list[np.ndarray],
+               sprite: np.ndarray, speed: tuple[float, float]) -> None:
+    """Pastes a disc of `sprite` (float[h, w, 3] in [0, 1]; its centre, a third of the frame's
+    height across) into every frame, moving `speed` (dx, dy) px per frame from the upper right,
+    and sets the true flow of its pixels (in place). The background it uncovers keeps the
+    camera's flow, which then fails the consistency check: a disocclusion."""
+    height, width, _ = frames[0].shape
+    radius = height / 6
+    disc = ndimage.zoom(sprite, (2 * radius / sprite.shape[0], 2 * radius / sprite.shape[1], 1),
+                        order=1)[: int(2 * radius), : int(2 * radius)]
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    centre = lambda t: (width * 0.75 + speed[0] * t, height * 0.35 + speed[1] * t)
+    inside = lambda t: (xs - centre(t)[0]) ** 2 + (ys - centre(t)[1]) ** 2 <= radius ** 2
+    for t, f in enumerate(frames):
+        cx, cy = centre(t)
+        coords = [ys - (cy - radius), xs - (cx - radius)]
+        paint = np.stack([ndimage.map_coordinates(disc[..., c], coords, order=1)
+                          for c in range(3)], -1)
+        f[inside(t)] = paint[inside(t)].clip(0, 1)
+    for t in range(len(frames) - 1):
+        forward[t][inside(t)] = speed
+        backward[t][inside(t + 1)] = (-speed[0], -speed[1])
+
+
 def main(argv):
     del argv
     from jstyle import clips, flow, image
@@ -77,6 +99,9 @@ def main(argv):
     shift = tuple(float(v) for v in FLAGS.shift.split(":"))
     frames, forward, backward = pan_zoom(image.load(FLAGS.photo), FLAGS.frames, width, height,
                                          shift, FLAGS.zoom)
+    if FLAGS.object:
+        add_object(frames, forward, backward, image.load(FLAGS.object),
+                   tuple(float(v) for v in FLAGS.object_speed.split(":")))
     out = pathlib.Path(FLAGS.out)
     out.mkdir(parents=True, exist_ok=True)
     for t, f in enumerate(frames, start=1):
@@ -84,10 +109,29 @@ def main(argv):
     for t, (fw, bw) in enumerate(zip(forward, backward), start=1):
         flow.write_flo(out / f"forward_{t}_{t + 1}.flo", fw)
         flow.write_flo(out / f"backward_{t + 1}_{t}.flo", bw)
+        for name, there, back in ((f"reliable_{t}_{t + 1}", fw, bw),
+                                  (f"reliable_{t + 1}_{t}", bw, fw)):
+            levels = np.asarray(flow.reliability(there, back)) * 255
+            Image.fromarray(levels.astype(np.uint8)).save(out / f"{name}.pgm")
     clips.encode_mp4(frames, 25.0, out / "clip.mp4")
     print(f"wrote {len(frames)} frames of {width}x{height}, their true flows and clip.mp4 to "
           f"{out}")
 
 
+def define_flags() -> None:
+    """The script's flags (defined only when it runs, so that others can import it)."""
+    flags.DEFINE_string("photo", str(SHARED / "content" / "tubingen.jpg"), "Photo to film.")
+    flags.DEFINE_integer("frames", 12, "Number of frames.")
+    flags.DEFINE_string("size", "256x192", "Frame width x height, pixels.")
+    flags.DEFINE_string("shift", "3:1", "Window motion per frame, dx:dy photo pixels.")
+    flags.DEFINE_float("zoom", 1.01, "Window scale factor per frame (> 1 zooms out).")
+    flags.DEFINE_string("object", str(SHARED / "content" / "brad_pitt.jpg"),
+                        "Photo the moving disc is cut from ('' for none).")
+    flags.DEFINE_string("object_speed", "-4:2", "The disc's motion per frame, dx:dy frame pixels.")
+    flags.DEFINE_string("out", None, "Output folder.")
+    flags.mark_flag_as_required("out")
+
+
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
