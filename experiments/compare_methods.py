@@ -24,10 +24,16 @@ painting resized to the photo), as the two ends of the scale. Pairs: with --cont
 brad_pitt x picasso_selfport1907 and golden_gate x the_scream from ../shared/images when present,
 else the built-in sample pair. `harmonize` (Deep Painterly Harmonization) needs a composite
 and its mask, so it runs on the extra rows of --composites only (folders that
-scripts/make_composite.py writes), measured against the composite and the painting.
+scripts/make_composite.py writes), measured against the composite and the painting. A method
+whose content is a clip (`video`, Ruder et al.) runs on a clip filmed from each pair's photo
+(scripts/make_clip.py: --video_frames frames of a panning, zooming window with a disc crossing
+it, 4:3 at --size), measured on its middle frame, with its flicker (E_warp,
+`jstyle.flow.warping_error`) added.
 
 The workdir (jstyle.results.load_metrics reads metrics.jsonl):
   images/<method>__<pair>.png and .json   each output and the command's record of it
+  images/video__<pair>/                   a clip method's frames, video.mp4 and video.json
+  clips/<pair>/frame_%04d.png             the clip filmed from the pair's photo
   models/<style>-<steps>x<size>/          the fast network trained for a style
   metrics.jsonl                           one line per method and pair: distances, seconds,
                                           wall seconds, peak memory (MiB), steps (fast:
@@ -52,7 +58,9 @@ import numpy as np
 from absl import app, flags, logging
 
 import common
-from jstyle import image, interrupt, losses, methods, results, vgg
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "scripts"))
+from jstyle import flow, image, interrupt, losses, methods, results, vgg
 from jstyle import weights as weights_lib
 from jstyle.errors import JStyleError
 
@@ -69,6 +77,7 @@ flags.DEFINE_string("fast_data_dir", None, "Photos the fast network trains on (d
 flags.DEFINE_integer("fast_steps", 400, "Training steps of each style's fast network.")
 flags.DEFINE_integer("fast_size", 128, "Crop edge of the fast network's training, pixels.")
 flags.DEFINE_string("vgg_weights", None, "VGG-19 weights file (default: the cached download).")
+flags.DEFINE_integer("video_frames", 4, "Frames of the clip a clip method stylises per pair.")
 flags.DEFINE_list("composites", [], "Extra rows for harmonize: folders each holding "
                   "composite.png, painting.png and mask.png (scripts/make_composite.py).")
 
@@ -157,18 +166,50 @@ def train_fast(workdir: pathlib.Path, style: pathlib.Path, data_dir: pathlib.Pat
                    "train_peak_memory_mib": done["peak_memory_mib"]}
 
 
+def film(workdir: pathlib.Path, pair: Pair) -> list[np.ndarray]:
+    """The clip filmed from the pair's photo (written once to clips/<pair>/), its frames."""
+    import make_clip
+    folder = workdir / "clips" / pair.name
+    paths = [folder / f"frame_{t + 1:04d}.png" for t in range(FLAGS.video_frames)]
+    if not all(p.exists() for p in paths):
+        frames, forward, backward = make_clip.pan_zoom(
+            image.load(pair.content), FLAGS.video_frames, FLAGS.size, round(FLAGS.size * 3 / 4),
+            (3.0, 1.0), 1.01)
+        make_clip.add_object(frames, forward, backward, image.load(pair.style), (-4.0, 2.0))
+        folder.mkdir(parents=True, exist_ok=True)
+        for p, f in zip(paths, frames):
+            image.save(p, f)
+    return [image.load(p) for p in paths]
+
+
+def outputs_of(workdir: pathlib.Path, method: str, pair: Pair) -> tuple[pathlib.Path,
+                                                                        pathlib.Path]:
+    """(what --output names, the record's path) of a method on a pair."""
+    if methods.takes_clips(methods.get(method)):
+        folder = workdir / "images" / f"{method}__{pair.name}"
+        return folder, folder / "video.json"
+    out = workdir / "images" / f"{method}__{pair.name}.png"
+    return out, out.with_suffix(".json")
+
+
 def run_method(workdir: pathlib.Path, method: str, pair: Pair, fast_data: pathlib.Path) -> dict:
     """Runs (or reuses) one method on one pair in a child process: its record, with the
     child's wall seconds and peak resident memory added (for fast: the stylisation's, and
     its model's training's as train_*)."""
-    out = workdir / "images" / f"{method}__{pair.name}.png"
+    out, record_path = outputs_of(workdir, method, pair)
     module = methods.get(method)
     options, takes = methods.options(module), methods.inputs(module)
-    args = [f"--method={method}", f"--content={pair.content}", f"--output={out}"]
+    content = pair.content
+    if methods.takes_clips(module):
+        film(workdir, pair)
+        content = workdir / "clips" / pair.name / "frame_%04d.png"
+    args = [f"--method={method}", f"--content={content}", f"--output={out}"]
     args += [f"--style={pair.style}"] if "style" in takes else []
     if pair.mask is not None:  # harmonize: --steps counts in both passes
         args += [f"--mask={pair.mask}"] + ([f"--pass1_steps={FLAGS.steps}"] if FLAGS.steps
                                            else [])
+    if methods.takes_clips(module) and FLAGS.steps:  # the first frame's steps too
+        args.append(f"--first_frame_steps={FLAGS.steps}")
     args += [f"--size={FLAGS.size}"] if "size" in options else []
     args += ["--print_every=0"] if "print_every" in options else []
     args += [f"--steps={FLAGS.steps}"] if FLAGS.steps is not None and "steps" in options else []
@@ -178,16 +219,16 @@ def run_method(workdir: pathlib.Path, method: str, pair: Pair, fast_data: pathli
     if method == FAST:
         model, training = train_fast(workdir, pair.style, fast_data)
         args.append(f"--model={model}")
-    record = results.read_json(out.with_suffix(".json"))
+    record = results.read_json(record_path)
     if (record is not None and record.get("comparison", {}).get("args") == args and out.exists()
             and (method != FAST or record["model_sha256"] == results.file_sha256(model))):
         logging.info("%s on %s: reusing %s", method, pair.name, out)
         return record
     logging.info("%s on %s: running", method, pair.name)
     measured = _child(args, f"{method} on {pair.name}")
-    record = results.read_json(out.with_suffix(".json"))
+    record = results.read_json(record_path)
     record["comparison"] = {"args": args, **measured, **training}
-    results.write_json(out.with_suffix(".json"), record)
+    results.write_json(record_path, record)
     return record
 
 
@@ -253,8 +294,19 @@ def main(argv):
                     lines.append({**base, "method": method, "error": str(e)})
                     row.append((None, f"{method} failed"))
                     continue
-                output = image.load(workdir / "images" / f"{method}__{pair.name}.png")
-                measured = evaluator.distances(output, content, style)
+                out, _ = outputs_of(workdir, method, pair)
+                if methods.takes_clips(methods.get(method)):  # its middle frame, and flicker
+                    frames = film(workdir, pair)
+                    stylised = [image.load(out / f"frame_{t + 1:04d}.png")
+                                for t in range(len(frames))]
+                    middle = len(frames) // 2
+                    output = stylised[middle]
+                    measured = {**evaluator.distances(output, frames[middle], style),
+                                "e_warp": flow.warping_error(frames, stylised),
+                                "e_warp_clip": flow.warping_error(frames, frames)}
+                else:
+                    output = image.load(out)
+                    measured = evaluator.distances(output, content, style)
                 lines.append({**base, "method": method, **measured,
                               **{k: record[k] for k in ("seconds", "steps", "preset")
                                  if k in record}, **record["comparison"]})

@@ -2,14 +2,18 @@
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from jstyle import image
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def jstyle(*args, cwd):
@@ -236,3 +240,48 @@ def test_after_kill_9_resume_with_other_steps_continues_from_the_periodic_checkp
     record = json.loads((tmp_path / "out.json").read_text())
     assert record["resumed_from_step"] == step >= 3 and record["steps"] == step + 2
     assert [h["step"] for h in record["history"]] == list(range(1, step + 3))
+
+
+def test_a_clip_from_the_command_writes_frames_records_and_an_mp4_and_resumes(tmp_path):
+    """--method=video on a 3-frame clip: SIGTERM in frame 2 keeps frame 1 and a checkpoint;
+    --resume finishes frame 2 from its state and frame 3, then writes the mp4 and the record."""
+    import signal
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import make_clip
+    from jstyle import clips
+    frames, _, _ = make_clip.pan_zoom(image.load(image.sample_paths()[0]), 3, 48, 36,
+                                      (2.0, 1.0), 1.0)
+    for t, f in enumerate(frames, start=1):
+        image.save(tmp_path / f"frame_{t:04d}.png", f)
+    args = [f"--content={tmp_path}/frame_%04d.png", f"--style={image.sample_paths()[1]}",
+            f"--output={tmp_path}/out", "--method=video", "--preset=quick", "--size=48",
+            "--first_frame_steps=3", "--tol=0", "--print_every=1"]
+    child = subprocess.Popen([sys.executable, "-m", "jstyle", *args, "--steps=100000"],
+                             cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in child.stderr:
+        lines.append(line)
+        if "frame 1/3" in line:
+            break
+    time.sleep(6)  # into frame 2's 100000 steps
+    child.send_signal(signal.SIGTERM)
+    rest = child.communicate(timeout=300)[1]
+    assert child.returncode == 143, "".join(lines) + rest
+    assert "its state at frame 2 of pass 1 is in" in rest and "--resume" in rest, rest  # midway
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["frame_0001.json", "frame_0001.png",
+                                                     "video.ckpt.npz"]
+    first = (out / "frame_0001.png").read_bytes()
+    done = jstyle(*args, "--steps=3", "--resume", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (out / "frame_0001.png").read_bytes() == first
+    record = json.loads((out / "video.json").read_text())
+    steps = [f["steps"] for f in record["frames"]]
+    assert steps[0] == 3 and steps[1] > 3 and steps[2] == 3  # frame 2 went on from its state
+    assert [f["tied_to"] for f in record["frames"]] == [[], [1], [2]]
+    for t in (1, 2, 3):
+        frame = json.loads((out / f"frame_{t:04d}.json").read_text())
+        assert frame["frame"] == t and frame["method"] == "video"
+    decoded, fps = clips.read(out / "video.mp4")
+    assert len(decoded) == 3 and decoded[0].shape == (36, 48, 3) and fps == clips.DEFAULT_FPS
+    assert not (out / "video.ckpt.npz").exists()

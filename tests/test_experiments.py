@@ -114,7 +114,7 @@ def test_compare_methods_and_the_notebook(tmp_path, vgg_weights, monkeypatch):
     result = subprocess.run(_experiment(
         "compare_methods.py", f"--workdir={compare}", f"--content_dir={pairs[0]}",
         f"--style_dir={pairs[1]}", "--size=192", "--steps=3", "--fast_steps=2",
-        "--fast_size=32", f"--composites={composite}"),
+        "--fast_size=32", "--video_frames=2", f"--composites={composite}"),
         capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [json.loads(l) for l in (compare / "metrics.jsonl").read_text().splitlines()]
@@ -129,9 +129,12 @@ def test_compare_methods_and_the_notebook(tmp_path, vgg_weights, monkeypatch):
         row = by_method[name]
         assert 0 < row["content_distance"] < np.inf and 0 < row["style_distance"] < np.inf
         assert row["seconds"] > 0 and row["peak_memory_mib"] > 100
-    for name in [m for m in every if m != "fast"]:  # 3 steps stay near the photo
+    for name in [m for m in every if m not in ("fast", "video")]:  # 3 steps stay near the photo
         assert by_method[name]["content_distance"] < by_method["style"]["content_distance"]
         assert by_method[name]["steps"] >= 3  # mrf: 3 per pyramid level
+    clip = by_method["video"]  # 2 frames filmed from the photo, 3 steps each, from noise
+    assert clip["steps"] == 6 and 0 < clip["e_warp"] < np.inf and clip["e_warp_clip"] > 0
+    assert len(list((compare / "images" / f"video__{lines[0]['pair']}").glob("frame_*.png"))) == 2
     fast = by_method["fast"]  # trained on the content folder, 2 steps
     assert fast["train_steps"] == 2 and fast["train_wall_seconds"] > fast["seconds"]
     style_name = image_lib.sample_paths()[1].stem

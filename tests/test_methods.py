@@ -30,7 +30,7 @@ def _image(h, w, seed):
 def test_methods_are_found_by_name_and_bad_names_are_clear():
     assert [methods.get(n).__name__ for n in methods.BUILTIN] == [
         "jstyle.methods.gatys", "jstyle.methods.mrf", "jstyle.methods.fast",
-        "jstyle.methods.analogy", "jstyle.methods.harmonize"]
+        "jstyle.methods.analogy", "jstyle.methods.harmonize", "jstyle.methods.video"]
     with pytest.raises(InputError, match="unknown method 'gram'; choose one of gatys"):
         methods.get("gram")
     with pytest.raises(InputError, match="cannot import method module 'nope.nothing'"):

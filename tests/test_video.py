@@ -68,7 +68,7 @@ def test_the_temporal_term_is_the_weighted_mean_of_every_tie(clip, tiny_weights)
 def test_long_term_ties_combine_closest_first_and_warp_the_earlier_results(clip):
     frames, _ = clip
     hp, _ = _hp(flow_relative_indices=(1, 2, 4))
-    pair = video.flow_source(frames, hp)
+    pair = video.FlowSource(frames, hp)
     results = {t: np.full(frames[0].shape, 10.0 * t, np.float32) for t in range(4)}
     job = video.single_pass_job(4, results, pair, hp, np.zeros(frames[0].shape, np.float32))
     assert job.tied_to == [3, 2, 0]

@@ -235,21 +235,31 @@ class Pair(NamedTuple):
     weights: np.ndarray  # float32[H, W] in [0, 1], its reliability
 
 
-def flow_source(frames: list[np.ndarray], hp: VideoParams) -> Callable[[int, int], Pair]:
+class FlowSource:
     """`pair(a, b)`: the flow from working frame a to frame b (indices into `frames`,
     float[H, W, 3] in [0, 1]) and its reliability, by DIS in both directions and the
     consistency check, or read from the patterns (a > b: --flow_pattern; a < b:
-    --forward_flow_pattern); each pair is made once.
+    --forward_flow_pattern); each pair is made once. `seconds` is the time spent on it so far
+    (the warping and reliability programs are compiled beforehand, not counted).
 
     Raises (when called):
       InputError: a flow or weight file missing, unreadable, or of another size than the
         frames.
     """
-    cache: dict[tuple[int, int], Pair] = {}
-    h, w = frames[0].shape[:2]
 
-    def read(pattern: str, a: int, b: int, what: str) -> np.ndarray:
-        path = pathlib.Path(fill_pattern(pattern, hp.start_frame + a, hp.start_frame + b))
+    def __init__(self, frames: list[np.ndarray], hp: VideoParams):
+        self.frames, self.hp = frames, hp
+        self.cache: dict[tuple[int, int], Pair] = {}
+        self.seconds = 0.0
+        h, w = frames[0].shape[:2]
+        still = np.zeros((h, w, 2), np.float32)
+        flow.reliability(still, still).block_until_ready()  # compile once, outside the timing
+        _warp(np.zeros((h, w, 3), np.float32), still)
+
+    def _read(self, pattern: str, a: int, b: int, what: str) -> np.ndarray:
+        h, w = self.frames[0].shape[:2]
+        path = pathlib.Path(fill_pattern(pattern, self.hp.start_frame + a,
+                                         self.hp.start_frame + b))
         if not path.is_file():
             raise InputError(f"{what} file {path} is missing; compute the flows of every "
                              "frame pair (or leave out the patterns to use DIS)")
@@ -260,19 +270,21 @@ def flow_source(frames: list[np.ndarray], hp: VideoParams) -> Callable[[int, int
                              "or flows computed at this size")
         return values.astype(np.float32)
 
-    def pair(a: int, b: int) -> Pair:
-        if (a, b) not in cache:
+    def __call__(self, a: int, b: int) -> Pair:
+        if (a, b) not in self.cache:
+            started = time.perf_counter()
+            hp = self.hp
             flows, weights = ((hp.flow_pattern, hp.flow_weight_pattern) if a > b else
                               (hp.forward_flow_pattern, hp.forward_flow_weight_pattern))
             if flows:
-                cache[a, b] = Pair(read(flows, a, b, "flow"), read(weights, a, b, "weight"))
+                found = Pair(self._read(flows, a, b, "flow"), self._read(weights, a, b, "weight"))
             else:
-                there = flow.dis_flow(frames[a], frames[b], hp.flow_preset)
-                back = flow.dis_flow(frames[b], frames[a], hp.flow_preset)
-                cache[a, b] = Pair(there, np.asarray(flow.reliability(there, back)))
-        return cache[a, b]
-
-    return pair
+                there = flow.dis_flow(self.frames[a], self.frames[b], hp.flow_preset)
+                back = flow.dis_flow(self.frames[b], self.frames[a], hp.flow_preset)
+                found = Pair(there, np.asarray(flow.reliability(there, back)))
+            self.cache[a, b] = found
+            self.seconds += time.perf_counter() - started
+        return self.cache[a, b]
 
 
 def pairs_needed(count: int, hp: VideoParams) -> list[tuple[int, int]]:
@@ -330,7 +342,7 @@ def _tied(outputs: dict[int, np.ndarray], sources: list[tuple[int, Pair]], slots
     return warped, weights
 
 
-def single_pass_job(t: int, outputs: dict[int, np.ndarray], pair: Callable[[int, int], Pair],
+def single_pass_job(t: int, outputs: dict[int, np.ndarray], pair: FlowSource,
                     hp: VideoParams, first: np.ndarray) -> Job:
     """Frame t of the single-pass algorithm, given the earlier results `outputs` (8-bit levels) and
     `first`, the start of the first frame."""
@@ -350,7 +362,7 @@ def single_pass_job(t: int, outputs: dict[int, np.ndarray], pair: Callable[[int,
 
 
 def multi_pass_job(t: int, number: int, last: int, current: dict[int, np.ndarray],
-                   previous: dict[int, np.ndarray], pair: Callable[[int, int], Pair],
+                   previous: dict[int, np.ndarray], pair: FlowSource,
                    hp: VideoParams, first: np.ndarray, parallel: bool) -> Job:
     """Frame t in pass `number` (1-based) of the multi-pass algorithm; `current` holds this
     pass's results so far, `previous` the last pass's (8-bit levels); `last` is the last frame
@@ -451,7 +463,7 @@ def run(content: list[np.ndarray], styles: list[np.ndarray], hp: VideoParams,
     levels = [image_lib.to_levels(f) for f in frames]
     contents = [objective.content_targets(shared, lv, convention) for lv in levels]
     start = runs.initial_image(key, opts.init, first_levels, style_levels, opts.init_noise)
-    pair = flow_source(frames, hp)
+    pair = FlowSource(frames, hp)
     count = len(frames)
     if hp.flow_pattern:  # every file read first: a missing or misfit one fails before any frame
         for a, b in pairs_needed(count, hp):
@@ -492,31 +504,30 @@ def run(content: list[np.ndarray], styles: list[np.ndarray], hp: VideoParams,
         return Data(shared, jax.tree.map(lambda *xs: jnp.stack(xs), *[contents[t] for t in ts]),
                     stack([j.warped for j in job_list]), stack([j.weights for j in job_list]))
 
+    first_pass = position["pass"]
     try:
-        for number in range(position["pass"], hp.passes + 1):
+        for number in range(first_pass, hp.passes + 1):
             order = _order(number, count, hp)
-            skip = position["done"] if number == position["pass"] else 0
-            resume_frame = saved is not None and number == position["pass"] and position[
-                "in_frame"]
+            skip = position["done"] if number == first_pass else 0
+            resuming = saved is not None and number == first_pass and position["in_frame"]
             steps = opts.steps if hp.passes > 1 or number > 1 else None
             previous = done_by_pass.get(number - 1, {})
             if parallel:
-                t0 = time.perf_counter()
+                before = pair.seconds
                 jobs = [multi_pass_job(t, number, count - 1, {}, previous, pair, hp, start,
                                        True) for t in order]
-                flow_seconds = time.perf_counter() - t0
                 _parallel_pass(number, jobs, order, data_of(jobs, order), hp, opts, convention,
-                               style_levels, blend, frames, record, checkpoint, resume_frame,
-                               finish, flow_seconds, save_position, bar)
+                               style_levels, blend, frames, checkpoint, resuming, finish,
+                               pair.seconds - before, save_position, bar)
                 continue
             for place, t in enumerate(order[skip:], start=skip):
-                t0 = time.perf_counter()
+                t0, before = time.perf_counter(), pair.seconds
                 if hp.passes == 1:
                     job = single_pass_job(t, done_by_pass.get(1, {}), pair, hp, start)
                 else:
                     job = multi_pass_job(t, number, count - 1, done_by_pass.get(number, {}),
                                          previous, pair, hp, start, False)
-                flow_seconds = time.perf_counter() - t0
+                flow_seconds = pair.seconds - before
                 frame_steps = steps or (hp.first_frame_steps if t == 0 else opts.steps)
                 frame_opts = dataclasses.replace(opts, steps=frame_steps)
                 problem = runs.make_problem(loss_terms, data_of([job], [t]), convention,
@@ -528,7 +539,7 @@ def run(content: list[np.ndarray], styles: list[np.ndarray], hp: VideoParams,
                     record={**record, "position": {"pass": number, "done": place,
                                                    "in_frame": True},
                             "frames": records}, history=history, bar=None,
-                    resume=resume_frame and place == skip, checkpoint=checkpoint)
+                    resume=resuming and place == skip, checkpoint=checkpoint)
                 image = _result(done.image, frames[t], opts)
                 state = done.state
                 finish(number, t, image, {
@@ -544,8 +555,6 @@ def run(content: list[np.ndarray], styles: list[np.ndarray], hp: VideoParams,
                     save_position(state, number, place + 1, False)
                 bar.update((number - 1) * count + place + 1,
                            f"pass {number} frame {t + 1}: {records[-1]['final_loss']['total']:.4g}")
-            position = {"pass": number + 1, "done": 0, "in_frame": False}
-            saved = None
     except runs.Stopped as e:
         raise runs.Stopped(e.step, e.checkpoint, f"frame {len(records) % count + 1} of pass "
                            f"{len(records) // count + 1}") from None
@@ -576,7 +585,7 @@ def _stopped(state: optimize.LoopState) -> str:
 
 
 def _parallel_pass(number, jobs, order, data, hp, opts, convention, style_levels, blend, frames,
-                   record, checkpoint, resume, finish, flow_seconds, save_position, bar):
+                   checkpoint, resume, finish, flow_seconds, save_position, bar):
     """Pass `number` with every frame at once: one vmapped problem over the frames, split over
     the devices; its state is checkpointed when interrupted."""
     t0 = time.perf_counter()
