@@ -5,9 +5,9 @@
       [--fast_data_dir=PHOTOS --fast_steps=400 --fast_size=128]
 
 Each of jstyle's methods (and any --methods=mypackage.mymethod) runs with its default preset
-(`--steps` overrides the steps of every method that has steps, for quick runs) on each pair, as the `jstyle` command in a child
-process, so that its wall time and peak resident memory are its own. The fast network
-(Johnson et al.) is trained once per style first (`jstyle train` in a child process, on the
+(`--steps` overrides the steps of every method that has steps, for quick runs) on each pair,
+as the `jstyle` command in a child process, so that its wall time and peak resident memory
+are its own. The fast network (Johnson et al.) is trained once per style first (`jstyle train` in a child process, on the
 photos of --fast_data_dir, by default the first content photo's folder: a demonstration-grade
 model; give a COCO folder and more steps for a real one), then stylises each photo in one
 pass; its training time and memory are listed beside its stylisation's. One evaluator then

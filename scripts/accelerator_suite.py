@@ -7,7 +7,8 @@ Accelerator time comes rarely and briefly, so one call measures everything: the 
 (256 and 512 px, Adam and L-BFGS) and a 500-step 512 px L-BFGS run end to end through the
 command; the vmapped sweep against sequential runs at K = 32; fast stylisation and training
 throughput; the exact NNF against PatchMatch at relu3_1 of 1024 px; the CNNMRF step; Deep
-Image Analogy and Deep Painterly Harmonization end to end; peak memory with and without
+Image Analogy and Deep Painterly Harmonization end to end; video (independent frames, the
+temporal single pass and multi-pass: flicker and frames per second); peak memory with and without
 --remat. The peers (PyTorch) are left out: the lent machine reaches no package registry to
 install them (their ratios come from the CPU runs in the README). Each benchmark
 runs in a child process; one that fails is recorded with its error and the others go on.
@@ -67,6 +68,10 @@ BENCHMARKS = {
         "accelerator": ["--runs=quick,code"],
         "tiny": ["--size=96", "--runs=quick:2", "--polygon=100:50,350:50,350:250,100:250",
                  "--offset=0:0"]}),
+    "video": (["scripts/video_benchmark.py"], {
+        "accelerator": ["--sizes=256x192,450x350", "--frames=8"],
+        "tiny": ["--sizes=48x36", "--frames=2", "--first_frame_steps=1", "--steps=1",
+                 "--passes=2", "--pass_steps=1"]}),
     "memory": (["scripts/memory_benchmark.py"], {
         "accelerator": ["--sizes=1024,2048", "--steps=2"],
         "tiny": ["--sizes=32", "--steps=1"]}),
@@ -92,6 +97,8 @@ def run_one(name: str, out: pathlib.Path, mode: str) -> dict:
         args += _images(mode)
     if name == "gatys_run":
         args.append(f"--output={out / 'gatys_run.png'}")
+    if name == "video":
+        args.append(f"--out={out / 'video'}")
     started = time.perf_counter()
     child = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
     lines = [json.loads(l) for l in child.stdout.splitlines() if l.startswith("{")]
@@ -108,7 +115,8 @@ def run_one(name: str, out: pathlib.Path, mode: str) -> dict:
 
 def table(entry: dict) -> str:
     """One benchmark's Markdown: a heading with its command, then its JSON lines as rows."""
-    head = f"### {entry['name']} ({entry['seconds']:.0f} s)\n\n`python {' '.join(entry['command'])}`\n"
+    head = (f"### {entry['name']} ({entry['seconds']:.0f} s)\n\n"
+            f"`python {' '.join(entry['command'])}`\n")
     if "error" in entry:
         return head + f"\nfailed (exit {entry['returncode']}): {entry['error'][0]}\n"
     rows = [l for l in entry["lines"] if isinstance(l, dict)]

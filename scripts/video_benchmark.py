@@ -3,7 +3,7 @@ and multi-pass, by flicker (E_warp) and time.
 
   python scripts/video_benchmark.py --out=DIR [--sizes=256x192,450x350 --frames=6]
 
-The clip is filmed from --photo by a window that pans and zooms, with a disc cut from another
+The clip is filmed from --content by a window that pans and zooms, with a disc cut from another
 photo crossing it (scripts/make_clip.py: occlusions and disocclusions), and stylised with
 --style by `jstyle.methods.video` in three ways, from the "quick" preset:
   independent  every frame from noise, --first_frame_steps each, no temporal term;
@@ -37,8 +37,9 @@ SHARED = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "ima
 flags.DEFINE_string("out", None, "Output folder.")
 flags.DEFINE_list("sizes", ["256x192", "450x350"], "Frame sizes, WIDTHxHEIGHT.")
 flags.DEFINE_integer("frames", 6, "Frames per clip.")
-flags.DEFINE_string("photo", str(SHARED / "content" / "tubingen.jpg"), "Photo to film.")
-flags.DEFINE_string("object", str(SHARED / "content" / "brad_pitt.jpg"), "The moving disc's photo.")
+flags.DEFINE_string("content", str(SHARED / "content" / "tubingen.jpg"), "Photo to film.")
+flags.DEFINE_string("object", str(SHARED / "content" / "brad_pitt.jpg"),
+                    "The moving disc's photo (if missing: the photo itself).")
 flags.DEFINE_string("style", str(SHARED / "style" / "starry_night.jpg"), "Style image.")
 flags.DEFINE_integer("first_frame_steps", 200, "Steps of a frame started from noise.")
 flags.DEFINE_integer("steps", 100, "Steps of a later frame (temporal).")
@@ -51,9 +52,10 @@ FLAGS = flags.FLAGS
 
 def clip(width: int, height: int) -> list[np.ndarray]:
     from jstyle import image
-    frames, forward, backward = make_clip.pan_zoom(image.load(FLAGS.photo), FLAGS.frames,
+    frames, forward, backward = make_clip.pan_zoom(image.load(FLAGS.content), FLAGS.frames,
                                                    width, height, (3.0, 1.0), 1.01)
-    make_clip.add_object(frames, forward, backward, image.load(FLAGS.object), (-4.0, 2.0))
+    disc = FLAGS.object if pathlib.Path(FLAGS.object).exists() else FLAGS.content
+    make_clip.add_object(frames, forward, backward, image.load(disc), (-4.0, 2.0))
     return frames
 
 

@@ -37,7 +37,8 @@ from types import ModuleType
 
 from jstyle.errors import InputError
 
-BUILTIN = ("gatys", "mrf", "fast", "analogy", "harmonize", "video")  # jstyle's own methods, in table order
+# jstyle's own methods, in table order
+BUILTIN = ("gatys", "mrf", "fast", "analogy", "harmonize", "video")
 REQUIRED = ("Params", "PRESETS", "validate", "run")
 ALL_INPUTS = ("content", "style", "labels", "weights")
 

@@ -122,8 +122,10 @@ class VideoParams(GatysParams):
 
 Params = VideoParams
 
+# artistic_video.lua: -content_weight 5e0, -style_weight 1e2, -tv_weight 1e-3, and
+# neural-style's loss modules (MSECriterion, the Gram divided by C H W)
 _CODE = dict(normalization="neural-style", content_weight=5.0, style_weight=100.0,
-             tv_weight=1e-3)  # artistic_video.lua: -content_weight 5e0, -style_weight 1e2, -tv_weight 1e-3
+             tv_weight=1e-3)
 PRESETS: dict[str, tuple[VideoParams, RunOptions]] = {
     # artistic_video.lua: -temporal_weight 1e3, -num_iterations 2000,1000, -tol_loss_relative
     # 1e-4 over -tol_loss_relative_interval 50, -init random,prevWarped (randn x 0.001 in Caffe
