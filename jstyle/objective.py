@@ -109,12 +109,7 @@ def validate(hp: GatysParams, opts: RunOptions, num_styles: int) -> None:
                          f"use one of {', '.join(NORMALIZATIONS)}")
     if hp.pooling not in ("max", "avg"):
         raise InputError(f"unknown pooling {hp.pooling!r}; use max or avg")
-    for name, layers, layer_weights in (("content", hp.content_layers, hp.content_layer_weights),
-                                        ("style", hp.style_layers, hp.style_layer_weights),
-                                        ("hist", hp.hist_layers, hp.hist_layer_weights)):
-        if len(layer_weights) != len(layers):
-            raise InputError(f"{len(layer_weights)} --{name}_layer_weights for "
-                             f"{len(layers)} --{name}_layers; give one weight per layer")
+    runs.check_layer_weights(hp, ("content", "style", "hist"))
     runs.check_nonnegative({
         "content_weight": [hp.content_weight], "style_weight": [hp.style_weight],
         "tv_weight": [hp.tv_weight], "hist_weight": [hp.hist_weight],

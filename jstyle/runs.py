@@ -107,6 +107,16 @@ def check_at_least(named: dict[str, Any], low: int, fix: str) -> None:
             raise InputError(f"--{name}={value} must be >= {low}; {fix}")
 
 
+def check_layer_weights(hp, kinds: tuple[str, ...]) -> None:
+    """InputError unless `--X_layer_weights` gives one weight per `--X_layers`, for each X of
+    `kinds` (fields of the Params `hp`)."""
+    for name in kinds:
+        layers, weights = getattr(hp, f"{name}_layers"), getattr(hp, f"{name}_layer_weights")
+        if len(weights) != len(layers):
+            raise InputError(f"{len(weights)} --{name}_layer_weights for {len(layers)} "
+                             f"--{name}_layers; give one weight per layer")
+
+
 def check_moves(terms: dict[str, float]) -> None:
     """InputError when every term's weight (alpha times its layer weights...) is 0: nothing
     would change the image."""

@@ -71,7 +71,7 @@ BENCHMARKS = {
     "video": (["scripts/video_benchmark.py"], {
         "accelerator": ["--sizes=256x192,450x350", "--frames=8"],
         "tiny": ["--sizes=48x36", "--frames=2", "--first_frame_steps=1", "--steps=1",
-                 "--passes=2", "--pass_steps=1"]}),
+                 "--variants=temporal"]}),
     "memory": (["scripts/memory_benchmark.py"], {
         "accelerator": ["--sizes=1024,2048", "--steps=2"],
         "tiny": ["--sizes=32", "--steps=1"]}),

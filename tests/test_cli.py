@@ -263,7 +263,7 @@ def test_a_clip_from_the_command_writes_frames_records_and_an_mp4_and_resumes(tm
         lines.append(line)
         if "frame 1/3" in line:
             break
-    time.sleep(6)  # into frame 2's 100000 steps
+    time.sleep(12)  # well into frame 2's 100000 steps
     child.send_signal(signal.SIGTERM)
     rest = child.communicate(timeout=300)[1]
     assert child.returncode == 143, "".join(lines) + rest

@@ -129,11 +129,7 @@ def validate(hp: MRFParams, opts: RunOptions, num_styles: int) -> None:
                          f"{', '.join(NORMALIZATIONS)}")
     if hp.pooling not in ("max", "avg"):
         raise InputError(f"unknown pooling {hp.pooling!r}; use max or avg")
-    for name, layers, layer_weights in (("content", hp.content_layers, hp.content_layer_weights),
-                                        ("mrf", hp.mrf_layers, hp.mrf_layer_weights)):
-        if len(layer_weights) != len(layers):
-            raise InputError(f"{len(layer_weights)} --{name}_layer_weights for "
-                             f"{len(layers)} --{name}_layers; give one weight per layer")
+    runs.check_layer_weights(hp, ("content", "mrf"))
     runs.check_nonnegative({
         "content_weight": [hp.content_weight], "mrf_weight": [hp.mrf_weight],
         "tv_weight": [hp.tv_weight], "semantic_weight": [hp.semantic_weight],
