@@ -507,6 +507,9 @@ def run(content: list[np.ndarray], styles: list[np.ndarray], hp: VideoParams,
                     stack([j.warped for j in job_list]), stack([j.weights for j in job_list]))
 
     first_pass = position["pass"]
+    at = {"pass": first_pass, "frame": None}  # where the loop stands, for an interruption
+    where = lambda: (f"frame {at['frame']} of pass {at['pass']}" if at["frame"] else
+                     f"pass {at['pass']} (every frame midway)")
     try:
         for number in range(first_pass, hp.passes + 1):
             order = _order(number, count, hp)
@@ -514,6 +517,7 @@ def run(content: list[np.ndarray], styles: list[np.ndarray], hp: VideoParams,
             resuming = saved is not None and number == first_pass and position["in_frame"]
             steps = opts.steps if hp.passes > 1 or number > 1 else None
             previous = done_by_pass.get(number - 1, {})
+            at.update({"pass": number, "frame": None})
             if parallel:
                 before = pair.seconds
                 jobs = [multi_pass_job(t, number, count - 1, {}, previous, pair, hp, start,
@@ -523,6 +527,7 @@ def run(content: list[np.ndarray], styles: list[np.ndarray], hp: VideoParams,
                                pair.seconds - before, save_position, bar)
                 continue
             for place, t in enumerate(order[skip:], start=skip):
+                at["frame"] = t + 1
                 t0, before = time.perf_counter(), pair.seconds
                 if hp.passes == 1:
                     job = single_pass_job(t, done_by_pass.get(1, {}), pair, hp, start)
@@ -558,12 +563,10 @@ def run(content: list[np.ndarray], styles: list[np.ndarray], hp: VideoParams,
                 bar.update((number - 1) * count + place + 1,
                            f"pass {number} frame {t + 1}: {records[-1]['final_loss']['total']:.4g}")
     except runs.Stopped as e:
-        raise runs.Stopped(e.step, e.checkpoint, f"frame {len(records) % count + 1} of pass "
-                           f"{len(records) // count + 1}") from None
-    except KeyboardInterrupt:
-        raise runs.Stopped(steps_done, checkpoint, f"frame {len(records) % count + 1} of pass "
-                           f"{len(records) // count + 1} (the frames before it are finished)"
-                           ) from None
+        raise runs.Stopped(e.step, e.checkpoint, where()) from None
+    except KeyboardInterrupt:  # between optimisations: every finished frame is kept
+        raise runs.Stopped(steps_done, checkpoint, f"{where()} (the frames before it are "
+                           "finished)") from None
     bar.close()
     last = done_by_pass[hp.passes]
     record.update({
@@ -609,8 +612,7 @@ def _parallel_pass(number, jobs, order, data, hp, opts, convention, style_levels
     except optimize.Interrupted as e:
         if checkpoint is not None:
             save_position(e.state, number, 0, True)
-        raise runs.Stopped(int(jnp.max(e.state.step)), checkpoint,
-                           f"pass {number} (every frame midway)") from None
+        raise runs.Stopped(int(jnp.max(e.state.step)), checkpoint) from None
     images = np.asarray(jnp.where(state.failed[:, None, None, None], state.good_image,
                                   state.image))
     images = np.stack([_result(i, frames[t], opts) for i, t in zip(images, order)])
