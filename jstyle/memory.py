@@ -20,12 +20,17 @@ GIB = 2.0 ** 30
 BASE_GIB = 0.78  # the runtime, compiler, weights and targets of a small run
 GIB_PER_MPX = 2.90  # activations and gradients of the network, per megapixel of the output
 LBFGS_GIB_PER_MPX = (0.26, 0.024)  # L-BFGS: line search, plus per correction pair
+TILED_GIB_PER_MPX = 0.25  # tiled (jstyle.tiles): what stays whole-image size besides the
+#   optimiser (pixels, their gradient, content targets, the gradient's accumulator)
 
 
-def pixel_run_gib(height: int, width: int, optimizer: str, lbfgs_memory: int) -> float:
-    """Estimated peak memory (GiB) of optimising an H x W image (the largest level)."""
+def pixel_run_gib(height: int, width: int, optimizer: str, lbfgs_memory: int,
+                  window: tuple[int, int] | None = None) -> float:
+    """Estimated peak memory (GiB) of optimising an H x W image (the largest level), whole or
+    tile by tile with windows of `window` (H_w, W_w) px."""
     mpx = height * width / 1e6
-    gib = BASE_GIB + GIB_PER_MPX * mpx
+    gib = BASE_GIB + (GIB_PER_MPX * mpx if window is None else
+                      GIB_PER_MPX * window[0] * window[1] / 1e6 + TILED_GIB_PER_MPX * mpx)
     if optimizer == "lbfgs":
         gib += (LBFGS_GIB_PER_MPX[0] + LBFGS_GIB_PER_MPX[1] * lbfgs_memory) * mpx
     return gib

@@ -23,13 +23,14 @@ Two normalisations:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jstyle import losses, masks, runs, vgg
+from jstyle import losses, masks, runs, tiles, vgg
 from jstyle.errors import InputError
 from jstyle.params import field, pytree
 from jstyle.runs import RunOptions
@@ -151,15 +152,35 @@ def _features(vgg_params: dict, scales: dict, image: jax.Array, layers: tuple[st
     return vgg.image_features(vgg_params, image, layers, convention, scales, hp.pooling, remat)
 
 
-_extract = jax.jit(_features, static_argnums=(3, 4, 5))  # one compilation per image shape
+@functools.partial(jax.jit, static_argnums=(3, 4, 5, 6, 7))
+def _extract(vgg_params: dict, scales: dict, image: jax.Array, layers: tuple[str, ...],
+             gram_layers: tuple[str, ...], hp: GatysParams, convention,
+             grid: tuple[int, int] | None) -> tuple[dict, dict]:
+    """Target features of `image` (float32[H, W, 3], 8-bit levels): whole maps at `layers`
+    ({layer: float32[H_l, W_l, C_l]}) and unnormalised Grams at `gram_layers` ({layer: sum F
+    F^T, float32[C_l, C_l]}), computed tile by tile with `grid` (None: the whole image), so a
+    print-size image's targets need no more memory than its optimisation."""
+    h, w = image.shape[:2]
+    read = tuple(dict.fromkeys(layers + gram_layers))
+
+    def statistics(window, _, tile):
+        f = _features(vgg_params, scales, window, read, hp, convention)
+        return ({l: tiles.place(tile, vgg.pools(l), f[l], (h >> vgg.pools(l), w >> vgg.pools(l),
+                                                           f[l].shape[-1])) for l in layers},
+                {l: _weighted_gram(f[l], tiles.core_mask(tile, vgg.pools(l), f[l].shape[:2]))
+                 for l in gram_layers})
+    if grid is None:
+        return statistics(image, None, None)
+    return tiles.accumulate(statistics, image, None, tiles.plan(h, w, grid, vgg.deepest(read)))
 
 
-def content_targets(data: Data, content: np.ndarray, convention) -> dict[str, jax.Array]:
+def content_targets(data: Data, content: np.ndarray, convention,
+                    grid: tuple[int, int] | None = None) -> dict[str, jax.Array]:
     """The content targets of another image of the same size (a clip's next frame), with
     `data`'s network, scales and layers: content float32[H, W, 3] in 8-bit levels ->
     {layer: float32[H_l, W_l, C_l]}."""
     return _extract(data.vgg_params, data.scales, jnp.asarray(content), data.hp.content_layers,
-                    data.hp, convention)
+                    (), data.hp, convention, grid)[0]
 
 
 def _region_values(feats: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -171,8 +192,8 @@ def _region_values(feats: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def compute_targets(vgg_params: dict, scales: dict, content: jax.Array, styles: list[jax.Array],
                     blend: tuple[float, ...], hp: GatysParams, convention,
-                    regions: tuple[np.ndarray, list[np.ndarray], np.ndarray] | None = None
-                    ) -> Targets:
+                    regions: tuple[np.ndarray, list[np.ndarray], np.ndarray] | None = None,
+                    grid: tuple[int, int] | None = None) -> Targets:
     """Content features, blended style Grams and blended style quantiles.
 
     Args:
@@ -182,20 +203,28 @@ def compute_targets(vgg_params: dict, scales: dict, content: jax.Array, styles: 
         float32[R, H_i, W_i]; present bool[S, R], style i has region r). Region r then takes
         its targets from the styles that have it (blend weights renormalised among them), or
         from the whole of every style if none has it.
+      grid: compute the features tile by tile (`_extract`), or None.
     """
-    content_feats = _extract(vgg_params, scales, content, hp.content_layers, hp, convention)
+    content_feats = _extract(vgg_params, scales, content, hp.content_layers, (), hp,
+                             convention, grid)[0]
     layers = tuple(dict.fromkeys(hp.style_layers + hp.hist_layers))
-    style_feats = [_extract(vgg_params, scales, s, layers, hp, convention) for s in styles]
     d = {l: (content.shape[0] >> vgg.pools(l)) * (content.shape[1] >> vgg.pools(l))
          for l in hp.hist_layers}
     if regions is None:
-        style = {l: sum(b * _gram(f[l], hp) for f, b in zip(style_feats, blend))
+        read = [_extract(vgg_params, scales, s, hp.hist_layers, hp.style_layers, hp, convention,
+                         grid) for s in styles]
+        style = {l: sum(b * _gram_mean(g[l], (s.shape[0] >> vgg.pools(l))
+                                       * (s.shape[1] >> vgg.pools(l)), hp)
+                        for (_, g), s, b in zip(read, styles, blend))
                  for l in hp.style_layers}
+        style_feats = [f for f, _ in read]
         hist = {l: sum(b * losses.style_quantiles(f[l], d[l]) for f, b in zip(style_feats, blend))
                 for l in hp.hist_layers}
         return Targets(content=content_feats, style=style, hist=hist, hist_counts=None,
                        regions=None)
 
+    style_feats = [_extract(vgg_params, scales, s, layers, (), hp, convention, grid)[0]
+                   for s in styles]
     content_masks, style_masks, present = regions
     r_count = content_masks.shape[0]
     layer_masks = [{l: masks.at_layer(m, vgg.pools(l)) for l in layers} for m in style_masks]
@@ -239,36 +268,79 @@ def _region_weights(m: jax.Array) -> jax.Array:
     return area / jnp.maximum(jnp.sum(area), 1e-8)
 
 
-def loss_terms(image: jax.Array, data: Data, convention, remat: bool = False
-               ) -> dict[str, jax.Array]:
-    """The weighted loss terms and their sum at `image` (float32[H, W, 3], 8-bit levels).
+def _weighted_gram(features: jax.Array, weight: jax.Array | None) -> jax.Array:
+    """sum_p weight_p F_p F_p^T: features float[h, w, C], weight float[h, w] or None (all 1)
+    -> float32[C, C], unnormalised (a sum over positions, so tiles add up)."""
+    h, w, c = features.shape
+    f = features.reshape(h * w, c)
+    weighted = f if weight is None else f * weight.reshape(h * w, 1)
+    return jnp.matmul(weighted.T, f, precision=jax.lax.Precision.HIGHEST)
 
-    With semantic masks, each region's guided-Gram and histogram losses are averaged, weighted
-    by the region's share of the output's area (one region covering everything is the plain
-    loss).
 
-    Returns:
-      `{"content": alpha L_c, "style": beta L_s, "tv": w_tv L_tv, "hist": w_hist L_hist,
-      "total": their sum}`, each float32[].
+def _gram_mean(total: jax.Array, positions, hp: GatysParams) -> jax.Array:
+    """A Gram matrix in `hp`'s normalisation from its sum over `positions` (sum F F^T,
+    float32[..., C, C]): divided by the positions (jstyle), and by C too (neural-style)."""
+    per_channel = total.shape[-1] if hp.normalization == "neural-style" else 1
+    return total / (positions * per_channel)
+
+
+def _statistics(window: jax.Array, data: Data, tile: tiles.Tile | None, convention,
+                remat: bool, shape: tuple[int, int]) -> dict:
+    """The sums over positions that the loss terms are functions of, over the positions of
+    `window` (float32[h, w, 3], 8-bit levels: the whole H x W image when `tile` is None, else a
+    tile's window, counting only its core):
+
+      content: {layer: sum (F - F_target)^2}, float32[];
+      gram: {layer: sum F F^T}, float32[C, C] (masks: per region, sum m^2 F F^T, [R, C, C]);
+      hist: {layer: F placed at its positions in a whole-image map}, float32[H_l, W_l, C]
+        (histogram matching ranks every position of the image, so it needs them all).
     """
     vgg_params, scales, targets, hp = data
-    scale = 1.0 if hp.normalization == "neural-style" else 0.5
     layers = tuple(dict.fromkeys(hp.content_layers + hp.style_layers + hp.hist_layers))
-    feats = _features(vgg_params, scales, image, layers, hp, convention, remat)
+    feats = _features(vgg_params, scales, window, layers, hp, convention, remat)
+    core = {l: tiles.core_mask(tile, vgg.pools(l), feats[l].shape[:2]) for l in layers}
+    content = {}
+    for l in hp.content_layers:
+        sq = jnp.square(feats[l] - tiles.window_of(tile, vgg.pools(l), targets.content[l],
+                                                   feats[l].shape[:2]))
+        content[l] = jnp.sum(sq if core[l] is None else sq * core[l][..., None])
+    gram = {}
+    for l in hp.style_layers:
+        if targets.regions is None:
+            gram[l] = _weighted_gram(feats[l], core[l])
+            continue
+        m = tiles.window_of(tile, vgg.pools(l), jnp.moveaxis(targets.regions[l], 0, -1),
+                            feats[l].shape[:2])
+        weights = jnp.moveaxis(jnp.square(m), -1, 0) * (1.0 if core[l] is None else core[l])
+        gram[l] = jax.vmap(lambda w, f=feats[l]: _weighted_gram(f, w))(weights)
+    hist = {l: tiles.place(tile, vgg.pools(l), feats[l], (shape[0] >> vgg.pools(l),
+                                                          shape[1] >> vgg.pools(l),
+                                                          feats[l].shape[-1]))
+            for l in hp.hist_layers}
+    return {"content": content, "gram": gram, "hist": hist}
+
+
+def _finish(totals: dict, image: jax.Array, data: Data) -> dict[str, jax.Array]:
+    """The weighted loss terms from the summed `_statistics` and the image (float32[H, W, 3],
+    8-bit levels; the total variation reads its pixels): see `loss_terms`."""
+    _, _, targets, hp = data
+    scale = 1.0 if hp.normalization == "neural-style" else 0.5
     regions = targets.regions
-    content = sum(w * losses.content_loss(feats[l], targets.content[l], scale)
+    content = sum(w * scale * totals["content"][l] / targets.content[l].size
                   for l, w in zip(hp.content_layers, hp.content_layer_weights))
 
     def style_at(l):
-        f, target = feats[l], targets.style[l]
+        g, target = totals["gram"][l], targets.style[l]
         if regions is None:
-            return losses.style_loss(_gram(f, hp), target, scale)
-        per_region = jax.vmap(lambda m, t: losses.style_loss(_gram(f, hp, m), t, scale))(
-            regions[l], target)
+            positions = (image.shape[0] >> vgg.pools(l)) * (image.shape[1] >> vgg.pools(l))
+            return losses.style_loss(_gram_mean(g, positions, hp), target, scale)
+        area = jnp.maximum(jnp.sum(jnp.square(regions[l]), axis=(1, 2)), 1e-8)
+        per_region = jax.vmap(losses.style_loss, in_axes=(0, 0, None))(
+            _gram_mean(g, area[:, None, None], hp), target, scale)
         return jnp.sum(_region_weights(regions[l]) * per_region)
 
     def hist_at(l):
-        f = feats[l]
+        f = totals["hist"][l]
         if regions is None:
             return losses.histogram_loss(f, losses.match_histograms(f, targets.hist[l]))
         per_region = jax.vmap(lambda m, q, n: losses.histogram_loss(
@@ -286,9 +358,36 @@ def loss_terms(image: jax.Array, data: Data, convention, remat: bool = False
     return terms
 
 
-def objective(image: jax.Array, data: Data, convention, remat: bool = False) -> jax.Array:
+def deepest_layer(hp: GatysParams) -> str:
+    """The deepest layer the objective reads (what a tile's margin must cover)."""
+    return vgg.deepest(hp.content_layers + hp.style_layers + hp.hist_layers)
+
+
+def loss_terms(image: jax.Array, data: Data, convention, remat: bool = False,
+               tiles_grid: tuple[int, int] | None = None) -> dict[str, jax.Array]:
+    """The weighted loss terms and their sum at `image` (float32[H, W, 3], 8-bit levels).
+
+    With semantic masks, each region's guided-Gram and histogram losses are averaged, weighted
+    by the region's share of the output's area (one region covering everything is the plain
+    loss). With `tiles_grid` (rows, columns), the terms and their gradient are computed tile
+    by tile (jstyle.tiles): the same values, exactly, at one tile's memory.
+
+    Returns:
+      `{"content": alpha L_c, "style": beta L_s, "tv": w_tv L_tv, "hist": w_hist L_hist,
+      "total": their sum}`, each float32[].
+    """
+    statistics = functools.partial(_statistics, convention=convention, remat=remat,
+                                   shape=image.shape[:2])
+    if tiles_grid is None:
+        return _finish(statistics(image, data, None), image, data)
+    cut = tiles.plan(*image.shape[:2], tiles_grid, deepest_layer(data.hp))
+    return tiles.tiled(statistics, _finish, cut)(image, data)
+
+
+def objective(image: jax.Array, data: Data, convention, remat: bool = False,
+              tiles_grid: tuple[int, int] | None = None) -> jax.Array:
     """The scalar loss."""
-    return loss_terms(image, data, convention, remat)["total"]
+    return loss_terms(image, data, convention, remat, tiles_grid)["total"]
 
 
 def prepare_data(content: np.ndarray, styles: list[np.ndarray], hp: GatysParams,
@@ -325,7 +424,8 @@ def prepare_data(content: np.ndarray, styles: list[np.ndarray], hp: GatysParams,
     scales = layer_scales(weights, hp)
     targets = compute_targets(vgg_params, scales, jnp.asarray(content),
                               [jnp.asarray(s) for s in styles], tuple(blend), hp,
-                              weights.convention, regions)
+                              weights.convention, regions,
+                              (opts.tile, opts.tile) if opts.tile > 1 else None)
     return Data(vgg_params, scales, targets, hp), content, styles, blend
 
 

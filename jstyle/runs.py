@@ -34,6 +34,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from jstyle import image as image_lib
 from jstyle import masks, memory, optimize, results
+from jstyle import tiles as tiles_lib
 from jstyle.errors import InputError
 from jstyle.params import field
 from jstyle.progress import Progress
@@ -78,6 +79,9 @@ class RunOptions:
     pyramid_steps: tuple[int, ...] | None = field(
         None, "Steps per pyramid level, coarsest first (default: --steps at every level).",
         kind="ints")
+    tile: int = field(0, "Compute the loss and its gradient on N x N tiles (exact: the same "
+                      "values at one tile's memory; gatys); 0: the fewest tiles whose memory "
+                      "estimate fits what is available (1 where the whole image fits).")
     remat: bool = field(False, "Rematerialise VGG blocks (jax.checkpoint): one more forward "
                         "pass per step to free stored activations; on XLA:CPU it saves no "
                         "memory (README, Memory at print sizes).")
@@ -153,7 +157,7 @@ def validate_options(opts: RunOptions, num_styles: int) -> None:
     if opts.size > MAX_SIZE:
         raise InputError(f"--size={opts.size} is beyond what any device jstyle runs on could "
                          f"hold (at most {MAX_SIZE} px); give a smaller --size")
-    check_at_least({n: getattr(opts, n) for n in ("print_every", "save_every")}, 0,
+    check_at_least({n: getattr(opts, n) for n in ("print_every", "save_every", "tile")}, 0,
                    "give a step count, or 0 to turn it off")
     if not opts.pyramid_ratio > 1:
         raise InputError(f"--pyramid_ratio={opts.pyramid_ratio} must be > 1; give the size "
@@ -227,25 +231,27 @@ class Program(NamedTuple):
 @functools.lru_cache(maxsize=None)
 def program(loss_terms: Callable, convention, remat: bool, optimizer: str,
             learning_rate: float, lbfgs_memory: int, linesearch: str, tol: float,
-            data_axes=None, tol_interval: int = 1) -> Program:
+            data_axes=None, tol_interval: int = 1, tile: int = 1) -> Program:
     """The compiled program of a method's objective: built once per (loss, convention,
     optimiser settings, batch axes) and reused by every level, pass, frame or sweep batch;
     jit then compiles once per shape of the image and the data.
 
     Args:
       loss_terms: a module-level `loss_terms(image, data, convention, remat) -> {term name:
-        float32[], ..., "total": float32[]}`, image float32[H, W, 3] in 8-bit levels.
+        float32[], ..., "total": float32[]}`, image float32[H, W, 3] in 8-bit levels; with
+        `tile` > 1 it also takes `tiles_grid=(tile, tile)` (jstyle.tiles).
       data_axes: None for one problem; for a batch of problems, the data's batch axes (a
         pytree prefix of the data: 0 where a leaf has a leading batch axis, None where it is
         shared), e.g. the method's `Data.sweep_axes()`.
     """
     transform = optimize.make_optimizer(optimizer, learning_rate, lbfgs_memory, linesearch)
     search = linesearch if optimizer == "lbfgs" and linesearch != "none" else None
-    objective = lambda image, data: loss_terms(image, data, convention, remat)["total"]
+    tiled = {} if tile <= 1 else {"tiles_grid": (tile, tile)}
+    objective = lambda image, data: loss_terms(image, data, convention, remat, **tiled)["total"]
     chunk = optimize.make_chunk(objective, transform, linesearch=search, tol=tol,
                                 bounds=(0.0, 255.0), data_axes=data_axes,
                                 tol_interval=tol_interval)
-    terms = lambda image, data: loss_terms(image, data, convention, False)
+    terms = lambda image, data: loss_terms(image, data, convention, False, **tiled)
     if data_axes is not None:
         terms = jax.vmap(terms, in_axes=(0, data_axes))
     return Program(transform, chunk, jax.jit(terms))
@@ -255,7 +261,8 @@ def compile_program(loss_terms: Callable, convention, opts: RunOptions, data_axe
                     ) -> Program:
     """`program` with the optimiser settings of `opts`."""
     return program(loss_terms, convention, opts.remat, opts.optimizer, opts.learning_rate,
-                   opts.lbfgs_memory, opts.linesearch, opts.tol, data_axes, opts.tol_interval)
+                   opts.lbfgs_memory, opts.linesearch, opts.tol, data_axes, opts.tol_interval,
+                   max(1, opts.tile))
 
 
 class Problem(NamedTuple):
@@ -546,13 +553,38 @@ def optimise(problem: Problem, steps: int, opts: RunOptions, *, level: int = 0,
     return Progressed(state, image)
 
 
+MAX_TILES = 16  # tiles per side that automatic tiling tries
+AUTO_TILE_SHARE = 0.75  # automatic tiling fits its estimate in this share of the free memory
+
+
+def level_gib(height: int, width: int, opts: RunOptions, deepest: str | None, tiles: int
+              ) -> float:
+    """Estimated peak memory (GiB) of one H x W level, cut into `tiles` x `tiles` tiles."""
+    window = None if tiles <= 1 else tiles_lib.plan(height, width, (tiles, tiles), deepest).window
+    return memory.pixel_run_gib(height, width, opts.optimizer, opts.lbfgs_memory, window)
+
+
+def tile_count(height: int, width: int, opts: RunOptions, deepest: str | None,
+               available: float) -> int:
+    """Tiles per side for an H x W level: 1 for a method that cannot tile (`deepest` None);
+    `opts.tile` if given; else the fewest whose memory estimate fits in AUTO_TILE_SHARE of
+    `available` GiB (leaving room for the rest of the machine), MAX_TILES at most."""
+    if deepest is None or opts.tile:
+        return max(1, opts.tile) if deepest else 1
+    for tiles in range(1, MAX_TILES):
+        if level_gib(height, width, opts, deepest, tiles) <= AUTO_TILE_SHARE * available:
+            return tiles
+    return MAX_TILES
+
+
 def run(method: str, validate: Callable, setup: Callable, content: np.ndarray,
         styles: list[np.ndarray], hp, opts: RunOptions, weights: VGGWeights,
         key: jax.Array | None = None, *, labels: masks.Labels | None = None,
         init: np.ndarray | None = None,
         snapshot: Callable[[int, np.ndarray], None] | None = None,
         checkpoint: pathlib.Path | None = None, progress: bool = True,
-        extra_memory: Callable[..., float] | None = None) -> Result:
+        extra_memory: Callable[..., float] | None = None, deepest: str | None = None
+        ) -> Result:
     """A pixel-optimising method's run: validated once, colour control, then coarse to fine,
     each pyramid level starting from the previous level's result, upsampled, with its
     objective built at its own size (levels of one size share one compiled program).
@@ -579,6 +611,9 @@ def run(method: str, validate: Callable, setup: Callable, content: np.ndarray,
       progress: report progress (bar or log lines) every `opts.print_every` steps.
       extra_memory: the method's memory besides the network's, GiB, as
         extra_memory(hp, opts, content (h, w), style shapes), for the memory check.
+      deepest: the deepest layer of an objective that can be computed in tiles (its
+        `loss_terms` takes `tiles_grid`, jstyle.tiles): each level is then cut into
+        `tile_count` tiles; None: the method cannot tile.
     Returns:
       Result with images {"output": float32[H, W, 3] in [0, 1]}, the record and the history.
     Raises:
@@ -587,15 +622,20 @@ def run(method: str, validate: Callable, setup: Callable, content: np.ndarray,
     """
     started = time.perf_counter()
     validate(hp, opts, len(styles))
-    h, w = image_lib.fit_edge(*content.shape[:2], opts.size)
-    needed = memory.pixel_run_gib(h, w, opts.optimizer, opts.lbfgs_memory) + (
-        extra_memory(hp, opts, (h, w), [s.shape for s in styles]) if extra_memory else 0.0)
+    if deepest is None and opts.tile > 1:
+        raise InputError(f"--tile={opts.tile}: {method}'s objective is not computed in tiles "
+                         "(gatys's is); leave --tile at 0")
+    levels = pyramid(opts)
     available = memory.available_gib()
+    shapes = [image_lib.fit_edge(*content.shape[:2], size) for size, _ in levels]
+    grids = [tile_count(h, w, opts, deepest, available) for h, w in shapes]
+    h, w = shapes[-1]
+    needed = level_gib(h, w, opts, deepest, grids[-1]) + (
+        extra_memory(hp, opts, (h, w), [s.shape for s in styles]) if extra_memory else 0.0)
     memory.check(needed, available, "lower --size, or use --optimizer=adam or a smaller "
-                 "--lbfgs_memory")
+                 "--lbfgs_memory" + (", or give more --tile" if deepest else ""))
     key = jax.random.key(opts.seed) if key is None else key
     work_content, work_styles = prepare_colors(content, styles, opts)
-    levels = pyramid(opts)
     record = start_record(method, hp, opts, weights, content, styles, labels, init)
     saved = saved_run(checkpoint, record)
     first_level = saved["level"] if saved else 0
@@ -608,8 +648,8 @@ def run(method: str, validate: Callable, setup: Callable, content: np.ndarray,
     offset = sum(steps for _, steps in levels[:first_level])
     for level, (size, steps) in enumerate(levels[first_level:], start=first_level):
         problem = setup(work_content, work_styles, hp,
-                        dataclasses.replace(opts, size=size, steps=steps), weights, key,
-                        init=image, labels=labels)
+                        dataclasses.replace(opts, size=size, steps=steps, tile=grids[level]),
+                        weights, key, init=image, labels=labels)
         if initial_terms is None:
             initial_terms = _floats(problem.terms(jnp.asarray(problem.init), problem.data))
         done = optimise(problem, steps, opts, level=level, offset=offset,
@@ -633,6 +673,7 @@ def run(method: str, validate: Callable, setup: Callable, content: np.ndarray,
         "resumed_from_step": resumed_from, "stopped": stopped,
         "memory": {"estimated_peak_gib": round(needed, 3), "available_gib": round(available, 3),
                    "measured_peak_rss_gib": round(memory.peak_rss_gib(), 3)},
+        "tiles": [[g, g] for g in grids],
         "seconds": time.perf_counter() - started})
     if problem.blend is not None:
         record["style_blend_weights"] = problem.blend

@@ -74,6 +74,11 @@ def check_layers(layers: Iterable[str]) -> tuple[str, ...]:
     return layers
 
 
+def deepest(layers: Iterable[str]) -> str:
+    """The deepest of `layers` (the one a network must run to)."""
+    return max(check_layers(layers), key=_INDEX.get)
+
+
 def min_size(layers: Iterable[str]) -> int:
     """Smallest image edge (pixels) for which every layer in `layers` is at least 1x1."""
     deepest = max(_INDEX[name] for name in check_layers(layers))

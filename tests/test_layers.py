@@ -6,7 +6,7 @@ import pathlib
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "jstyle"
 # bottom to top; a module may import only modules listed before it
 ORDER = ["errors", "interrupt", "files", "memory", "params", "progress", "conv", "image", "clips",
-         "flow", "vgg", "weights", "masks", "patches", "losses", "optimize", "results",
+         "flow", "vgg", "weights", "masks", "patches", "losses", "tiles", "optimize", "results",
          "transform_net", "train", "runs", "objective", "methods", "methods.gatys",
          "methods.mrf", "methods.fast", "methods.analogy", "methods.harmonize", "methods.video",
          "sweep", "cli", "__main__"]

@@ -19,8 +19,8 @@ import numpy as np
 
 from jstyle import runs
 from jstyle.objective import (  # noqa: F401  (the objective's names, re-exported)
-    NORMALIZATIONS, Data, GatysParams, Targets, compute_targets, layer_scales, loss_terms,
-    objective, prepare_data, validate)
+    NORMALIZATIONS, Data, GatysParams, Targets, compute_targets, deepest_layer, layer_scales,
+    loss_terms, objective, prepare_data, validate)
 from jstyle.runs import RunOptions
 from jstyle.weights import VGGWeights
 
@@ -46,6 +46,8 @@ def run(content: np.ndarray, styles: list[np.ndarray], hp: GatysParams, opts: Ru
     """Stylises `content` with `styles`, coarse to fine with `opts.pyramid_levels` > 1.
 
     The arguments (labels, init, snapshot, checkpoint, progress as keywords) and the result
-    are runs.run's; see PRESETS for the defaults.
+    are runs.run's; see PRESETS for the defaults. Print sizes are cut into tiles
+    (`--tile`, jstyle.tiles) where the whole image would not fit in memory.
     """
-    return runs.run("gatys", validate, setup, content, styles, hp, opts, weights, key, **kwargs)
+    return runs.run("gatys", validate, setup, content, styles, hp, opts, weights, key,
+                    deepest=deepest_layer(hp), **kwargs)
