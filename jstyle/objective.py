@@ -420,7 +420,7 @@ def prepare_data(content: np.ndarray, styles: list[np.ndarray], hp: GatysParams,
         regions = (masks.one_hot(labels.content, count, *content.shape[:2]),
                    [masks.one_hot(l, count, *s.shape[:2]) for l, s in zip(labels.styles, styles)],
                    labels.present)
-    vgg_params = vgg.prepare(weights.params)
+    vgg_params = vgg.prepare(weights.params, runs.precision(opts))
     scales = layer_scales(weights, hp)
     targets = compute_targets(vgg_params, scales, jnp.asarray(content),
                               [jnp.asarray(s) for s in styles], tuple(blend), hp,

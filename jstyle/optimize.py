@@ -48,19 +48,32 @@ class LoopState(NamedTuple):
 
 
 def make_optimizer(name: str, learning_rate: float, memory_size: int = 10,
-                   linesearch: str = "zoom") -> optax.GradientTransformationExtraArgs:
+                   linesearch: str = "zoom", first_step: float | None = None
+                   ) -> optax.GradientTransformationExtraArgs:
     """`lbfgs` or `adam`.
 
-    L-BFGS's line search: "zoom" (optax's default: strong Wolfe conditions, up to 15 trials;
+    L-BFGS's line search: "zoom" (optax's: strong Wolfe conditions, up to 20 trials;
     `learning_rate` unused) or "none" (a fixed step of `learning_rate` along the L-BFGS
     direction, one evaluation per step, as Torch's optim.lbfgs without a line search, which
     CNNMRF uses). "none" suits objectives that are only piecewise smooth, such as CNNMRF's,
     whose nearest-neighbour field changes between trials: there the curvature condition is
     seldom met and zoom spends all its trials.
+
+    `first_step` (zoom only): the first direction, which has no curvature pairs to scale it,
+    is scaled to this root-mean-square change per element (an image's: 8-bit levels). optax
+    caps the first step's Euclidean norm at 1 instead: over a 2048 x 1536 image that moves a
+    pixel by 3e-4 levels, so the line search spent its trials doubling the step (16 at 1024
+    px, more at 2048, scripts/lbfgs_benchmark.py), and the first curvature pair, taken over so
+    short a step, was mostly rounding. None: optax's first step.
     """
     if name == "lbfgs":
         if linesearch not in LINESEARCHES:
             raise InputError(f"unknown --linesearch={linesearch}; use zoom or none")
+        if linesearch == "zoom" and first_step is not None:
+            return optax.chain(
+                optax.scale_by_lbfgs(memory_size=memory_size), _scaled_first_step(first_step),
+                optax.scale(-1.0), optax.scale_by_zoom_linesearch(
+                    max_linesearch_steps=20, initial_guess_strategy="one"))
         if linesearch == "zoom":
             return optax.lbfgs(memory_size=memory_size)
         return optax.chain(optax.scale_by_lbfgs(memory_size=memory_size),
@@ -68,6 +81,24 @@ def make_optimizer(name: str, learning_rate: float, memory_size: int = 10,
     if name == "adam":
         return optax.with_extra_args_support(optax.adam(learning_rate))
     raise InputError(f"unknown optimizer {name!r}; use lbfgs or adam")
+
+
+def _scaled_first_step(rms: float) -> optax.GradientTransformation:
+    """Scales the first update to a root-mean-square of `rms` per element; later updates pass
+    unchanged."""
+    def init(params):
+        del params
+        return jnp.zeros([], jnp.int32)
+
+    def update(updates, count, params=None):
+        del params
+        leaves = jax.tree.leaves(updates)
+        size = sum(u.size for u in leaves)
+        norm = jnp.sqrt(sum(jnp.sum(jnp.square(u)) for u in leaves) / size)
+        scale = jnp.where(count == 0, rms / jnp.maximum(norm, 1e-30), 1.0)
+        return jax.tree.map(lambda u: scale * u, updates), count + 1
+
+    return optax.GradientTransformation(init, update)
 
 
 def _fixed_steps(learning_rate: float) -> optax.GradientTransformation:

@@ -33,7 +33,7 @@ import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
 from jstyle import image as image_lib
-from jstyle import masks, memory, optimize, results
+from jstyle import masks, memory, optimize, results, vgg
 from jstyle import tiles as tiles_lib
 from jstyle.errors import InputError
 from jstyle.params import field
@@ -82,6 +82,10 @@ class RunOptions:
     tile: int = field(0, "Compute the loss and its gradient on N x N tiles (exact: the same "
                       "values at one tile's memory; gatys); 0: the fewest tiles whose memory "
                       "estimate fits what is available (1 where the whole image fits).")
+    precision: str = field("auto", "The network's precision: float32, or bfloat16 (VGG "
+                           "activations and weights; Grams, losses, pixels and the optimiser "
+                           "stay float32); auto: bfloat16 on GPUs and TPUs, float32 on CPUs "
+                           "(README, Precision).", choices=("auto",) + vgg.PRECISIONS)
     remat: bool = field(False, "Rematerialise VGG blocks (jax.checkpoint): one more forward "
                         "pass per step to free stored activations; on XLA:CPU it saves no "
                         "memory (README, Memory at print sizes).")
@@ -146,6 +150,7 @@ def validate_options(opts: RunOptions, num_styles: int) -> None:
     if opts.optimizer not in optimize.OPTIMIZERS:
         raise InputError(f"unknown optimizer {opts.optimizer!r}; use lbfgs or adam")
     for name, value, allowed in (("preserve_colors", opts.preserve_colors, PRESERVE_COLORS),
+                                 ("precision", opts.precision, ("auto",) + vgg.PRECISIONS),
                                  ("color_match_mode", opts.color_match_mode, COLOR_MATCH_MODES),
                                  ("linesearch", opts.linesearch, optimize.LINESEARCHES),
                                  ("unmatched", opts.unmatched, masks.UNMATCHED)):
@@ -221,6 +226,9 @@ def start_image(key: jax.Array, opts: RunOptions, content: np.ndarray,
                                                 *content.shape[:2]))
 
 
+FIRST_STEP_LEVELS = 1.0  # L-BFGS's first step: 1 level RMS per pixel (optimize.make_optimizer)
+
+
 class Program(NamedTuple):
     """An objective's compiled optimisation, shared by every problem of its kind."""
     optimizer: optax.GradientTransformationExtraArgs
@@ -244,7 +252,8 @@ def program(loss_terms: Callable, convention, remat: bool, optimizer: str,
         pytree prefix of the data: 0 where a leaf has a leading batch axis, None where it is
         shared), e.g. the method's `Data.sweep_axes()`.
     """
-    transform = optimize.make_optimizer(optimizer, learning_rate, lbfgs_memory, linesearch)
+    transform = optimize.make_optimizer(optimizer, learning_rate, lbfgs_memory, linesearch,
+                                        FIRST_STEP_LEVELS)
     search = linesearch if optimizer == "lbfgs" and linesearch != "none" else None
     tiled = {} if tile <= 1 else {"tiles_grid": (tile, tile)}
     objective = lambda image, data: loss_terms(image, data, convention, remat, **tiled)["total"]
@@ -553,6 +562,15 @@ def optimise(problem: Problem, steps: int, opts: RunOptions, *, level: int = 0,
     return Progressed(state, image)
 
 
+def precision(opts: RunOptions) -> str:
+    """The network's precision a run uses: `opts.precision`, with auto resolved by the
+    backend (bfloat16 on GPUs and TPUs, whose matrix units reach their peak only in it;
+    float32 on CPUs, where it measured no faster: README, Precision)."""
+    if opts.precision != "auto":
+        return opts.precision
+    return "float32" if jax.default_backend() == "cpu" else "bfloat16"
+
+
 MAX_TILES = 16  # tiles per side that automatic tiling tries
 AUTO_TILE_SHARE = 0.75  # automatic tiling fits its estimate in this share of the free memory
 
@@ -611,9 +629,10 @@ def run(method: str, validate: Callable, setup: Callable, content: np.ndarray,
       progress: report progress (bar or log lines) every `opts.print_every` steps.
       extra_memory: the method's memory besides the network's, GiB, as
         extra_memory(hp, opts, content (h, w), style shapes), for the memory check.
-      deepest: the deepest layer of an objective that can be computed in tiles (its
-        `loss_terms` takes `tiles_grid`, jstyle.tiles): each level is then cut into
-        `tile_count` tiles; None: the method cannot tile.
+      deepest: the deepest layer of the Gatys objective (jstyle.objective) when the method
+        optimises it: its levels are then cut into `tile_count` tiles (its `loss_terms` takes
+        `tiles_grid`, jstyle.tiles) and its network runs in `precision(opts)`; None: the
+        method supports neither (--tile and --precision=bfloat16 are errors).
     Returns:
       Result with images {"output": float32[H, W, 3] in [0, 1]}, the record and the history.
     Raises:
@@ -622,9 +641,10 @@ def run(method: str, validate: Callable, setup: Callable, content: np.ndarray,
     """
     started = time.perf_counter()
     validate(hp, opts, len(styles))
-    if deepest is None and opts.tile > 1:
-        raise InputError(f"--tile={opts.tile}: {method}'s objective is not computed in tiles "
-                         "(gatys's is); leave --tile at 0")
+    if deepest is None and (opts.tile > 1 or opts.precision == "bfloat16"):
+        raise InputError(f"--tile and --precision=bfloat16 are for the Gatys objective, and "
+                         f"{method} does not use it; leave --tile at 0 and --precision at auto")
+    opts = dataclasses.replace(opts, precision=precision(opts) if deepest else "float32")
     levels = pyramid(opts)
     available = memory.available_gib()
     shapes = [image_lib.fit_edge(*content.shape[:2], size) for size, _ in levels]

@@ -156,6 +156,7 @@ def image_features(params: dict, levels: jax.Array, layers: Iterable[str],
     """
     layers = check_layers(layers)
     feats = features(params, preprocess(levels, convention), layers, pooling, remat)
+    feats = {l: feats[l].astype(jnp.float32) for l in layers}
     return feats if scales is None else {l: feats[l] / scales[l] for l in layers}
 
 
@@ -170,9 +171,14 @@ _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 
 
 def _raw_conv(x: jax.Array, w: jax.Array) -> jax.Array:
-    """3x3 convolution, stride 1, zero padding 1: [1, H, W, C_in] x HWIO -> [1, H, W, C_out]."""
-    return jax.lax.conv_general_dilated(x, w, window_strides=(1, 1), padding=((1, 1), (1, 1)),
-                                        dimension_numbers=_DIMENSIONS)
+    """3x3 convolution, stride 1, zero padding 1: [1, H, W, C_in] x HWIO -> [1, H, W, C_out].
+
+    It runs in the kernel's dtype (`x` is cast to it: bfloat16 under that precision) and
+    accumulates and returns float32."""
+    return jax.lax.conv_general_dilated(x.astype(w.dtype), w, window_strides=(1, 1),
+                                        padding=((1, 1), (1, 1)),
+                                        dimension_numbers=_DIMENSIONS,
+                                        preferred_element_type=jnp.float32)
 
 
 @jax.custom_vjp
@@ -196,7 +202,7 @@ def _conv_fwd(x, w, w_flipped):
 def _conv_bwd(residuals, g):
     x, w, w_flipped = residuals
     dw = jax.vjp(lambda w: _raw_conv(x, w), w)[1](g)[0]  # removed by XLA when unused
-    return _raw_conv(g, w_flipped), dw, jnp.zeros_like(w_flipped)
+    return _raw_conv(g, w_flipped).astype(x.dtype), dw, jnp.zeros_like(w_flipped)
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd)
@@ -207,22 +213,32 @@ def flip_kernel(w) -> np.ndarray:
     return np.ascontiguousarray(np.flip(np.asarray(w), (0, 1)).swapaxes(2, 3))
 
 
-def prepare(params: dict) -> dict:
+PRECISIONS = ("float32", "bfloat16")
+
+
+def prepare(params: dict, precision: str = "float32") -> dict:
     """Device arrays for `features`, with each layer's flipped kernel `w_flipped` added.
 
     Call once, outside jit; `features` also accepts params without `w_flipped` (it then flips
     the kernel itself, which is slower to differentiate inside loops on CPU).
+
+    precision: "bfloat16" stores the kernels in bfloat16, and the network then runs in it:
+    each convolution multiplies bfloat16 activations and kernels, accumulates in float32 and
+    adds the float32 bias, and the activations stay bfloat16 between layers; `features`
+    returns float32. The speed of accelerators' bfloat16 units, at half the activations'
+    memory; what is compared (Grams, losses) stays float32.
     """
-    return {name: {"w": jnp.asarray(p["w"]), "b": jnp.asarray(p["b"]),
+    dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[precision]
+    return {name: {"w": jnp.asarray(p["w"], dtype), "b": jnp.asarray(p["b"], jnp.float32),
                    "w_flipped": jnp.asarray(p["w_flipped"] if "w_flipped" in p
-                                            else flip_kernel(p["w"]))}
+                                            else flip_kernel(p["w"]), dtype)}
             for name, p in params.items()}
 
 
 def _conv_bias(x: jax.Array, p: dict) -> jax.Array:
     """One VGG convolution with bias on one [H, W, C_in] image."""
     w_flipped = p["w_flipped"] if "w_flipped" in p else jnp.flip(p["w"], (0, 1)).swapaxes(2, 3)
-    return _conv(x[None], p["w"], w_flipped)[0] + p["b"]
+    return (_conv(x[None], p["w"], w_flipped)[0] + p["b"]).astype(p["w"].dtype)
 
 
 def features(params: dict, image: jax.Array, layers: Iterable[str],
@@ -241,7 +257,8 @@ def features(params: dict, image: jax.Array, layers: Iterable[str],
         (about one more forward pass). Whether the peak falls depends on the backend's buffer
         assignment: on XLA:CPU it does not (README, "Memory at print sizes").
     Returns:
-      `{name: float32[H_l, W_l, C_l]}` for exactly the requested names, where H_l = H // 2**p
+      `{name: float32[H_l, W_l, C_l]}` (bfloat16 with bfloat16 params, see `prepare`) for
+      exactly the requested names, where H_l = H // 2**p
       and p is the number of pooling layers before the layer.
     """
     layers = check_layers(layers)

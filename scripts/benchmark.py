@@ -1,10 +1,12 @@
 """Gatys step time: jstyle against pastiche 1.6.0 (PyTorch, CPU), side by side in one run.
 
-  python scripts/benchmark.py [--sizes=256,512] [--optimizers=adam,lbfgs] [--markdown=FILE]
+  python scripts/benchmark.py [--sizes=256,512] [--optimizers=adam,lbfgs]
+      [--precisions=float32,bfloat16] [--markdown=FILE]
 
 Both run the same problem: the same content and style images at the same size, content layer
 relu4_2 and style layers relu1_1 ... relu5_1, the same 256-level quantised VGG-19 weights, Adam
-(one loss evaluation per step) and L-BFGS. pastiche runs in its own venv under jstyle's cache
+(one loss evaluation per step) and L-BFGS. jstyle runs in each of `--precisions` (its network in
+float32 or bfloat16, `--precision`); pastiche in float32. pastiche runs in its own venv under jstyle's cache
 folder (made on first use: `pip install torch==2.13.0 pastiche==1.6.0`), driven by
 scripts/pastiche_worker.py. Rounds alternate between the two so that a noisy machine affects
 both alike; compile and warm-up time are reported apart; per-step times are medians over rounds.
@@ -42,6 +44,7 @@ SHARED = ROOT.parent / "shared" / "images"
 
 flags.DEFINE_list("sizes", ["256", "512"], "Longer edges to measure, pixels.")
 flags.DEFINE_list("optimizers", ["adam", "lbfgs"], "Optimisers to measure.")
+flags.DEFINE_list("precisions", ["float32"], "jstyle's network precisions to measure.")
 flags.DEFINE_integer("steps", 10, "Steps timed per round.")
 flags.DEFINE_integer("rounds", 5, "Alternating rounds per configuration.")
 flags.DEFINE_string("content", None, "Content image (default: ../shared/images tubingen, else "
@@ -66,9 +69,10 @@ def _images() -> tuple[pathlib.Path, pathlib.Path]:
 class JStyle:
     """jstyle's compiled Gatys chunk on the same problem."""
 
-    def __init__(self, content, style, size, optimizer, vgg_weights):
+    def __init__(self, content, style, size, optimizer, vgg_weights, precision="float32"):
         hp = gatys.GatysParams()  # content relu4_2, style relu1_1..relu5_1
-        opts = gatys.RunOptions(size=size, optimizer=optimizer, tol=0.0, learning_rate=1.0)
+        opts = gatys.RunOptions(size=size, optimizer=optimizer, tol=0.0, learning_rate=1.0,
+                                precision=precision)
         start = time.perf_counter()
         self.problem = gatys.setup(image.load(content), [image.load(style)], hp, opts,
                                    vgg_weights, jax.random.key(0))
@@ -134,34 +138,34 @@ def main(argv):
     vgg_weights = weights.load()
     peak = matmul_peak()
     rows = []
-    for size in (int(s) for s in FLAGS.sizes):
-        for optimizer in FLAGS.optimizers:
-            ours = JStyle(content, style, size, optimizer, vgg_weights)
-            peer = (Worker("pastiche_worker.py", content, style, size, optimizer,
-                           venv_folder=FLAGS.peer_venv) if FLAGS.peer == "pastiche" else None)
-            mine, theirs = alternate(ours, peer, FLAGS.rounds, FLAGS.steps)
-            h, w = ours.shape[:2]
-            flops = ours.evaluation_flops()
-            step = statistics.median(mine)
-            evals = ours.evaluations_per_step() if optimizer == "lbfgs" else 1.0
-            bound = 2 * conv_forward_flops(h, w) / peak
-            row = {
-                "size": size, "shape": [h, w], "optimizer": optimizer,
-                "jstyle_step_s": step, "jstyle_compile_s": ours.setup_seconds,
-                "jstyle_gflops_per_s": flops / step / 1e9 if optimizer == "adam" else None,
-                "evaluation_gflop": flops / 1e9, "matmul_peak_gflops_per_s": peak / 1e9,
-                "bound_step_s": bound, "jstyle_rounds_s": mine,
-                "lbfgs_last_step_evaluations": evals if optimizer == "lbfgs" else None,
-                "jax": jax.__version__, "devices": str(jax.devices()),
-            }
-            if peer:
-                row.update({"pastiche_step_s": statistics.median(theirs),
-                            "pastiche_setup_s": peer.info["setup_seconds"],
-                            "pastiche_rounds_s": theirs, "torch": peer.info["torch"],
-                            "torch_threads": peer.info["threads"],
-                            "ratio_jstyle_over_pastiche": step / statistics.median(theirs)})
-            print(json.dumps(row), flush=True)
-            rows.append(row)
+    for size, optimizer, precision in ((int(s), o, p) for s in FLAGS.sizes
+                                       for o in FLAGS.optimizers for p in FLAGS.precisions):
+        ours = JStyle(content, style, size, optimizer, vgg_weights, precision)
+        peer = (Worker("pastiche_worker.py", content, style, size, optimizer,
+                       venv_folder=FLAGS.peer_venv) if FLAGS.peer == "pastiche" else None)
+        mine, theirs = alternate(ours, peer, FLAGS.rounds, FLAGS.steps)
+        h, w = ours.shape[:2]
+        flops = ours.evaluation_flops()
+        step = statistics.median(mine)
+        evals = ours.evaluations_per_step() if optimizer == "lbfgs" else 1.0
+        bound = 2 * conv_forward_flops(h, w) / peak
+        row = {
+            "size": size, "shape": [h, w], "optimizer": optimizer, "precision": precision,
+            "jstyle_step_s": step, "jstyle_compile_s": ours.setup_seconds,
+            "jstyle_gflops_per_s": flops / step / 1e9 if optimizer == "adam" else None,
+            "evaluation_gflop": flops / 1e9, "matmul_peak_gflops_per_s": peak / 1e9,
+            "bound_step_s": bound, "jstyle_rounds_s": mine,
+            "lbfgs_last_step_evaluations": evals if optimizer == "lbfgs" else None,
+            "jax": jax.__version__, "devices": str(jax.devices()),
+        }
+        if peer:
+            row.update({"pastiche_step_s": statistics.median(theirs),
+                        "pastiche_setup_s": peer.info["setup_seconds"],
+                        "pastiche_rounds_s": theirs, "torch": peer.info["torch"],
+                        "torch_threads": peer.info["threads"],
+                        "ratio_jstyle_over_pastiche": step / statistics.median(theirs)})
+        print(json.dumps(row), flush=True)
+        rows.append(row)
     table = markdown(rows)
     print(table)
     if FLAGS.markdown:
@@ -169,9 +173,9 @@ def main(argv):
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| size (H x W) | optimiser | jstyle s/step | pastiche s/step | ratio | "
-             "jstyle compile s | jstyle GFLOP/s (matmul peak) | bound s/step |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| size (H x W) | optimiser | jstyle precision | jstyle s/step | pastiche s/step | "
+             "ratio | jstyle compile s | jstyle GFLOP/s (matmul peak) | bound s/step |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         peer = r.get("pastiche_step_s")
         peer_cell = f"{peer:.3f}" if peer else "-"
@@ -181,6 +185,7 @@ def markdown(rows: list[dict]) -> str:
                 else f"- ({peak})")
         lines.append(
             f"| {r['size']} ({r['shape'][0]} x {r['shape'][1]}) | {r['optimizer']} | "
+            f"{r['precision']} | "
             f"{r['jstyle_step_s']:.3f} | {peer_cell} | {ratio_cell} | "
             f"{r['jstyle_compile_s']:.1f} | {rate} | {r['bound_step_s']:.3f} |")
     return "\n".join(lines)

@@ -243,3 +243,24 @@ def test_preserve_colors_keeps_the_content_colours(vgg_weights, mode):
         np.testing.assert_allclose(out_uv.mean((0, 1)), content_uv.mean((0, 1)), atol=0.03)
     else:
         np.testing.assert_allclose(out_uv, content_uv, atol=0.02)
+
+
+def test_bfloat16_run_lowers_the_loss_and_records_its_precision(tiny_weights):
+    opts = dataclasses.replace(FAST, precision="bfloat16", init="noise", init_noise=20.0)
+    result = gatys.run(CONTENT, [STYLE], gatys.GatysParams(), opts, tiny_weights,
+                       progress=False)
+    assert result.record["options"]["precision"] == "bfloat16"
+    assert result.record["final_loss"]["total"] < 0.8 * result.record["initial_loss"]["total"]
+    auto = gatys.run(CONTENT, [STYLE], gatys.GatysParams(), dataclasses.replace(FAST, steps=1),
+                     tiny_weights, progress=False)
+    assert auto.record["options"]["precision"] == (  # auto: by the backend
+        "float32" if jax.default_backend() == "cpu" else "bfloat16")
+
+
+@pytest.mark.parametrize("option", [{"tile": 2}, {"precision": "bfloat16"}])
+def test_methods_off_the_gatys_objective_refuse_tiles_and_bfloat16(tiny_weights, option):
+    from jstyle.methods import mrf
+    hp, opts = mrf.PRESETS["cnnmrf"]
+    opts = dataclasses.replace(opts, size=48, steps=1, **option)
+    with pytest.raises(InputError, match="--tile and --precision=bfloat16"):
+        mrf.run(CONTENT, [STYLE], hp, opts, tiny_weights, progress=False)
