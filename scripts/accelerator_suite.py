@@ -4,12 +4,12 @@
   python scripts/accelerator_suite.py --out=DIR --mode=tiny    # seconds-sized, on any CPU
 
 Accelerator time comes rarely and briefly, so one call measures everything: the Gatys step
-(256 and 512 px, Adam and L-BFGS) and a 500-step 512 px L-BFGS run end to end through the
-command; the vmapped sweep against sequential runs at K = 32; fast stylisation and training
+(256 and 512 px, Adam and L-BFGS, float32 and bfloat16), L-BFGS's evaluations per step at
+2048 px, and a 500-step 512 px L-BFGS run end to end through the command; the vmapped sweep against sequential runs at K = 32; fast stylisation and training
 throughput; the exact NNF against PatchMatch at relu3_1 of 1024 px; the CNNMRF step; Deep
 Image Analogy and Deep Painterly Harmonization end to end; video (independent frames, the
-temporal single pass and multi-pass: flicker and frames per second); peak memory with and without
---remat. The peers (PyTorch) are left out: the lent machine reaches no package registry to
+temporal single pass and multi-pass: flicker and frames per second); peak memory up to 4096
+px, whole and in tiles, in float32 and bfloat16. The peers (PyTorch) are left out: the lent machine reaches no package registry to
 install them (their ratios come from the CPU runs in the README). Each benchmark
 runs in a child process; one that fails is recorded with its error and the others go on.
 
@@ -40,8 +40,12 @@ flags.DEFINE_list("only", None, "Run only these benchmarks (names in BENCHMARKS)
 BENCHMARKS = {
     "gatys_step": (["scripts/benchmark.py", "--peer=none"], {
         "accelerator": ["--sizes=256,512", "--optimizers=adam,lbfgs", "--steps=20",
-                        "--rounds=5"],
-        "tiny": ["--sizes=32", "--optimizers=adam", "--steps=1", "--rounds=1"]}),
+                        "--rounds=5", "--precisions=float32,bfloat16"],
+        "tiny": ["--sizes=32", "--optimizers=adam", "--steps=1", "--rounds=1",
+                 "--precisions=bfloat16"]}),
+    "lbfgs": (["scripts/lbfgs_benchmark.py"], {
+        "accelerator": ["--runs=2048:optax,2048:jstyle", "--steps=50"],
+        "tiny": ["--runs=32:jstyle", "--steps=2"]}),
     "gatys_run": (["-m", "jstyle", "--print_every=100"], {
         "accelerator": ["--size=512", "--steps=500", "--optimizer=lbfgs"],
         "tiny": ["--size=32", "--steps=2"]}),
@@ -73,7 +77,8 @@ BENCHMARKS = {
         "tiny": ["--sizes=48x36", "--frames=2", "--first_frame_steps=1", "--steps=1",
                  "--variants=temporal"]}),
     "memory": (["scripts/memory_benchmark.py"], {
-        "accelerator": ["--sizes=1024,2048", "--steps=2"],
+        "accelerator": ["--sizes=1024,2048,4096", "--steps=2", "--remats=no",
+                        "--tiles=1,2", "--precisions=float32,bfloat16"],
         "tiny": ["--sizes=32", "--steps=1"]}),
 }
 

@@ -1,9 +1,10 @@
-"""Peak memory and time of a Gatys run at print sizes, with and without rematerialisation.
+"""Peak memory and time of a Gatys run at print sizes: whole or in tiles, with and without
+rematerialisation, in float32 or bfloat16.
 
-  python scripts/memory_benchmark.py [--sizes=512,1024,2048] [--steps=2] \
-      [--content=PATH --style=PATH] [--out=memory.jsonl]
+  python scripts/memory_benchmark.py [--sizes=512,1024,2048] [--steps=2] [--remats=no,yes] \
+      [--tiles=1] [--precisions=float32] [--content=PATH --style=PATH] [--out=memory.jsonl]
 
-Each (size, remat) pair runs in a fresh worker process, so its peak is its own: the worker
+Each configuration runs in a fresh worker process, so its peak is its own: the worker
 sets the run up (targets, compiled L-BFGS chunk), takes one step (compile included), then
 --steps more, timed. It reports the process's peak resident memory (getrusage ru_maxrss,
 which includes JAX's runtime and the compiler) and, on a GPU, the device's peak bytes in use.
@@ -16,6 +17,7 @@ table.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import resource
@@ -34,26 +36,37 @@ flags.DEFINE_enum("optimizer", "adam", ["adam", "lbfgs"],
 flags.DEFINE_string("content", None, "Content image (default: the built-in sample).")
 flags.DEFINE_string("style", None, "Style image (default: the built-in sample).")
 flags.DEFINE_string("out", None, "Also append the JSON lines to this file.")
+flags.DEFINE_list("remats", ["no", "yes"], "Rematerialisation settings to measure.")
+flags.DEFINE_list("tiles", ["1"], "Tiles per side to measure (0: chosen from the memory "
+                  "available, as a run does).")
+flags.DEFINE_list("precisions", ["float32"], "Network precisions to measure.")
 flags.DEFINE_integer("worker_size", None, "Internal: run one measurement at this size.")
 flags.DEFINE_bool("worker_remat", False, "Internal: the worker's remat setting.")
+flags.DEFINE_integer("worker_tile", 1, "Internal: the worker's tiles per side.")
+flags.DEFINE_string("worker_precision", "float32", "Internal: the worker's precision.")
 
 
 
-def measure(size: int, remat: bool, steps: int, optimizer: str, content_path, style_path
-            ) -> dict:
+def measure(size: int, remat: bool, steps: int, optimizer: str, content_path, style_path,
+            tile: int = 1, precision: str = "float32") -> dict:
     """One measurement, in this process."""
     import jax
     import jax.numpy as jnp
-    from jstyle import image, weights
+    from jstyle import image, memory, runs, weights
     from jstyle.methods import gatys
 
     vgg_weights = weights.load()
     content, style = image.load(content_path), image.load(style_path)
+    hp = gatys.GatysParams()
     opts = gatys.RunOptions(size=size, steps=steps + 1, remat=remat, tol=0.0,
-                            optimizer=optimizer)
+                            optimizer=optimizer, precision=precision)
+    h, w = image.fit_edge(*content.shape[:2], size)
+    tile = runs.tile_count(h, w, dataclasses.replace(opts, tile=tile), gatys.deepest_layer(hp),
+                           memory.available_gib())
+    opts = dataclasses.replace(opts, tile=tile)
+    estimate = runs.level_gib(h, w, opts, gatys.deepest_layer(hp), tile)
     start = time.perf_counter()
-    problem = gatys.setup(content, [style], gatys.GatysParams(), opts, vgg_weights,
-                          jax.random.key(0))
+    problem = gatys.setup(content, [style], hp, opts, vgg_weights, jax.random.key(0))
     state = problem.chunk(problem.state, jnp.int32(1), problem.data)
     state.image.block_until_ready()
     first = time.perf_counter() - start
@@ -64,7 +77,8 @@ def measure(size: int, remat: bool, steps: int, optimizer: str, content_path, st
     device = jax.devices()[0]
     stats = device.memory_stats() or {}
     return {"size": size, "image": list(problem.content.shape[:2]), "remat": remat,
-            "optimizer": optimizer,
+            "optimizer": optimizer, "tiles": tile, "precision": precision,
+            "estimated_gib": round(estimate, 2),
             "setup_and_first_step_s": round(first, 2),
             "step_s": None if step is None else round(step, 3),
             "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
@@ -81,14 +95,17 @@ def main(argv):
     style = FLAGS.style or str(sample[1])
     if FLAGS.worker_size:
         print(json.dumps(measure(FLAGS.worker_size, FLAGS.worker_remat, FLAGS.steps,
-                                 FLAGS.optimizer, content, style)))
+                                 FLAGS.optimizer, content, style, FLAGS.worker_tile,
+                                 FLAGS.worker_precision)))
         return
     rows = []
     for size in (int(s) for s in FLAGS.sizes):
-        for remat in (False, True):
+        for remat, tile, precision in ((r == "yes", int(t), p) for r in FLAGS.remats
+                                       for t in FLAGS.tiles for p in FLAGS.precisions):
             cmd = [sys.executable, __file__, f"--worker_size={size}",
                    f"--{'' if remat else 'no'}worker_remat", f"--steps={FLAGS.steps}",
-                   f"--optimizer={FLAGS.optimizer}",
+                   f"--optimizer={FLAGS.optimizer}", f"--worker_tile={tile}",
+                   f"--worker_precision={precision}",
                    f"--content={content}", f"--style={style}"]
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode == 0:
@@ -102,16 +119,18 @@ def main(argv):
             if FLAGS.out:
                 with pathlib.Path(FLAGS.out).open("a") as f:
                     f.write(json.dumps(row) + "\n")
-    print("\n| max edge | image | optimiser | remat | peak RSS (GiB) | device peak (GiB) | first step incl. "
-          "compile (s) | step (s) |\n|---|---|---|---|---|---|---|---|")
+    print("\n| max edge | image | optimiser | remat | tiles | precision | estimate (GiB) | "
+          "peak RSS (GiB) | device peak (GiB) | first step incl. setup and compile (s) | "
+          "step (s) |\n|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "failed" in r:
-            print(f"| {r['size']} | | {r['optimizer']} | {'yes' if r['remat'] else 'no'} | "
-                  f"failed ({r['failed']}) | | | |")
+            print(f"| {r['size']} | | {r['optimizer']} | {'yes' if r['remat'] else 'no'} | | | "
+                  f"| failed ({r['failed']}) | | | |")
             continue
         print(f"| {r['size']} | {r['image'][1]}x{r['image'][0]} | {r['optimizer']} | "
-              f"{'yes' if r['remat'] else 'no'} | {r['peak_rss_gib']} | "
-              f"{r['device_peak_gib'] or '-'} | {r['setup_and_first_step_s']} | {r['step_s']} |")
+              f"{'yes' if r['remat'] else 'no'} | {r['tiles']}x{r['tiles']} | {r['precision']} | "
+              f"{r['estimated_gib']} | {r['peak_rss_gib']} | {r['device_peak_gib'] or '-'} | "
+              f"{r['setup_and_first_step_s']} | {r['step_s']} |")
 
 
 if __name__ == "__main__":
