@@ -6,8 +6,9 @@ nothing large is baked into the program as a constant. One chunk runs up to a gi
 `lax.while_loop`; the Python loop between chunks reports progress, writes snapshots and
 checkpoints. Every chunk reuses the first chunk's compiled program.
 
-Optimisers: `lbfgs` is `optax.lbfgs` with its zoom line search (the value and gradient the line
-search computed are reused, so a step costs one evaluation plus any extra line-search trials);
+Optimisers: `lbfgs` is optax's L-BFGS with its zoom line search (the value and gradient the line
+search computed are reused, so a step costs one evaluation plus any extra line-search trials;
+its first step can be given a size, `make_optimizer`);
 `adam` is `optax.adam`, one evaluation per step. Adam projects pixels onto [lo, hi] after every
 step. L-BFGS runs unconstrained, since clipping between steps would break the line search's
 cached values and the curvature pairs; its images are clipped wherever they are read out (as in

@@ -85,7 +85,7 @@ class RunOptions:
     precision: str = field("auto", "The network's precision: float32, or bfloat16 (VGG "
                            "activations and weights; Grams, losses, pixels and the optimiser "
                            "stay float32); auto: bfloat16 on GPUs and TPUs, float32 on CPUs "
-                           "(README, Precision).", choices=("auto",) + vgg.PRECISIONS)
+                           "(README, Print resolution).", choices=("auto",) + vgg.PRECISIONS)
     remat: bool = field(False, "Rematerialise VGG blocks (jax.checkpoint): one more forward "
                         "pass per step to free stored activations; on XLA:CPU it saves no "
                         "memory (README, Memory at print sizes).")
@@ -162,8 +162,10 @@ def validate_options(opts: RunOptions, num_styles: int) -> None:
     if opts.size > MAX_SIZE:
         raise InputError(f"--size={opts.size} is beyond what any device jstyle runs on could "
                          f"hold (at most {MAX_SIZE} px); give a smaller --size")
-    check_at_least({n: getattr(opts, n) for n in ("print_every", "save_every", "tile")}, 0,
+    check_at_least({n: getattr(opts, n) for n in ("print_every", "save_every")}, 0,
                    "give a step count, or 0 to turn it off")
+    check_at_least({"tile": opts.tile}, 0, "give tiles per side, or 0 to choose them from the "
+                   "memory available")
     if not opts.pyramid_ratio > 1:
         raise InputError(f"--pyramid_ratio={opts.pyramid_ratio} must be > 1; give the size "
                          "ratio between levels, such as 2")
@@ -549,7 +551,9 @@ def optimise(problem: Problem, steps: int, opts: RunOptions, *, level: int = 0,
 
     stops = optimize.boundaries(steps, opts.print_every, opts.save_every)
     try:
-        state = optimize.run(problem.chunk, state, data, stops, on_stop)
+        state = optimize.run(problem.chunk, state, data, stops, on_stop,
+                             # a tiled step takes minutes: answer Ctrl-C after each
+                             1 if opts.tile > 1 else optimize.INTERRUPT_EVERY)
     except optimize.Interrupted as e:
         if checkpoint is None:
             raise Stopped(offset, None) from None
@@ -565,7 +569,7 @@ def optimise(problem: Problem, steps: int, opts: RunOptions, *, level: int = 0,
 def precision(opts: RunOptions) -> str:
     """The network's precision a run uses: `opts.precision`, with auto resolved by the
     backend (bfloat16 on GPUs and TPUs, whose matrix units reach their peak only in it;
-    float32 on CPUs, where it measured no faster: README, Precision)."""
+    float32 on CPUs, where it measured no faster: README, Print resolution)."""
     if opts.precision != "auto":
         return opts.precision
     return "float32" if jax.default_backend() == "cpu" else "bfloat16"

@@ -157,7 +157,8 @@ def accumulate(statistics: Statistics, image: jax.Array, data: Any, plan: Plan) 
 
     def add(total, k):
         tile = _tile(plan, k)
-        return jax.tree.map(jnp.add, total, statistics(_window(image, plan, tile), data, tile)), None
+        part = statistics(_window(image, plan, tile), data, tile)
+        return jax.tree.map(jnp.add, total, part), None
     return jax.lax.scan(add, zeros, jnp.arange(plan.count))[0]
 
 

@@ -5,12 +5,13 @@
 
 Accelerator time comes rarely and briefly, so one call measures everything: the Gatys step
 (256 and 512 px, Adam and L-BFGS, float32 and bfloat16), L-BFGS's evaluations per step at
-2048 px, and a 500-step 512 px L-BFGS run end to end through the command; the vmapped sweep against sequential runs at K = 32; fast stylisation and training
-throughput; the exact NNF against PatchMatch at relu3_1 of 1024 px; the CNNMRF step; Deep
-Image Analogy and Deep Painterly Harmonization end to end; video (independent frames, the
-temporal single pass and multi-pass: flicker and frames per second); peak memory up to 4096
-px, whole and in tiles, in float32 and bfloat16. The peers (PyTorch) are left out: the lent machine reaches no package registry to
-install them (their ratios come from the CPU runs in the README). Each benchmark
+2048 px, and a 500-step 512 px L-BFGS run end to end through the command; the vmapped sweep
+against sequential runs at K = 32; fast stylisation and training throughput; the exact NNF
+against PatchMatch at relu3_1 of 1024 px; the CNNMRF step; Deep Image Analogy and Deep
+Painterly Harmonization end to end; video (independent frames, the temporal single pass and
+multi-pass: flicker and frames per second); peak memory up to 4096 px, whole and in tiles, in
+float32 and bfloat16. The peers (PyTorch) are left out: the lent machine reaches no package
+registry to install them (their ratios come from the CPU runs in the README). Each benchmark
 runs in a child process; one that fails is recorded with its error and the others go on.
 
 Writes DIR/suite.json (every benchmark's JSON lines, seconds, command, exit status, the device)

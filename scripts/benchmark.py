@@ -5,11 +5,12 @@
 
 Both run the same problem: the same content and style images at the same size, content layer
 relu4_2 and style layers relu1_1 ... relu5_1, the same 256-level quantised VGG-19 weights, Adam
-(one loss evaluation per step) and L-BFGS. jstyle runs in each of `--precisions` (its network in
-float32 or bfloat16, `--precision`); pastiche in float32. pastiche runs in its own venv under jstyle's cache
-folder (made on first use: `pip install torch==2.13.0 pastiche==1.6.0`), driven by
-scripts/pastiche_worker.py. Rounds alternate between the two so that a noisy machine affects
-both alike; compile and warm-up time are reported apart; per-step times are medians over rounds.
+(one loss evaluation per step) and L-BFGS. jstyle runs in each of `--precisions` (its network
+in float32 or bfloat16, `--precision`); pastiche in float32. pastiche runs in its own venv
+under jstyle's cache folder (made on first use: `pip install torch==2.13.0 pastiche==1.6.0`),
+driven by scripts/pastiche_worker.py. Rounds alternate between the two so that a noisy machine
+affects both alike; compile and warm-up time are reported apart; per-step times are medians over
+rounds.
 
 It also measures a large float32 matmul's FLOP rate (the machine's practical peak) and reports
 the FLOP rate jstyle reaches (XLA's cost analysis of one evaluation) and the lower bound of a

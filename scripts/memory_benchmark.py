@@ -11,8 +11,8 @@ which includes JAX's runtime and the compiler) and, on a GPU, the device's peak 
 The objective is jstyle's default (content relu4_2, style relu1_1..relu5_1); the style is
 scaled to the same longer edge. Adam (the default here) evaluates once per step, so its step
 times compare across sizes; --optimizer=lbfgs adds L-BFGS's history and line search to the
-memory, and its first steps take many line-search evaluations at large sizes. Prints JSON lines and a Markdown
-table.
+memory. --tiles=0 picks the tiles as a run does (runs.tile_count); the estimate is
+runs.level_gib's. Prints JSON lines and a Markdown table.
 """
 
 from __future__ import annotations

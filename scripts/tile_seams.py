@@ -28,6 +28,8 @@ flags.DEFINE_string("content", None, "The run's content image: the same measure 
                     "to the output's size) tells a seam from an edge of the scene.")
 flags.DEFINE_string("crop", None, "Also write a crop centred on a tile corner here.")
 flags.DEFINE_integer("crop_size", 512, "The crop's edge, pixels.")
+flags.DEFINE_list("corner", ["0", "0"], "Which tile corner the crop is centred on: the index of "
+                  "its border row and of its border column.")
 FLAGS = flags.FLAGS
 
 
@@ -71,13 +73,14 @@ def main(argv):
                        "content_ratio_columns": c_col_on / c_col_off})
     if FLAGS.crop and rows and cols:
         half = FLAGS.crop_size // 2
-        r0 = min(max(0, rows[0] - half), h - FLAGS.crop_size)
-        c0 = min(max(0, cols[0] - half), w - FLAGS.crop_size)
+        row, col = rows[int(FLAGS.corner[0])], cols[int(FLAGS.corner[1])]
+        r0 = min(max(0, row - half), h - FLAGS.crop_size)
+        c0 = min(max(0, col - half), w - FLAGS.crop_size)
         crop = picture[r0: r0 + FLAGS.crop_size, c0: c0 + FLAGS.crop_size] / 255.0
         image.save(FLAGS.crop, crop, "JPEG" if FLAGS.crop.lower().endswith((".jpg", ".jpeg"))
                    else "PNG")
         result["crop"] = {"path": FLAGS.crop, "top": r0, "left": c0, "size": FLAGS.crop_size,
-                          "corner_in_crop": [rows[0] - r0, cols[0] - c0]}
+                          "corner_in_crop": [row - r0, col - c0]}
     print(json.dumps(result))
 
 

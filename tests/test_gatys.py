@@ -189,7 +189,8 @@ def test_regions_take_their_style_only_from_the_matching_region(vgg_weights):
     left, right = redness(labels)
     assert left > 0.05 and right < -0.05, (left, right)
     left_plain, right_plain = redness(None)
-    assert abs(left_plain - right_plain) < 0.5 * (left - right), (left, right, left_plain, right_plain)
+    assert abs(left_plain - right_plain) < 0.5 * (left - right), (left, right, left_plain,
+                                                                  right_plain)
 
 
 def test_remat_gives_the_same_loss_and_gradient(tiny_weights):

@@ -117,3 +117,25 @@ def test_ctrl_c_stops_after_the_running_chunk_with_a_state_that_can_be_saved(tmp
     assert int(stopped.value.state.step) == 7  # the chunk running then (4 -> 7) finished
     optimize.save_checkpoint(tmp_path / "c.npz", stopped.value.state, {})  # buffers intact
     assert signal.getsignal(signal.SIGINT) is before  # handler restored
+
+
+def test_lbfgs_first_step_takes_the_size_given_and_saves_the_line_search_its_trials():
+    """A quadratic over many elements whose minimum lies levels away (a print-size image's
+    situation): optax's unit-norm first step moves each element by 1/sqrt(n), and its line
+    search doubles it trial by trial; a first step of 1 RMS per element is accepted at once."""
+    n = 400_000
+    target = jnp.full((n,), 3.0)
+    value_fn = lambda x: 0.5 * jnp.mean(jnp.square(x - target)) * 1e-3
+    x = jnp.zeros((n,))
+
+    def first_trials(first_step):
+        opt = optimize.make_optimizer("lbfgs", 1.0, 10, "zoom", first_step)
+        state = opt.init(x)
+        value, grad = jax.value_and_grad(value_fn)(x)
+        updates, state = opt.update(grad, state, x, value=value, grad=grad, value_fn=value_fn)
+        return updates, int(state[-1].info.num_linesearch_steps)
+
+    scaled, scaled_trials = first_trials(1.0)
+    _, plain_trials = first_trials(None)
+    assert scaled_trials < plain_trials, (scaled_trials, plain_trials)
+    assert float(jnp.sqrt(jnp.mean(jnp.square(scaled)))) >= 1.0  # at least the step given

@@ -164,6 +164,9 @@ def validate(hp: VideoParams, opts: RunOptions, num_styles: int) -> None:
             set(hp.flow_relative_indices)) != len(hp.flow_relative_indices):
         raise InputError(f"--flow_relative_indices={','.join(map(str, hp.flow_relative_indices))}"
                          " must be distinct whole numbers >= 1; give e.g. 1,2,4")
+    if opts.tile > 1:
+        raise InputError(f"--tile={opts.tile} does not apply to --method=video (its frames are "
+                         "computed whole); leave --tile at 0 and lower --size")
     if opts.preserve_colors == "luminance":
         raise InputError("--preserve_colors=luminance does not apply to --method=video (its "
                          "temporal term ties colour frames); use original or match")
