@@ -21,16 +21,21 @@ BASE_GIB = 0.78  # the runtime, compiler, weights and targets of a small run
 GIB_PER_MPX = 2.90  # activations and gradients of the network, per megapixel of the output
 LBFGS_GIB_PER_MPX = (0.26, 0.024)  # L-BFGS: line search, plus per correction pair
 TILED_GIB_PER_MPX = 0.25  # tiled (jstyle.tiles): what stays whole-image size besides the
-#   optimiser (pixels, their gradient, content targets, the gradient's accumulator)
+#   optimiser (pixels, their gradient, content targets, the gradient's accumulator); within
+#   1-21% of the peaks at 2048 and 4096 px (README, Print resolution)
+BFLOAT16_NETWORK_SHARE = 0.72  # the network's memory in bfloat16 over float32's: 1.61 against
+#   2.25 GiB above the base at 1024 px (its Grams, losses and convolution outputs stay float32)
 
 
 def pixel_run_gib(height: int, width: int, optimizer: str, lbfgs_memory: int,
-                  window: tuple[int, int] | None = None) -> float:
+                  window: tuple[int, int] | None = None, precision: str = "float32") -> float:
     """Estimated peak memory (GiB) of optimising an H x W image (the largest level), whole or
-    tile by tile with windows of `window` (H_w, W_w) px."""
+    tile by tile with windows of `window` (H_w, W_w) px, its network in `precision`."""
     mpx = height * width / 1e6
-    gib = BASE_GIB + (GIB_PER_MPX * mpx if window is None else
-                      GIB_PER_MPX * window[0] * window[1] / 1e6 + TILED_GIB_PER_MPX * mpx)
+    network = GIB_PER_MPX * (mpx if window is None else window[0] * window[1] / 1e6)
+    if precision == "bfloat16":
+        network *= BFLOAT16_NETWORK_SHARE
+    gib = BASE_GIB + network + (0.0 if window is None else TILED_GIB_PER_MPX * mpx)
     if optimizer == "lbfgs":
         gib += (LBFGS_GIB_PER_MPX[0] + LBFGS_GIB_PER_MPX[1] * lbfgs_memory) * mpx
     return gib

@@ -581,9 +581,11 @@ AUTO_TILE_SHARE = 0.75  # automatic tiling fits its estimate in this share of th
 
 def level_gib(height: int, width: int, opts: RunOptions, deepest: str | None, tiles: int
               ) -> float:
-    """Estimated peak memory (GiB) of one H x W level, cut into `tiles` x `tiles` tiles."""
+    """Estimated peak memory (GiB) of one H x W level, cut into `tiles` x `tiles` tiles, its
+    network in `precision(opts)`."""
     window = None if tiles <= 1 else tiles_lib.plan(height, width, (tiles, tiles), deepest).window
-    return memory.pixel_run_gib(height, width, opts.optimizer, opts.lbfgs_memory, window)
+    return memory.pixel_run_gib(height, width, opts.optimizer, opts.lbfgs_memory, window,
+                                precision(opts))
 
 
 def tile_count(height: int, width: int, opts: RunOptions, deepest: str | None,

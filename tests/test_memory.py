@@ -11,11 +11,32 @@ from jstyle.methods import mrf
 # development machine, tubingen x starry_night, the default objective (README).
 MEASURED = [(384, 512, "adam", 1.35), (768, 1024, "adam", 3.12), (1536, 2048, "adam", 9.90),
             (1536, 2048, "lbfgs", 11.47)]
+MEASURED_BFLOAT16 = (768, 1024, "adam", 2.39)  # --precisions=bfloat16, README
+
+
+# Tiled (README, Print resolution): (height, width, optimizer, tiles per side, measured peak GiB)
+MEASURED_TILED = [(1536, 2048, "adam", 2, 3.80), (3072, 4096, "adam", 2, 11.63),
+                  (3072, 4096, "lbfgs", 3, 15.86)]
 
 
 @pytest.mark.parametrize("height,width,optimizer,peak", MEASURED)
 def test_the_estimate_is_within_25_percent_of_the_measured_peaks(height, width, optimizer, peak):
     assert abs(memory.pixel_run_gib(height, width, optimizer, 10) / peak - 1) < 0.25
+
+
+def test_the_bfloat16_estimate_is_within_25_percent_of_the_measured_peak():
+    height, width, optimizer, peak = MEASURED_BFLOAT16
+    estimate = memory.pixel_run_gib(height, width, optimizer, 10, precision="bfloat16")
+    assert abs(estimate / peak - 1) < 0.25
+    assert estimate < memory.pixel_run_gib(height, width, optimizer, 10)
+
+
+@pytest.mark.parametrize("height,width,optimizer,grid,peak", MEASURED_TILED)
+def test_the_tiled_estimate_is_within_25_percent_of_the_measured_peaks(height, width, optimizer,
+                                                                      grid, peak):
+    from jstyle import tiles
+    window = tiles.plan(height, width, (grid, grid), "relu5_1").window
+    assert abs(memory.pixel_run_gib(height, width, optimizer, 10, window) / peak - 1) < 0.25
 
 
 def test_cnnmrf_paper_preset_estimate_is_within_25_percent_of_its_measured_peak():
