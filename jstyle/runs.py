@@ -650,13 +650,14 @@ def run(method: str, validate: Callable, setup: Callable, content: np.ndarray,
     if deepest is None and (opts.tile > 1 or opts.precision == "bfloat16"):
         raise InputError(f"--tile and --precision=bfloat16 are for the Gatys objective, and "
                          f"{method} does not use it; leave --tile at 0 and --precision at auto")
-    opts = dataclasses.replace(opts, precision=precision(opts) if deepest else "float32")
+    network = precision(opts) if deepest else "float32"
     levels = pyramid(opts)
     available = memory.available_gib()
     shapes = [image_lib.fit_edge(*content.shape[:2], size) for size, _ in levels]
-    grids = [tile_count(h, w, opts, deepest, available) for h, w in shapes]
+    estimated = dataclasses.replace(opts, precision=network)
+    grids = [tile_count(h, w, estimated, deepest, available) for h, w in shapes]
     h, w = shapes[-1]
-    needed = level_gib(h, w, opts, deepest, grids[-1]) + (
+    needed = level_gib(h, w, estimated, deepest, grids[-1]) + (
         extra_memory(hp, opts, (h, w), [s.shape for s in styles]) if extra_memory else 0.0)
     memory.check(needed, available, "lower --size, or use --optimizer=adam or a smaller "
                  "--lbfgs_memory" + (", or give more --tile" if deepest else ""))
@@ -674,7 +675,8 @@ def run(method: str, validate: Callable, setup: Callable, content: np.ndarray,
     offset = sum(steps for _, steps in levels[:first_level])
     for level, (size, steps) in enumerate(levels[first_level:], start=first_level):
         problem = setup(work_content, work_styles, hp,
-                        dataclasses.replace(opts, size=size, steps=steps, tile=grids[level]),
+                        dataclasses.replace(opts, size=size, steps=steps, tile=grids[level],
+                                            precision=network),
                         weights, key, init=image, labels=labels)
         if initial_terms is None:
             initial_terms = _floats(problem.terms(jnp.asarray(problem.init), problem.data))
@@ -699,7 +701,7 @@ def run(method: str, validate: Callable, setup: Callable, content: np.ndarray,
         "resumed_from_step": resumed_from, "stopped": stopped,
         "memory": {"estimated_peak_gib": round(needed, 3), "available_gib": round(available, 3),
                    "measured_peak_rss_gib": round(memory.peak_rss_gib(), 3)},
-        "tiles": [[g, g] for g in grids],
+        "tiles": [[g, g] for g in grids], "precision": network,
         "seconds": time.perf_counter() - started})
     if problem.blend is not None:
         record["style_blend_weights"] = problem.blend

@@ -250,11 +250,11 @@ def test_bfloat16_run_lowers_the_loss_and_records_its_precision(tiny_weights):
     opts = dataclasses.replace(FAST, precision="bfloat16", init="noise", init_noise=20.0)
     result = gatys.run(CONTENT, [STYLE], gatys.GatysParams(), opts, tiny_weights,
                        progress=False)
-    assert result.record["options"]["precision"] == "bfloat16"
+    assert result.record["precision"] == "bfloat16"
     assert result.record["final_loss"]["total"] < 0.8 * result.record["initial_loss"]["total"]
     auto = gatys.run(CONTENT, [STYLE], gatys.GatysParams(), dataclasses.replace(FAST, steps=1),
                      tiny_weights, progress=False)
-    assert auto.record["options"]["precision"] == (  # auto: by the backend
+    assert auto.record["precision"] == (  # auto: by the backend
         "float32" if jax.default_backend() == "cpu" else "bfloat16")
 
 
