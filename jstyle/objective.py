@@ -165,8 +165,7 @@ def _extract(vgg_params: dict, scales: dict, image: jax.Array, layers: tuple[str
 
     def statistics(window, _, tile):
         f = _features(vgg_params, scales, window, read, hp, convention)
-        return ({l: tiles.place(tile, vgg.pools(l), f[l], (h >> vgg.pools(l), w >> vgg.pools(l),
-                                                           f[l].shape[-1])) for l in layers},
+        return ({l: tiles.place(tile, vgg.pools(l), f[l], (h, w)) for l in layers},
                 {l: _weighted_gram(f[l], tiles.core_mask(tile, vgg.pools(l), f[l].shape[:2]))
                  for l in gram_layers})
     if grid is None:
@@ -313,10 +312,7 @@ def _statistics(window: jax.Array, data: Data, tile: tiles.Tile | None, conventi
                             feats[l].shape[:2])
         weights = jnp.moveaxis(jnp.square(m), -1, 0) * (1.0 if core[l] is None else core[l])
         gram[l] = jax.vmap(lambda w, f=feats[l]: _weighted_gram(f, w))(weights)
-    hist = {l: tiles.place(tile, vgg.pools(l), feats[l], (shape[0] >> vgg.pools(l),
-                                                          shape[1] >> vgg.pools(l),
-                                                          feats[l].shape[-1]))
-            for l in hp.hist_layers}
+    hist = {l: tiles.place(tile, vgg.pools(l), feats[l], shape) for l in hp.hist_layers}
     return {"content": content, "gram": gram, "hist": hist}
 
 

@@ -118,15 +118,16 @@ def window_of(tile: Tile | None, pools: int, full: jax.Array, shape: tuple[int, 
     return jax.lax.dynamic_slice(full, index, tuple(shape) + full.shape[2:])
 
 
-def place(tile: Tile | None, pools: int, values: jax.Array, full_shape: tuple[int, ...]
+def place(tile: Tile | None, pools: int, values: jax.Array, image_shape: tuple[int, int]
           ) -> jax.Array:
-    """A whole-image map (float[H_l, W_l, C], zeros elsewhere) holding a window's layer map
-    `values` (float[h, w, C]) at the tile's core positions, so that the sum over tiles is the
-    whole image's map."""
+    """A whole-image layer map (float[H >> pools, W >> pools, C] for an H x W image, zeros
+    elsewhere) holding a window's layer map `values` (float[h, w, C]) at the tile's core
+    positions, so that the sum over tiles is the whole image's map."""
     if tile is None:
         return values
     mask = core_mask(tile, pools, values.shape[:2])
     first = tile.start >> pools
+    full_shape = (image_shape[0] >> pools, image_shape[1] >> pools, values.shape[-1])
     return jax.lax.dynamic_update_slice(jnp.zeros(full_shape, values.dtype),
                                         values * mask[..., None], (first[0], first[1], 0))
 
