@@ -127,6 +127,20 @@ def features_gib(height: int, width: int) -> float:
     return FORWARD_GIB_PER_MPX * height * width / 1e6
 
 
+def exhausted(error: BaseException) -> bool:
+    """Whether `error` is an allocation that failed (Python's MemoryError, or XLA's
+    RESOURCE_EXHAUSTED on any backend): the machine's fault, reported in one line."""
+    return isinstance(error, MemoryError) or (
+        type(error).__name__ in ("JaxRuntimeError", "XlaRuntimeError")
+        and ("RESOURCE_EXHAUSTED" in str(error) or "Out of memory" in str(error)))
+
+
+def describe(error: BaseException) -> str:
+    """`error`'s first line, shortened, for a one-line message."""
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
 def peak_rss_gib() -> float:
     """This process's peak resident memory so far, GiB (Linux reports KiB)."""
     import resource

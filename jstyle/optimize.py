@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 import pathlib
 import threading
+import zipfile
+import zlib
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -278,35 +280,62 @@ def save_checkpoint(path: pathlib.Path, state: LoopState, record: dict,
     write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
+def read_checkpoint(path: pathlib.Path, wanted: Callable[[str], bool] = lambda name: True
+                    ) -> dict[str, np.ndarray]:
+    """The arrays of the checkpoint at `path` whose names are `wanted`.
+
+    Raises:
+      InputError: the file cannot be read as a checkpoint (corrupt, truncated, not an .npz);
+        it is left as it is.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {name: f[name] for name in f.files if wanted(name)}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):
+        raise InputError(f"{path} is not a readable checkpoint (corrupt or truncated); it was "
+                         "kept: move it away to start over") from None
+
+
 def load_checkpoint(path: pathlib.Path, like: LoopState, record: dict | None = None
                     ) -> LoopState | None:
     """Returns the state saved at `path` if it fits `like` and (when `record` is given) was
-    made by the same record, else None."""
+    made by the same record, else None.
+
+    Raises:
+      InputError: an unreadable file (`read_checkpoint`).
+    """
+    saved = read_checkpoint(path)
+    leaves, treedef = jax.tree.flatten(like)
+    names = [f"leaf{i}" for i in range(len(leaves))]
+    if record is not None and _decoded(saved) != json.loads(json.dumps(record, sort_keys=True)):
+        return None
+    if any(n not in saved or np.shape(saved[n]) != np.shape(b) for n, b in zip(names, leaves)):
+        return None
+    return jax.tree.unflatten(treedef, [jnp.asarray(saved[n], dtype=jnp.asarray(b).dtype)
+                                        for n, b in zip(names, leaves)])
+
+
+def _decoded(saved: dict[str, np.ndarray]) -> dict | None:
     try:
-        with np.load(path, allow_pickle=False) as f:
-            if record is not None and json.loads(bytes(f["record"]).decode()) != json.loads(
-                    json.dumps(record, sort_keys=True)):
-                return None
-            leaves, treedef = jax.tree.flatten(like)
-            saved = [f[f"leaf{i}"] for i in range(len(leaves))]
-    except (OSError, KeyError, ValueError, EOFError):
+        return json.loads(bytes(saved["record"]).decode())
+    except (KeyError, ValueError):  # no record, or not JSON: written by something else
         return None
-    if any(np.shape(a) != np.shape(b) for a, b in zip(saved, leaves)):
-        return None
-    return jax.tree.unflatten(treedef, [jnp.asarray(a, dtype=jnp.asarray(b).dtype)
-                                        for a, b in zip(saved, leaves)])
 
 
 def checkpoint_record(path: pathlib.Path) -> dict | None:
-    """The record saved with the checkpoint at `path`, or None if there is no readable one."""
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            return json.loads(bytes(f["record"]).decode())
-    except (OSError, KeyError, ValueError, EOFError):
-        return None
+    """The record saved with the checkpoint at `path` (None if it has none).
+
+    Raises:
+      InputError: an unreadable file (`read_checkpoint`).
+    """
+    return _decoded(read_checkpoint(path, lambda name: name == "record"))
 
 
 def checkpoint_arrays(path: pathlib.Path) -> dict[str, np.ndarray]:
-    """The arrays saved with the checkpoint at `path` besides the state (`keep`)."""
-    with np.load(path, allow_pickle=False) as f:
-        return {name[len("keep_"):]: f[name] for name in f.files if name.startswith("keep_")}
+    """The arrays saved with the checkpoint at `path` besides the state (`keep`).
+
+    Raises:
+      InputError: an unreadable file (`read_checkpoint`).
+    """
+    return {name[len("keep_"):]: a for name, a in
+            read_checkpoint(path, lambda name: name.startswith("keep_")).items()}

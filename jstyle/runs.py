@@ -159,9 +159,7 @@ def validate_options(opts: RunOptions, num_styles: int) -> None:
     check_at_least({n: getattr(opts, n) for n in ("size", "steps", "lbfgs_memory",
                                                   "pyramid_levels", "tol_interval")}, 1,
                    "give a positive whole number")
-    if opts.size > MAX_SIZE:
-        raise InputError(f"--size={opts.size} is beyond what any device jstyle runs on could "
-                         f"hold (at most {MAX_SIZE} px); give a smaller --size")
+    check_size(opts)
     check_at_least({n: getattr(opts, n) for n in ("print_every", "save_every")}, 0,
                    "give a step count, or 0 to turn it off")
     check_at_least({"tile": opts.tile}, 0, "give tiles per side, or 0 to choose them from the "
@@ -178,6 +176,18 @@ def validate_options(opts: RunOptions, num_styles: int) -> None:
                          "per --pyramid_levels, coarsest first")
 
 
+def check_size(opts: RunOptions) -> None:
+    """InputError unless --size and the style images' edge (--style_scale times it) are at
+    most MAX_SIZE px: every method calls it before it resizes anything."""
+    if opts.size > MAX_SIZE:
+        raise InputError(f"--size={opts.size} is beyond what any device jstyle runs on could "
+                         f"hold (at most {MAX_SIZE} px); give a smaller --size")
+    if style_edge(opts) > MAX_SIZE:
+        raise InputError(f"--style_scale={opts.style_scale} makes the style images "
+                         f"{style_edge(opts)} px, beyond what any device jstyle runs on could "
+                         f"hold (at most {MAX_SIZE} px); give a smaller --style_scale")
+
+
 def pyramid(opts: RunOptions) -> list[tuple[int, int]]:
     """(longer edge, steps) of each level, coarsest first; the last is (size, steps)."""
     steps = opts.pyramid_steps or (opts.steps,) * opts.pyramid_levels
@@ -189,9 +199,13 @@ def resize_inputs(content: np.ndarray, styles: list[np.ndarray], opts: RunOption
                   ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Content at `opts.size` and styles at `style_scale * size` on the longer edge: float[.., 3]
     in [0, 1] -> float32 in 8-bit levels."""
-    style_edge = max(1, round(opts.size * opts.style_scale))
     return (image_lib.to_levels(image_lib.resize_to_edge(content, opts.size)),
-            [image_lib.to_levels(image_lib.resize_to_edge(s, style_edge)) for s in styles])
+            [image_lib.to_levels(image_lib.resize_to_edge(s, style_edge(opts))) for s in styles])
+
+
+def style_edge(opts: RunOptions) -> int:
+    """The style images' longer edge, px: `style_scale * size`."""
+    return max(1, round(opts.size * opts.style_scale))
 
 
 def initial_image(key: jax.Array, init: str | np.ndarray, content: np.ndarray,
@@ -575,6 +589,18 @@ def precision(opts: RunOptions) -> str:
     return "float32" if jax.default_backend() == "cpu" else "bfloat16"
 
 
+def style_targets_gib(styles: list[np.ndarray], opts: RunOptions, deepest: str | None,
+                      tiles: int) -> float:
+    """Estimated peak memory (GiB) of computing the style targets: one style image's network
+    activations at a time, at `style_edge(opts)`, cut into the level's `tiles` per side."""
+    def one(h, w):
+        if tiles > 1:
+            h, w = tiles_lib.plan(h, w, (tiles, tiles), deepest).window
+        return memory.features_gib(h, w)
+    shapes = [image_lib.fit_edge(*s.shape[:2], style_edge(opts)) for s in styles]
+    return memory.BASE_GIB + max((one(h, w) for h, w in shapes), default=0.0)
+
+
 MAX_TILES = 16  # tiles per side that automatic tiling tries
 AUTO_TILE_SHARE = 0.75  # automatic tiling fits its estimate in this share of the free memory
 
@@ -586,6 +612,12 @@ def level_gib(height: int, width: int, opts: RunOptions, deepest: str | None, ti
     window = None if tiles <= 1 else tiles_lib.plan(height, width, (tiles, tiles), deepest).window
     return memory.pixel_run_gib(height, width, opts.optimizer, opts.lbfgs_memory, window,
                                 precision(opts))
+
+
+def tiles_used(shape: tuple[int, int], tiles: int, deepest: str | None) -> list[int]:
+    """[rows, columns] of the tiles an H x W level is cut into when `tiles` per side are asked
+    (fewer where the pooling grid allows fewer: jstyle.tiles.plan), for the record."""
+    return [1, 1] if tiles <= 1 else list(tiles_lib.plan(*shape, (tiles, tiles), deepest).grid)
 
 
 def tile_count(height: int, width: int, opts: RunOptions, deepest: str | None,
@@ -652,15 +684,16 @@ def run(method: str, validate: Callable, setup: Callable, content: np.ndarray,
                          f"{method} does not use it; leave --tile at 0 and --precision at auto")
     network = precision(opts) if deepest else "float32"
     levels = pyramid(opts)
-    available = memory.available_gib()
     shapes = [image_lib.fit_edge(*content.shape[:2], size) for size, _ in levels]
     estimated = dataclasses.replace(opts, precision=network)
-    grids = [tile_count(h, w, estimated, deepest, available) for h, w in shapes]
+    grids = [tile_count(h, w, estimated, deepest, memory.available_gib()) for h, w in shapes]
     h, w = shapes[-1]
-    needed = level_gib(h, w, estimated, deepest, grids[-1]) + (
-        extra_memory(hp, opts, (h, w), [s.shape for s in styles]) if extra_memory else 0.0)
-    memory.check(needed, available, "lower --size, or use --optimizer=adam or a smaller "
-                 "--lbfgs_memory" + (", or give more --tile" if deepest else ""))
+    memory_entry = memory.require(
+        max(level_gib(h, w, estimated, deepest, grids[-1]),
+            style_targets_gib(styles, opts, deepest, grids[-1]))
+        + (extra_memory(hp, opts, (h, w), [s.shape for s in styles]) if extra_memory else 0.0),
+        "lower --size or --style_scale, or use --optimizer=adam or a smaller --lbfgs_memory"
+        + (", or give more --tile" if deepest else ""))
     key = jax.random.key(opts.seed) if key is None else key
     work_content, work_styles = prepare_colors(content, styles, opts)
     record = start_record(method, hp, opts, weights, content, styles, labels, init)
@@ -699,9 +732,9 @@ def run(method: str, validate: Callable, setup: Callable, content: np.ndarray,
         "style_sizes": [list(s.shape[:2]) for s in problem.styles],
         "initial_loss": initial_terms, "final_loss": final_terms, "steps": offset,
         "resumed_from_step": resumed_from, "stopped": stopped,
-        "memory": {"estimated_peak_gib": round(needed, 3), "available_gib": round(available, 3),
-                   "measured_peak_rss_gib": round(memory.peak_rss_gib(), 3)},
-        "tiles": [[g, g] for g in grids], "precision": network,
+        "memory": memory.measured(memory_entry),
+        "tiles": [tiles_used(shape, g, deepest) for shape, g in zip(shapes, grids)],
+        "precision": network,
         "seconds": time.perf_counter() - started})
     if problem.blend is not None:
         record["style_blend_weights"] = problem.blend

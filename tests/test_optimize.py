@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from jstyle import optimize
+from jstyle.errors import InputError
 
 TARGET = jnp.asarray(np.random.default_rng(0).uniform(10, 200, size=(5, 7, 3)), jnp.float32)
 
@@ -100,8 +101,14 @@ def test_checkpoint_round_trip(tmp_path):
     for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(state)):
         np.testing.assert_array_equal(a, b)
     assert optimize.load_checkpoint(path, like, {"a": 2}) is None
-    path.write_bytes(b"garbage")
-    assert optimize.load_checkpoint(path, like, record) is None
+    whole = path.read_bytes()
+    for broken in (b"garbage", whole[:len(whole) // 2], whole[:-40]):  # truncated files
+        path.write_bytes(broken)
+        for read in (lambda: optimize.load_checkpoint(path, like, record),
+                     lambda: optimize.checkpoint_record(path),
+                     lambda: optimize.checkpoint_arrays(path)):
+            with pytest.raises(InputError, match="is not a readable checkpoint"):
+                read()
 
 
 def test_ctrl_c_stops_after_the_running_chunk_with_a_state_that_can_be_saved(tmp_path):
