@@ -19,33 +19,49 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from jstyle.errors import InputError
+from jstyle.errors import EnvironmentFault, InputError
 
 
-def _to_float_rgb(img: Image.Image) -> np.ndarray:
-    """Any Pillow mode -> float32[H, W, 3] in [0, 1]; alpha is composited over white."""
+WHITE, BLACK = (255, 255, 255), (0, 0, 0)  # what transparent pixels are composited over:
+#   white for pictures (as viewers show them), black for masks (transparent = not selected)
+
+
+def _integer_top(img: Image.Image, values: np.ndarray, tags) -> float:
+    """The full-scale value of a one-channel integer (or float, above 1) image: from a TIFF's
+    BitsPerSample and SampleFormat tags (a signed 32-bit TIFF tops at 2**31 - 1), else 65535
+    for 16-bit modes and for values above 255, else 255."""
+    if img.mode != "F" and tags is not None and 258 in tags:
+        signed = tags.get(339, (1,))[0] == 2  # SampleFormat 2: two's complement integers
+        return float(2 ** (tags[258][0] - signed) - 1)
+    return 65535.0 if img.mode.startswith("I;16") or values.max() > 255 else 255.0
+
+
+def _to_float_rgb(img: Image.Image, background: tuple[int, int, int] = WHITE,
+                  tags=None) -> np.ndarray:
+    """Any Pillow mode -> float32[H, W, 3] in [0, 1]; alpha is composited over `background`;
+    `tags`: the file's TIFF tags, if any (`_integer_top`)."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        a = np.asarray(img, dtype=np.float32)
-        top = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
-        if img.mode == "F" and a.max() <= 1.0:
-            top = 1.0
-        a = np.clip(a / top, 0.0, 1.0)
+        a = np.asarray(img, dtype=np.float64)
+        top = 1.0 if img.mode == "F" and a.max() <= 1.0 else _integer_top(img, a, tags)
+        a = np.clip(a / top, 0.0, 1.0).astype(np.float32)
         return np.repeat(a[..., None], 3, axis=2)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(white, rgba)
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (*background, 255)), rgba)
     return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
 
 
-def load(path: str | os.PathLike, max_edge: int | None = None) -> np.ndarray:
+def load(path: str | os.PathLike, max_edge: int | None = None,
+         background: tuple[int, int, int] = WHITE) -> np.ndarray:
     """Reads an image file as RGB.
 
-    Grayscale, palette, RGBA, 16-bit and CMYK files are converted; EXIF orientation is applied.
+    Grayscale, palette, RGBA, 16- and 32-bit and CMYK files are converted; EXIF orientation is
+    applied; transparent pixels are composited over `background` (BLACK for masks).
 
     Args:
       path: the image file.
       max_edge: if given, resize (Lanczos) so the longer edge has this many pixels.
+      background: WHITE for pictures, BLACK for masks (a transparent pixel is not selected).
     Returns:
       float32[H, W, 3] in [0, 1].
     Raises:
@@ -60,8 +76,8 @@ def load(path: str | os.PathLike, max_edge: int | None = None) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 img.load()
-                img = ImageOps.exif_transpose(img)
-                array = _to_float_rgb(img)
+                tags = getattr(img, "tag_v2", None)  # before a rotated copy drops them
+                array = _to_float_rgb(ImageOps.exif_transpose(img), background, tags)
     except InputError:
         raise
     except PermissionError:
@@ -184,6 +200,7 @@ def write_atomic(path: pathlib.Path, write) -> None:
 
     Raises:
       InputError: the folder does not exist or is not writable.
+      EnvironmentFault: writing failed (disk full...); `path` is left as it was.
     """
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
@@ -197,6 +214,9 @@ def write_atomic(path: pathlib.Path, write) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes private files; outputs are ordinary ones
         os.replace(tmp, path)
+    except OSError as e:  # a write's error names no file: name the one being written
+        raise EnvironmentFault(f"cannot write {path} ({e.strerror or e}); free disk space or "
+                               "fix the permissions, then run again") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

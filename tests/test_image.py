@@ -48,6 +48,25 @@ def test_16_bit(tmp_path):
     np.testing.assert_allclose(out[..., 0], values / 65535.0, atol=1e-6)
 
 
+def test_32_bit_integer_tiff_spans_its_whole_range(tmp_path):
+    """A signed 32-bit TIFF tops at 2**31 - 1 (not clipped at 65535)."""
+    values = np.array([[0, 70000, 2 ** 30, 2 ** 31 - 1]], np.int32)
+    out = _roundtrip(tmp_path, Image.fromarray(values, "I"), "x.tif")
+    np.testing.assert_allclose(out[..., 0], values / (2 ** 31 - 1), atol=1e-6)
+
+
+def test_a_transparent_mask_pixel_is_not_selected(tmp_path):
+    """Masks composite alpha over black (an exported selection), pictures over white."""
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[..., :3] = 255  # white everywhere, but only the top row opaque
+    rgba[0, :, 3] = 255
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "sel.png")
+    mask = image.load(tmp_path / "sel.png", background=image.BLACK)
+    np.testing.assert_allclose(mask[0], 1.0)
+    np.testing.assert_allclose(mask[1], 0.0)
+    np.testing.assert_allclose(image.load(tmp_path / "sel.png"), 1.0)
+
+
 def test_cmyk_jpeg(tmp_path):
     cmyk = Image.fromarray(RGB).convert("CMYK")
     out = _roundtrip(tmp_path, cmyk, "x.jpg", quality=100)
