@@ -290,3 +290,16 @@ def test_a_checkpoint_in_pass_2_resumes_to_the_same_images(tiny_weights, tmp_pat
     assert [p["steps"] for p in again.record["passes"]] == [2, 4]
     for name in ("output", "pass1"):
         np.testing.assert_allclose(again.images[name], first.images[name], atol=1e-6)
+
+
+def test_a_mask_with_a_transparent_background_marks_only_its_opaque_pixels(tmp_path):
+    """An exported selection: white everywhere, opaque only over the object. Read as a picture
+    (over white) it would mark the whole painting."""
+    rgba = np.full((48, 64, 4), 255, np.uint8)
+    rgba[..., 3] = 0
+    rgba[10:20, 30:40, 3] = 255
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "selection.png")
+    mask = harmonize._mask_image(None, str(tmp_path / "selection.png"))
+    composite = np.full((48, 64, 3), 0.5, np.float32)
+    inputs = harmonize.prepare_inputs(composite, composite, mask, None, 64)
+    assert inputs.tight.sum() == 100 and inputs.tight[10:20, 30:40].all()
