@@ -52,3 +52,36 @@ def test_a_run_too_large_is_refused_with_the_numbers_and_the_fixes():
                                          r"available; lower --size"):
         memory.check(5.0, 3.0, "lower --size")
     assert memory.available_gib() > 0 and memory.peak_rss_gib() > 0
+
+
+def test_the_analogy_estimate_is_within_25_percent_of_its_measured_peaks():
+    from jstyle.methods import analogy  # README, Deep Image Analogy speed: both directions
+    for side, peak in ((448, 4.4), (224, 1.8)):
+        assert abs(analogy.run_gib((side, side), (side, side)) / peak - 1) < 0.25
+
+
+def test_what_ulimit_v_leaves_bounds_the_memory_available():
+    """A child under `ulimit -v 3000000` (KiB) sees at most that, less what it has mapped."""
+    import subprocess
+    import sys
+    done = subprocess.run(["bash", "-c", 'ulimit -v 3000000 && exec "$@"', "bash", sys.executable,
+                           "-c", "from jstyle import memory; print(memory.available_gib())"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert 0 < float(done.stdout) < 3000000 / 2 ** 20
+
+
+def test_a_failed_allocation_is_told_from_other_errors():
+    class JaxRuntimeError(RuntimeError):  # jax.errors.JaxRuntimeError's name and message
+        pass
+    assert memory.exhausted(MemoryError())
+    assert memory.exhausted(JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 200 GB"))
+    assert not memory.exhausted(JaxRuntimeError("INVALID_ARGUMENT: shapes"))
+    assert not memory.exhausted(ValueError("RESOURCE_EXHAUSTED"))
+    assert memory.describe(JaxRuntimeError("RESOURCE_EXHAUSTED: x\ntrace")) == \
+        "RESOURCE_EXHAUSTED: x"
+
+
+def test_a_nan_estimate_does_not_fit():
+    with pytest.raises(InputError, match="GiB of memory"):
+        memory.check(float("nan"), 3.0, "lower --size")
