@@ -1,50 +1,94 @@
 """Clips: the frames of a video file, a folder of frames or a printf pattern, and mp4 output.
 
 A clip is a list of frames, float32[H, W, 3] RGB in [0, 1], all the same size, with a frame
-rate. Video files are decoded with OpenCV (what it reads depends on its FFmpeg build: mp4,
-avi, mov, mkv are common); a folder's images are taken in name order; a pattern such as
-`frame_%04d.png` is filled with 1, 2, ... (the authors' convention) or from 0 when frame 1 is
-missing, until a number has no file.
+rate. What --content names is asked of the file system first: an existing file is a video
+(its name may hold a `%`), decoded with OpenCV (what it reads depends on its FFmpeg build: mp4,
+avi, mov, mkv are common); a folder's images are taken in name order; only a name that is
+neither is a pattern, such as `frame_%04d.png` with one number placeholder, filled from 0 when
+frame 0 exists (0-based numbering), else from 1 (the authors' convention), until a number has
+no file.
 """
 
 from __future__ import annotations
 
 import os
 import pathlib
+import re
 
 import numpy as np
 
 from jstyle import image as image_lib
-from jstyle.errors import InputError
+from jstyle.errors import EnvironmentFault, InputError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".gif")
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 DEFAULT_FPS = 25.0  # for frames without a rate (folders, patterns)
 
 
-def frame_paths(source: str | os.PathLike) -> list[pathlib.Path]:
-    """The frame files of a folder (image files in name order) or a printf pattern.
+PLACEHOLDER = re.compile(r"%[-+ #0]*\d*[diu]")  # printf's whole-number conversions
+CLIP_KINDS = "give a video file, a folder of frames or a pattern such as frame_%04d.png"
+
+
+def kind(source: str | os.PathLike) -> str:
+    """What a clip source names, asking the file system first: "video" (anything at that path
+    but a folder; a special file is refused when read), "folder" or "pattern" (a name that
+    does not exist, with exactly one whole-number placeholder such as %04d; %% is a %).
 
     Raises:
-      InputError: an empty folder, or a pattern that matches no file.
+      InputError: nothing at that path, and not a pattern.
+    """
+    path = pathlib.Path(source)
+    if path.is_dir():
+        return "folder"
+    if path.exists() or path.is_symlink():
+        return "video"
+    text = str(source)
+    if "%" not in text:
+        raise InputError(f"--content={text} does not exist; {CLIP_KINDS}")
+    rest = text.replace("%%", "")
+    if len(PLACEHOLDER.findall(rest)) != 1 or rest.count("%") != 1:
+        raise InputError(f"--content={text} does not exist and is not a frame pattern (one "
+                         f"number placeholder such as %04d; %% for a %); {CLIP_KINDS}")
+    return "pattern"
+
+
+def frame_paths(source: str | os.PathLike) -> list[pathlib.Path]:
+    """The frame files of a folder (image files in name order) or a pattern (from 0 if its
+    frame 0 exists, else from 1, up to the first number without a file).
+
+    Raises:
+      InputError: not a folder or pattern (`kind`), an empty or unreadable folder, or a
+        pattern that matches no file.
     """
     text = str(source)
-    if "%" in text:
-        first = 0 if not pathlib.Path(text % 1).exists() and pathlib.Path(text % 0).exists() \
-            else 1
+    if kind(source) == "pattern":
+        first = 0 if pathlib.Path(text % 0).is_file() else 1
         found = []
-        while pathlib.Path(text % (first + len(found))).exists():
+        while pathlib.Path(text % (first + len(found))).is_file():
             found.append(pathlib.Path(text % (first + len(found))))
         if not found:
-            raise InputError(f"--content={text} matches no file (tried {text % 1}); give the "
-                             "pattern of existing frames, such as frame_%04d.png")
+            raise InputError(f"--content={text} matches no file (tried {text % 0} and "
+                             f"{text % 1}); give the pattern of existing frames, such as "
+                             "frame_%04d.png")
         return found
     folder = pathlib.Path(text)
-    found = sorted(p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES)
+    if not folder.is_dir():
+        raise InputError(f"--content={folder} is a file, not a folder or pattern of frames; "
+                         f"{CLIP_KINDS}")
+    try:
+        found = sorted(p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES)
+    except OSError as e:
+        raise InputError(f"cannot read the folder --content={folder} ({e.strerror}); fix its "
+                         "permissions") from None
     if not found:
         raise InputError(f"--content={folder} is a folder holding no frames (.png, .jpg, "
                          "...); give a video file, a folder of frames or a pattern")
     return found
+
+
+def files_of(source: str | os.PathLike) -> list[pathlib.Path]:
+    """Every file a clip source reads: the video file, or the frames (`frame_paths`)."""
+    return [pathlib.Path(source)] if kind(source) == "video" else frame_paths(source)
 
 
 def read(source: str | os.PathLike, start: int = 0, count: int = 0,
@@ -56,7 +100,7 @@ def read(source: str | os.PathLike, start: int = 0, count: int = 0,
       InputError: an unreadable video, no frames in the range, frames of different sizes.
     """
     path = pathlib.Path(source)
-    if "%" not in str(source) and path.is_file():
+    if kind(source) == "video":
         frames, fps = _read_video(path, start, count)
     else:
         paths = frame_paths(source)[start:]
@@ -74,9 +118,9 @@ def read(source: str | os.PathLike, start: int = 0, count: int = 0,
 
 
 def _read_video(path: pathlib.Path, start: int, count: int) -> tuple[list[np.ndarray], float]:
-    import cv2
+    cv2 = _cv2()
     image_lib.check_regular_file(path, "--content")
-    capture = cv2.VideoCapture(str(path))
+    capture = _capture(path)
     try:
         if not capture.isOpened():
             raise InputError(f"--content={path} is not a video OpenCV can read; give an mp4, "
@@ -98,15 +142,53 @@ def _read_video(path: pathlib.Path, start: int, count: int) -> tuple[list[np.nda
         capture.release()
 
 
+def _cv2():
+    """OpenCV, with its and FFmpeg's log lines kept off the terminal: jstyle reports a video it
+    cannot read or write in one line of its own."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET, read on first use
+    import cv2
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    return cv2
+
+
+def _capture(path: pathlib.Path):
+    """OpenCV's reader of the video file `path` by FFmpeg (which takes the name as a file: any
+    other backend may take a `%` in it for an image-sequence pattern), else by any backend."""
+    cv2 = _cv2()
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    if not capture.isOpened() and "%" not in str(path):
+        capture = cv2.VideoCapture(str(path))
+    return capture
+
+
 def encode_mp4(frames: list[np.ndarray], fps: float, path: str | os.PathLike) -> None:
     """Writes frames (float[H, W, 3] in [0, 1]) as an MPEG-4 video at `fps` (OpenCV's
-    writer, codec mp4v)."""
-    import cv2
+    writer, codec mp4v).
+
+    Raises:
+      EnvironmentFault: the file could not be written whole (OpenCV's writer reports no
+        error: a full disk leaves a truncated file, so the file is read back and counted).
+    """
+    cv2 = _cv2()
     h, w, _ = frames[0].shape
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    writer = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                             (w, h))
     try:
+        if not writer.isOpened():
+            raise EnvironmentFault(f"cannot write {path} (OpenCV could not open it for an mp4 "
+                                   "video); free disk space or fix the permissions, then run "
+                                   "again")
         for f in frames:
             writer.write(np.ascontiguousarray(
                 (np.clip(f, 0, 1) * 255 + 0.5).astype(np.uint8)[..., ::-1]))
     finally:
         writer.release()
+    capture = _capture(pathlib.Path(path))
+    try:
+        written = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    finally:
+        capture.release()
+    if written != len(frames):
+        raise EnvironmentFault(f"cannot write {path} (it holds {max(written, 0)} of "
+                               f"{len(frames)} frames: the disk may be full); free disk space "
+                               "or fix the permissions, then run again")

@@ -10,6 +10,7 @@ of its .flo files). Frames are float[H, W, 3] in [0, 1].
 from __future__ import annotations
 
 import os
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +26,8 @@ def read_flo(path: str | os.PathLike) -> np.ndarray:
     """A Middlebury .flo file: float32[H, W, 2].
 
     Raises:
-      InputError: a file that is not a .flo flow (wrong tag, or truncated).
+      InputError: a file that is not a .flo flow (wrong tag, or truncated), or one holding
+        NaN or infinite vectors (these would warp nothing, yet pass the consistency check).
     """
     raw = open(path, "rb").read()
     if len(raw) < 12 or np.frombuffer(raw[:4], "<f4")[0] != np.float32(FLO_TAG):
@@ -35,15 +37,22 @@ def read_flo(path: str | os.PathLike) -> np.ndarray:
     if width < 1 or height < 1 or len(raw) != 12 + 8 * width * height:
         raise InputError(f"{path} is truncated or corrupt ({len(raw)} bytes for a {width} x "
                          f"{height} flow); compute the flow again")
-    return np.frombuffer(raw[12:], "<f4").reshape(height, width, 2).copy()
+    flow = np.frombuffer(raw[12:], "<f4").reshape(height, width, 2).copy()
+    bad = int((~np.isfinite(flow)).any(-1).sum())
+    if bad:
+        raise InputError(f"{path} holds {bad} NaN or infinite flow vectors (of {width * height});"
+                         " compute the flow again")
+    return flow
 
 
 def write_flo(path: str | os.PathLike, flow: np.ndarray) -> None:
-    """Writes float[H, W, 2] as a Middlebury .flo file."""
+    """Writes float[H, W, 2] as a Middlebury .flo file (whole or not at all, the path named
+    on an error: `image.write_atomic`)."""
+    from jstyle.image import write_atomic
     h, w, _ = flow.shape
-    with open(path, "wb") as f:
-        f.write(np.float32(FLO_TAG).tobytes() + np.array([w, h], "<i4").tobytes()
-                + np.asarray(flow, "<f4").tobytes())
+    write_atomic(pathlib.Path(path), lambda f: f.write(
+        np.float32(FLO_TAG).tobytes() + np.array([w, h], "<i4").tobytes()
+        + np.asarray(flow, "<f4").tobytes()))
 
 
 def dis_flow(first: np.ndarray, second: np.ndarray, preset: str = "medium") -> np.ndarray:

@@ -88,6 +88,18 @@ def test_flo_files_round_trip_and_a_bad_one_is_named(tmp_path):
         flow.read_flo(tmp_path / "b.flo")
 
 
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_a_flo_file_of_non_finite_vectors_is_refused_naming_it(tmp_path, value):
+    """A NaN flow would otherwise pass the consistency check (every comparison with NaN is
+    false) and tie a frame to nothing with full weight."""
+    field = np.zeros((5, 7, 2), np.float32)
+    field[2, 3, 1] = value
+    flow.write_flo(tmp_path / "c.flo", field)
+    with pytest.raises(InputError, match=f"{tmp_path / 'c.flo'} holds 1 NaN or infinite flow "
+                                         "vectors .*; compute the flow again"):
+        flow.read_flo(tmp_path / "c.flo")
+
+
 def test_dis_finds_a_sliding_windows_motion_and_the_warping_error_sees_flicker():
     scene = _smooth(80, 120, seed=3)
     frames = [scene[10:58, 10 + 2 * t:74 + 2 * t] for t in range(3)]  # the view pans right

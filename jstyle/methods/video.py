@@ -300,6 +300,13 @@ def pairs_needed(count: int, hp: VideoParams) -> list[tuple[int, int]]:
                    if t - r >= 0})
 
 
+def clip_gib(count: int, height: int, width: int, hp: VideoParams) -> float:
+    """What a clip of `count` H x W working frames keeps besides the network, GiB: per frame
+    its frame and 8-bit levels, its content targets (about 3 images' worth at relu4_2) and two
+    passes' results, and per frame pair its flow and reliability (`pairs_needed`)."""
+    return (7 * count + len(pairs_needed(count, hp))) * memory.image_gib(height, width)
+
+
 def combine(weights: list[np.ndarray], how: str) -> list[np.ndarray]:
     """Long-term weights, closest frame first: `flow.closest_first`, or "normalize" (each
     divided by their sum where it exceeds 1; artistic_video.lua's processFlowWeights)."""
@@ -450,11 +457,11 @@ def run(content: list[np.ndarray], styles: list[np.ndarray], hp: VideoParams,
         raise InputError("the clip has no frames; give --start_frame and --num_frames within it")
     parallel = hp.passes > 1 and hp.pass_mode == "parallel"
     h, w = image_lib.fit_edge(*content[0].shape[:2], opts.size)
-    needed = memory.pixel_run_gib(h, w, opts.optimizer, opts.lbfgs_memory) * (
-        len(content) if parallel else 1)
-    available = memory.available_gib()
-    memory.check(needed, available, "lower --size, or use --pass_mode=sequential" if parallel
-                 else "lower --size, or use --optimizer=adam or a smaller --lbfgs_memory")
+    memory_entry = memory.require(
+        memory.pixel_run_gib(h, w, opts.optimizer, opts.lbfgs_memory)
+        * (len(content) if parallel else 1) + clip_gib(len(content), h, w, hp),
+        "lower --size or --num_frames, or use --pass_mode=sequential" if parallel else
+        "lower --size or --num_frames, or use --optimizer=adam or a smaller --lbfgs_memory")
     key = jax.random.key(opts.seed) if key is None else key
     record = runs.start_record("video", hp, opts, weights, content[0], styles, None)
     record["inputs"] = results.array_digest(*content, *styles)
@@ -577,8 +584,7 @@ def run(content: list[np.ndarray], styles: list[np.ndarray], hp: VideoParams,
         "style_blend_weights": blend, "frames": records, "steps": steps_done,
         "flow": "files" if hp.flow_pattern else f"DIS {hp.flow_preset}",
         "flow_seconds": round(sum(r["flow_seconds"] for r in records), 3),
-        "memory": {"estimated_peak_gib": round(needed, 3), "available_gib": round(available, 3),
-                   "measured_peak_rss_gib": round(memory.peak_rss_gib(), 3)},
+        "memory": memory.measured(memory_entry),
         "seconds": time.perf_counter() - started})
     images = {f"frame_{t + 1:04d}": last[t] / 255.0 for t in range(count)}
     return runs.Result(images=images, record=record, history=history)
