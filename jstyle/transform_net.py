@@ -23,6 +23,16 @@ from jstyle.errors import InputError
 
 STRIDE = 4  # two stride-2 convolutions: inputs are padded to a multiple of this
 MIN_SIZE = 8  # the 9x9 convolution's reflection padding needs 5+ pixels; padded to STRIDE
+FORWARD_GIB_PER_MPX = 0.51  # the forward pass's activations at width 1, per megapixel. On the
+#   2-core development machine the peak resident memory of a forward pass (0.64, 1.09 and 2.77
+#   GiB at 512, 1024 and 2048 px square, width 1; 1.20 GiB at 2048 px, width 0.25) is within 4%
+#   of 0.52 GiB, plus the images, plus this times the width
+
+
+def forward_gib(height: int, width: int, multiplier: float = 1.0) -> float:
+    """Estimated memory (GiB) of the network's activations in one forward pass (no gradients)
+    on an H x W image, its channels scaled by `multiplier` (TransformNet's width)."""
+    return FORWARD_GIB_PER_MPX * multiplier * height * width / 1e6
 
 
 def _reflect(x: jax.Array, pad: int) -> jax.Array:

@@ -22,7 +22,7 @@ import numpy as np
 from flax import nnx
 
 from jstyle import image as image_lib
-from jstyle import results
+from jstyle import memory, results, runs, transform_net
 from jstyle.errors import InputError
 from jstyle.params import field
 from jstyle.runs import Result, RunOptions
@@ -54,6 +54,15 @@ def validate(hp: FastParams, opts: RunOptions, num_styles: int) -> None:
                          f"--method=fast; use one of {', '.join(PRESERVE_COLORS)}")
     if opts.size < 0:
         raise InputError(f"--size={opts.size} must be >= 0 (0: the photo's own size)")
+    runs.check_size(opts)
+
+
+def estimate_gib(height: int, width: int, multiplier: float) -> float:
+    """Estimated peak memory (GiB) of stylising an H x W photo with a network of width
+    `multiplier`: the network's forward pass and the images (photo, padded input, output), on
+    memory.BASE_GIB (above the 0.52 GiB measured: the estimate errs on the safe side)."""
+    return (memory.BASE_GIB + 3 * memory.image_gib(height, width)
+            + transform_net.forward_gib(height, width, multiplier))
 
 
 class Stylist:
@@ -97,10 +106,14 @@ def run(content: np.ndarray, styles: list[np.ndarray], hp: FastParams, opts: Run
         raise InputError(f"cannot read --model={path} ({e.strerror}); give the model.msgpack "
                          "that `jstyle train` wrote") from None
     stylist = _stylist(str(path), (stat.st_mtime_ns, stat.st_size))
+    h, w = image_lib.fit_edge(*content.shape[:2], opts.size) if opts.size else content.shape[:2]
+    entry = memory.require(estimate_gib(h, w, stylist.record["hyperparameters"]["width"]),
+                           "give a smaller --size")  # before the photo is resized
     photo = image_lib.resize_to_edge(content, opts.size) if opts.size else content
     started = time.perf_counter()
     out = stylist(photo, opts.preserve_colors)
     record = {"method": "fast", "model": str(path), "model_sha256": stylist.digest,
               "training": stylist.record, "options": {n: getattr(opts, n) for n in OPTIONS},
-              "size": list(out.shape[:2]), "seconds": time.perf_counter() - started}
+              "size": list(out.shape[:2]), "seconds": time.perf_counter() - started,
+              "memory": memory.measured(entry)}
     return Result(images={"output": out}, record=record, history=[])
