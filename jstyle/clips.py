@@ -94,30 +94,36 @@ def files_of(source: str | os.PathLike) -> list[pathlib.Path]:
 def read(source: str | os.PathLike, start: int = 0, count: int = 0,
          max_edge: int | None = None) -> tuple[list[np.ndarray], float]:
     """The frames `start` .. `start + count - 1` (count 0: to the end) of a clip, each resized
-    to `max_edge` on its longer edge if given, and the clip's frame rate.
+    to `max_edge` on its longer edge if given (as it is read: a long clip is held at the working
+    size only), and the clip's frame rate.
 
     Raises:
       InputError: an unreadable video, no frames in the range, frames of different sizes.
     """
     path = pathlib.Path(source)
+    shapes = set()
+
+    def fit(frame: np.ndarray) -> np.ndarray:
+        shapes.add(frame.shape)
+        return image_lib.resize_to_edge(frame, max_edge) if max_edge else frame
+
     if kind(source) == "video":
-        frames, fps = _read_video(path, start, count)
+        frames, fps = _read_video(path, start, count, fit)
     else:
         paths = frame_paths(source)[start:]
         paths = paths[:count] if count else paths
-        frames, fps = [image_lib.load(p) for p in paths], DEFAULT_FPS
+        frames, fps = [fit(image_lib.load(p)) for p in paths], DEFAULT_FPS
     if not frames:
         raise InputError(f"--content={source} has no frames from frame {start}; lower "
                          "--start_frame")
-    if any(f.shape != frames[0].shape for f in frames):
+    if len(shapes) > 1:
         raise InputError(f"the frames of --content={source} differ in size; give frames of "
                          "one size")
-    if max_edge:
-        frames = [image_lib.resize_to_edge(f, max_edge) for f in frames]
     return frames, fps
 
 
-def _read_video(path: pathlib.Path, start: int, count: int) -> tuple[list[np.ndarray], float]:
+def _read_video(path: pathlib.Path, start: int, count: int, fit
+                ) -> tuple[list[np.ndarray], float]:
     cv2 = _cv2()
     image_lib.check_regular_file(path, "--content")
     capture = _capture(path)
@@ -132,7 +138,7 @@ def _read_video(path: pathlib.Path, start: int, count: int) -> tuple[list[np.nda
             if not ok:
                 break
             if index >= start:
-                frames.append(bgr[..., ::-1].astype(np.float32) / 255.0)
+                frames.append(fit(bgr[..., ::-1].astype(np.float32) / 255.0))
             index += 1
         if index == 0:
             raise InputError(f"--content={path} holds no frame OpenCV can decode; give an "
