@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jstyle import objective, tiles, vgg
+from jstyle import objective, runs, tiles, vgg
 from jstyle.methods import gatys
 
 

@@ -4,7 +4,6 @@ parallel), resume after an interruption, the authors' file naming."""
 
 import dataclasses
 
-import jax
 import numpy as np
 import pytest
 
