@@ -37,6 +37,87 @@ def test_methods_are_found_by_name_and_bad_names_are_clear():
         methods.get("nope.nothing")
     with pytest.raises(InputError, match="is not a jstyle method: it lacks Params"):
         methods.get("jstyle.losses")
+    for relative in (".gatys", "..methods.gatys", "jstyle..gatys", "dir/mod.py"):
+        with pytest.raises(InputError, match="is not a module path"):
+            methods.get(relative)
+
+
+def test_every_builtin_method_keeps_the_contract():
+    assert {n: methods.contract(methods.get(n)) for n in methods.BUILTIN} == {
+        n: [] for n in methods.BUILTIN}
+
+
+BROKEN = {  # module source -> the words of its one-line error
+    'raise KeyError("gone")': "failed while importing (KeyError: 'gone', at ",
+    "import sys\nsys.exit(3)": "failed while importing (SystemExit: 3, at ",
+    "import no_such_dependency_of_jstyle": "failed while importing (ModuleNotFoundError: No "
+                                           "module named 'no_such_dependency_of_jstyle'",
+    "x = (": "has a syntax error (",
+    "Params = PRESETS = validate = 1": "it lacks run",
+    "class Params: pass\nPRESETS = {'a': (Params(), None)}\nvalidate = run = print":
+        "its Params is not a frozen dataclass",
+    "import dataclasses\n@dataclasses.dataclass\nclass Params: pass\n"
+    "PRESETS = {}\nvalidate = run = print": "its Params is not a frozen dataclass",
+}
+GOOD_PARAMS = ("import dataclasses\nfrom jstyle.runs import RunOptions\n"
+               "@dataclasses.dataclass(frozen=True)\nclass Params: pass\n"
+               "validate = run = print\n")
+BROKEN.update({
+    GOOD_PARAMS + "PRESETS = {}": "its PRESETS is empty",
+    GOOD_PARAMS + "PRESETS = [Params()]": "its PRESETS is not a dict",
+    GOOD_PARAMS + "PRESETS = {'a': (Params(),)}": "its preset 'a' is not a pair",
+    GOOD_PARAMS + "PRESETS = {'a': (RunOptions(), RunOptions())}": "its preset 'a' is not a pair",
+    GOOD_PARAMS + "PRESETS = {'a': (Params(), RunOptions())}\nvalidate = 3":
+        "its validate is not a function",
+    GOOD_PARAMS + "PRESETS = {'a': (Params(), RunOptions())}\nOPTIONS = ('size', 'colour')":
+        "its OPTIONS is not a tuple of names among",
+    GOOD_PARAMS + "PRESETS = {'a': (Params(), RunOptions())}\nINPUTS = ('sound',)":
+        "its INPUTS is not a tuple of names among content, labels, style, weights",
+    GOOD_PARAMS + "PRESETS = {'a': (Params(), RunOptions())}\nOUTPUTS = ()":
+        "its OUTPUTS is not a non-empty tuple",
+    GOOD_PARAMS + "PRESETS = {'a': (Params(), RunOptions())}\nCONTENT = 'relu4_1'":
+        "its CONTENT is 'relu4_1', not",
+    GOOD_PARAMS + "PRESETS = {'a': (Params(), RunOptions())}\nCONTENT = 'clip'":
+        "its Params lacks start_frame and num_frames",
+    GOOD_PARAMS + "PRESETS = {'a': (Params(), RunOptions())}\nRESUMABLE = 'yes'":
+        "its RESUMABLE is not True or False",
+})
+
+
+def test_a_broken_method_module_is_one_error_naming_its_fault(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "brokenmethods").mkdir()
+    (tmp_path / "brokenmethods" / "__init__.py").write_text("")
+    (tmp_path / "brokenmethods" / "fine.py").write_text(
+        GOOD_PARAMS + "PRESETS = {'a': (Params(), RunOptions())}")
+    assert methods.get("brokenmethods.fine").PRESETS  # the contract's smallest method
+    for k, (source, words) in enumerate(BROKEN.items()):
+        (tmp_path / "brokenmethods" / f"m{k}.py").write_text(source + "\n")
+        with pytest.raises(InputError) as e:
+            methods.get(f"brokenmethods.m{k}")
+        message = str(e.value)
+        assert words in message and "\n" not in message, (source, message)
+        assert message.count("; ") >= 1 and "Traceback" not in message
+
+
+def test_help_gives_each_method_its_own_text_of_a_shared_flag():
+    """--mask is analogy's choice of blend and harmonize's mask file; --method lists every
+    method; the training flags say what they do in training."""
+    shown = subprocess.run([sys.executable, "-m", "jstyle", "--method=harmonize", "--help"],
+                           capture_output=True, text=True, timeout=600)
+    assert shown.returncode == 0, shown.stderr
+    sections = {s.split(":\n", 1)[0]: s for s in shown.stdout.split("\n\n")}
+    harmonize, analogy = sections["Flags of harmonize"], sections["Flags of analogy"]
+    assert "--mask: Mask of the pasted object" in harmonize and "hard" not in harmonize.split(
+        "--mask:")[1].splitlines()[0]
+    assert "--mask: Response mask of the blend" in analogy
+    assert "(default by --preset: code hard, paper sigmoid," in analogy  # not harmonize's None
+    assert f"--method: Style-transfer method: one of {', '.join(methods.BUILTIN)} " in \
+        shown.stdout
+    training = sections[next(k for k in sections if k.startswith("Flags of jstyle train"))]
+    assert "--size: Crop edge, pixels. (default: 256)" in training
+    assert "--steps: Adam steps, one batch of photos each. (default: 40000)" in training
+    assert "L-BFGS" not in training
 
 
 @pytest.mark.parametrize("method", [gatys, mrf])

@@ -26,13 +26,16 @@ and may define
               takes the frames as a list and reports each finished frame to on_frame(pass,
               index, image, record), and the command writes OUTPUT/frame_%04d.png with
               their records, OUTPUT/video.mp4 and OUTPUT/video.json
-A method imports jstyle's core modules only, never another method.
+A method imports jstyle's core modules only, never another method. `get` checks what it
+can of this contract without running the method (`contract`), so that a broken module is
+one line naming its fault, under --help too.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import traceback
 from types import ModuleType
 
 from jstyle.errors import InputError
@@ -44,27 +47,96 @@ ALL_INPUTS = ("content", "style", "labels", "weights")
 
 
 def get(name: str) -> ModuleType:
-    """The method module called `name` (one of BUILTIN, or a module path with a dot).
+    """The method module called `name` (one of BUILTIN, or a module path with a dot), its
+    contract checked (`contract`).
 
     Raises:
-      InputError: an unknown name, a module that cannot be imported, or one that is not a
-        method (lacks one of REQUIRED).
+      InputError: an unknown or relative name, a module that cannot be imported or fails while
+        importing (any exception, a syntax error), or one that breaks the contract above.
     """
     if name in BUILTIN:
         return importlib.import_module(f"jstyle.methods.{name}")
+    choices = f"choose one of {', '.join(BUILTIN)} or give a module path such as " \
+              "mypackage.mymethod"
     if "." not in name:
-        raise InputError(f"unknown method {name!r}; choose one of {', '.join(BUILTIN)} or give "
-                         "a module path such as mypackage.mymethod")
+        raise InputError(f"unknown method {name!r}; {choices}")
+    if not all(part.isidentifier() for part in name.split(".")):  # .gatys, pkg..mod, a/b.c
+        raise InputError(f"method {name!r} is not a module path (relative names and file "
+                         f"paths are not); {choices}")
+    module = _import(name)
+    problems = contract(module)
+    if problems:
+        raise InputError(f"module {name!r} is not a jstyle method: {problems[0]}; see "
+                         "jstyle.methods for what a method defines")
+    return module
+
+
+def _import(name: str) -> ModuleType:
+    """importlib.import_module, any failure of the module's own code an InputError (the
+    module is someone else's: its traceback is not the user's to read)."""
     try:
-        module = importlib.import_module(name)
-    except ImportError as e:
-        raise InputError(f"cannot import method module {name!r} ({e}); check the name and "
-                         "that its package is on PYTHONPATH") from None
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        if e.name is not None and (name == e.name or name.startswith(e.name + ".")):
+            raise InputError(f"cannot import method module {name!r} ({e}); check the name and "
+                             "that its package is on PYTHONPATH") from None
+        failure = e  # the module was found; something it imports was not
+    except SyntaxError as e:
+        raise InputError(f"method module {name!r} has a syntax error ({e.msg}, {e.filename} "
+                         f"line {e.lineno}); fix the module") from None
+    except (Exception, SystemExit) as e:  # noqa: BLE001 (whatever its code raises)
+        failure = e
+    where = traceback.extract_tb(failure.__traceback__)[-1]
+    text = " ".join(str(failure).split()) or "no message"
+    raise InputError(f"method module {name!r} failed while importing ({type(failure).__name__}"
+                     f": {text}, at {where.filename} line {where.lineno}); fix the module or "
+                     "install what it imports") from None
+
+
+def contract(module: ModuleType) -> list[str]:
+    """What `module` gets wrong of a method's contract (the module docstring), as far as it
+    can be checked without running it: [] for a method."""
+    from jstyle.runs import RunOptions
     missing = [a for a in REQUIRED if not hasattr(module, a)]
     if missing:
-        raise InputError(f"module {name!r} is not a jstyle method: it lacks "
-                         f"{', '.join(missing)}; see jstyle.methods for what a method defines")
-    return module
+        return [f"it lacks {', '.join(missing)}"]
+    params, presets = module.Params, module.PRESETS
+    if not (isinstance(params, type) and dataclasses.is_dataclass(params)
+            and params.__dataclass_params__.frozen):
+        return ["its Params is not a frozen dataclass (@dataclasses.dataclass(frozen=True))"]
+    problems = [f"its {a} is not a function" for a in ("validate", "run")
+                if not callable(getattr(module, a))]
+    if not isinstance(presets, dict):
+        problems.append("its PRESETS is not a dict {name: (Params(...), RunOptions(...))}")
+    elif not presets:
+        problems.append("its PRESETS is empty (a method needs a preset, the first its "
+                        "default)")
+    else:
+        problems += [f"its preset {p!r} is not a pair (Params(...), RunOptions(...))"
+                     for p, v in presets.items()
+                     if not (isinstance(p, str) and isinstance(v, tuple) and len(v) == 2
+                             and isinstance(v[0], params) and isinstance(v[1], RunOptions))]
+    run_options = {f.name for f in dataclasses.fields(RunOptions)}
+    for attr, allowed in (("OPTIONS", run_options), ("INPUTS", set(ALL_INPUTS))):
+        value = getattr(module, attr, ())
+        if not isinstance(value, (tuple, list)) or not set(value) <= allowed:
+            problems.append(f"its {attr} is not a tuple of names among "
+                            f"{', '.join(sorted(allowed))}")
+    outputs = getattr(module, "OUTPUTS", ("output",))
+    if not isinstance(outputs, (tuple, list)) or not outputs or not all(
+            isinstance(o, str) and o.isidentifier() for o in outputs):
+        problems.append("its OUTPUTS is not a non-empty tuple of image names such as "
+                        "(\"output\",)")
+    content = getattr(module, "CONTENT", "image")
+    if content not in ("image", "clip"):
+        problems.append(f"its CONTENT is {content!r}, not \"image\" or \"clip\"")
+    elif content == "clip" and not {"start_frame", "num_frames"} <= {
+            f.name for f in dataclasses.fields(params)}:
+        problems.append("its CONTENT is \"clip\" but its Params lacks start_frame and "
+                        "num_frames")
+    if not isinstance(getattr(module, "RESUMABLE", False), bool):
+        problems.append("its RESUMABLE is not True or False")
+    return problems
 
 
 def options(method: ModuleType) -> tuple[str, ...]:
@@ -86,3 +158,11 @@ def takes_clips(method: ModuleType) -> bool:
 def resumable(method: ModuleType) -> bool:
     """Whether `method` keeps checkpoints the command can --resume from."""
     return getattr(method, "RESUMABLE", "save_every" in options(method))
+
+
+def outputs(method: ModuleType, hp) -> tuple[str, ...]:
+    """The names of the images `method` writes with the hyperparameters `hp`: its
+    `outputs(hp)` where it defines one (images that depend on a setting), else OUTPUTS."""
+    if callable(getattr(method, "outputs", None)):
+        return tuple(method.outputs(hp))
+    return tuple(getattr(method, "OUTPUTS", ("output",)))

@@ -61,7 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jstyle import image as image_lib
-from jstyle import memory, optimize, patches, results, vgg
+from jstyle import memory, optimize, patches, results, runs, vgg
 from jstyle.errors import InputError
 from jstyle.params import field
 from jstyle.progress import Progress
@@ -78,8 +78,9 @@ OPTIONS = ("size", "steps", "seed", "print_every")  # the run options it reads: 
 #   L-BFGS iterations of each deconvolution (100, Deconv.cpp's solver); --size the longer edge
 #   of both images in place of the size limits (0: the limits)
 INPUTS = ("content", "style", "weights")
-OUTPUTS = ("output", "b")
+OUTPUTS = ("output", "b")  # "b" with directions=both only (`outputs`)
 RESUMABLE = True  # a checkpoint after every layer; --resume continues at the next
+RUN_GIB = (0.9, 8.7)  # peak memory: GiB, plus GiB per megapixel of A and B' together
 STATE = ("field_ab", "field_ba", "a_prime", "b")  # what a layer hands the next
 
 
@@ -133,6 +134,11 @@ PRESETS = {
 }
 
 
+def outputs(hp: AnalogyParams) -> tuple[str, ...]:
+    """The images a run with `hp` makes: A', and B unless directions=forward."""
+    return OUTPUTS if hp.directions == "both" else OUTPUTS[:1]
+
+
 def validate(hp: AnalogyParams, opts: RunOptions, num_styles: int) -> None:
     """Raises InputError for settings that cannot work, naming the fix."""
     if num_styles != 1:
@@ -144,7 +150,8 @@ def validate(hp: AnalogyParams, opts: RunOptions, num_styles: int) -> None:
                              f"({', '.join(LAYERS)})")
     for size in (*hp.patch_sizes, hp.pixel_patch_size):
         if size < 1 or size % 2 == 0:
-            raise InputError(f"patch size {size} is invalid; patch sizes must be odd and >= 1")
+            raise InputError(f"patch size {size} is invalid; give odd patch sizes >= 1 "
+                             "(--patch_sizes, --pixel_patch_size), such as 3 or 5")
     if min(hp.radii) < 0:
         raise InputError(f"--radii={','.join(map(str, hp.radii))} has a negative radius; give "
                          "radii >= 0 (0: automatic)")
@@ -155,17 +162,29 @@ def validate(hp: AnalogyParams, opts: RunOptions, num_styles: int) -> None:
                          "(the paper)")
     for name in ("iterations", "max_jump", "min_side", "max_side", "max_area"):
         if getattr(hp, name) < 1:
-            raise InputError(f"--{name}={getattr(hp, name)} must be >= 1")
+            raise InputError(f"--{name}={getattr(hp, name)} must be >= 1; give a positive "
+                             "whole number")
     for name in ("size", "steps", "print_every"):
         if getattr(opts, name) < 0:
-            raise InputError(f"--{name}={getattr(opts, name)} must be >= 0")
+            raise InputError(f"--{name}={getattr(opts, name)} must be >= 0; give a positive "
+                             "whole number, or 0" + (" for the size limits" if name == "size"
+                                                     else ""))
+    runs.check_size(opts)
     if hp.min_side > hp.max_side:
         raise InputError(f"--min_side={hp.min_side} is above --max_side={hp.max_side}; give "
                          "min_side <= max_side")
     if not 0 < hp.ratio <= 4:
         raise InputError(f"--ratio={hp.ratio} is invalid; give a scale in (0, 4], such as 0.5")
     if not 0 <= hp.threshold <= 1 or hp.sharpness <= 0:
-        raise InputError("--threshold must be in [0, 1] and --sharpness > 0")
+        raise InputError(f"--threshold={hp.threshold} and --sharpness={hp.sharpness} are "
+                         "invalid; give a threshold in [0, 1] and a positive sharpness, such as "
+                         "0.05 and 300")
+
+
+def run_gib(a: tuple[int, int], bp: tuple[int, int]) -> float:
+    """Estimated peak memory (GiB) of a run on A and B' of these working sizes (after --ratio):
+    a line through the README's peaks (4.4 GiB for two 448 x 448 images, 1.8 GiB at 224 x 224)."""
+    return RUN_GIB[0] + RUN_GIB[1] * (a[0] * a[1] + bp[0] * bp[1]) / 1e6
 
 
 def fit_limits(shape: tuple[int, int], hp: AnalogyParams, what: str) -> tuple[int, int]:
@@ -287,13 +306,12 @@ def resume(checkpoint: pathlib.Path | None, made: dict) -> tuple[list[dict], dic
     """
     if checkpoint is None or not checkpoint.exists():
         return None
-    try:
-        with np.load(checkpoint, allow_pickle=False) as f:
-            record = json.loads(bytes(f["record"]).decode())
-            state = {n: f[n] for n in STATE}
-    except (OSError, KeyError, ValueError, EOFError):
-        raise InputError(f"{checkpoint} is not a readable checkpoint (corrupt or truncated); it "
-                         "was kept: move it away to start over") from None
+    saved = optimize.read_checkpoint(checkpoint)
+    record = optimize.checkpoint_record(checkpoint)
+    if record is None or any(n not in saved for n in STATE):
+        raise InputError(f"{checkpoint} is not a checkpoint of --method=analogy; it was kept: "
+                         "move it away to start over")
+    state = {n: saved[n] for n in STATE}
     theirs, made = record.get("made", {}), json.loads(json.dumps(made))  # tuples as lists
     if theirs != made:
         differ = sorted({k for k in set(made) | set(theirs) if theirs.get(k) != made.get(k)})
@@ -344,9 +362,13 @@ def run(content: np.ndarray, styles: list[np.ndarray], hp: AnalogyParams, opts: 
     need = vgg.min_size(LAYERS)
     for img, what in ((a, "--content"), (bp, "--style")):
         if min(img.shape[:2]) < need:
-            raise InputError(f"{what} is {img.shape[1]}x{img.shape[0]} px after the size limits "
+            limits = f"--size={opts.size}" if opts.size else "the size limits"
+            raise InputError(f"{what} is {img.shape[1]}x{img.shape[0]} px after {limits} "
                              f"and --ratio={hp.ratio}, but relu5_1 needs at least {need} px on "
-                             "each side; give a larger --ratio or --min_side")
+                             "each side; give a larger --ratio or " +
+                             ("--size" if opts.size else "--min_side"))
+    memory_entry = memory.require(run_gib(a.shape[:2], bp.shape[:2]),
+                                  "lower --size or --ratio, or give --directions=forward")
     params = vgg.prepare(weights.params)
     pre = lambda img: vgg.preprocess(jnp.asarray(img * 255.0), weights.convention)
     features = jax.jit(lambda params, x: vgg.features(params, x, LAYERS))
@@ -461,6 +483,6 @@ def run(content: np.ndarray, styles: list[np.ndarray], hp: AnalogyParams, opts: 
         "resumed_after_layers": first,
         "final_similarity": {k: layers[-1][f"similarity_{k}"] for k in ("ab", "ba")
                              if f"similarity_{k}" in layers[-1]},
-        "memory": {"measured_peak_rss_gib": round(memory.peak_rss_gib(), 3)},
+        "memory": memory.measured(memory_entry),
         "seconds": time.perf_counter() - started}
     return Result(images=images, record=record, history=[])

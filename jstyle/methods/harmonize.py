@@ -80,11 +80,13 @@ from jstyle.weights import VGGWeights
 OPTIONS = ("size", "steps", "print_every", "save_every")
 INPUTS = ("content", "style", "weights")
 OUTPUTS = ("output", "pass1")
+WHOLE_IMAGES = 6  # whole-size float32 images held beside a pass's crop: composite,
+#   painting, pass 1's result, the composed output and the post-processing's two
 REFERENCE_LAYERS = ("relu4_1", "relu5_1", "conv4_1")  # code, code's comment, paper
 PASS1_STYLE = ("relu3_1", "relu4_1", "relu5_1")  # neural_gram.lua -style_layers
 PASS2_STYLE = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")  # neural_paint.lua style_layers
 PASS2_HIST = ("relu1_1", "relu4_1")  # neural_paint.lua hist_layers
-CONTENT = "relu4_1"  # both passes' content layer
+CONTENT_LAYER = "relu4_1"  # both passes' content layer
 MASK_EPS = 0.1  # the code's threshold of a blurred mask (HistLoss maskI, tmask, dilation)
 
 
@@ -167,6 +169,7 @@ def validate(hp: HarmonizeParams, opts: RunOptions, num_styles: int) -> None:
         "content_weight")})
     runs.check_at_least({"size": opts.size, "steps": opts.steps}, 1,
                         "give a positive whole number")
+    runs.check_size(opts)
     runs.check_at_least({n: getattr(opts, n) for n in ("print_every", "save_every")}, 0,
                         "give a step count, or 0 to turn it off")
 
@@ -183,10 +186,11 @@ class Inputs(NamedTuple):
 
 
 def _mask_image(given: np.ndarray | None, path: str | None) -> np.ndarray | None:
-    """A mask given as an image, else loaded from its path, else None."""
+    """A mask given as an image, else loaded from its path (transparent pixels are not
+    selected: an exported selection), else None."""
     if given is not None:
         return np.asarray(given, np.float32)
-    return None if not path else image_lib.load(path)
+    return None if not path else image_lib.load(path, background=image_lib.BLACK)
 
 
 def prepare_inputs(composite: np.ndarray, painting: np.ndarray, mask: np.ndarray,
@@ -294,7 +298,7 @@ class Data(NamedTuple):
     #   counts every neighbour pair that touches a pixel that may change, the others being
     #   constant (so its gradient there is the whole image's)
     masks: dict  # layer -> float32[h_l, w_l], the loose mask through the network
-    content: dict  # CONTENT -> (float32[h_l, w_l, C], the composite's features; float32[],
+    content: dict  # CONTENT_LAYER -> (float32[h_l, w_l, C], the composite's features; float32[],
     #   the whole map's element count, the code's MSE divisor)
     grams: dict  # layer -> float32[C, C], the style Gram target
     hist: dict  # layer -> (float32[K, C], sorted painting activations; float32[], valid rows)
@@ -457,15 +461,15 @@ def _common(inputs: Inputs, box: Box, layers: tuple[str, ...], vgg_params, conve
     """The parts of a pass's Data that do not depend on its targets."""
     full = masks.through_network(inputs.loose.astype(np.float32), layers)
     loose = _crop(inputs.loose, box).astype(np.float32)
-    content = _features(vgg_params, _crop(inputs.composite, box), (CONTENT,), convention)
-    whole_map = full[CONTENT].size * vgg.channels(CONTENT)
+    content = _features(vgg_params, _crop(inputs.composite, box), (CONTENT_LAYER,), convention)
+    whole_map = full[CONTENT_LAYER].size * vgg.channels(CONTENT_LAYER)
     return dict(
         vgg_params=vgg_params, fixed=jnp.asarray(_crop(inputs.composite, box)),
         loose=jnp.asarray(loose[..., None]),
         tv_mask=jnp.asarray(_crop(ndimage.binary_dilation(inputs.loose, np.ones((3, 3))), box
                                   ).astype(np.float32)),
         masks={l: jnp.asarray(full[l][box.at(l)]) for l in layers},
-        content={CONTENT: (content[CONTENT], jnp.float32(whole_map))},
+        content={CONTENT_LAYER: (content[CONTENT_LAYER], jnp.float32(whole_map))},
         weights={k: jnp.float32(v) for k, v in weights.items()})
 
 
@@ -473,7 +477,7 @@ def pass1_data(inputs: Inputs, box: Box, hp: HarmonizeParams, vgg_params, conven
     """Pass 1 (neural_gram.lua): at each style layer every composite position's most similar
     painting position (cosine of patch_size neighbourhoods, `patches.nnf_centred`); the style
     targets are the masked Grams of the matched painting features."""
-    layers = tuple(l for l in vgg.LAYERS if l in PASS1_STYLE or l == CONTENT)
+    layers = tuple(l for l in vgg.LAYERS if l in PASS1_STYLE or l == CONTENT_LAYER)
     common = _common(inputs, box, layers, vgg_params, convention, {
         "content": hp.pass1_content_weight, "style": hp.pass1_style_weight, "hist": 0.0,
         "tv": hp.pass1_tv_weight})
@@ -608,10 +612,10 @@ def run(content: np.ndarray, styles: list[np.ndarray], hp: HarmonizeParams, opts
     inputs = prepare_inputs(content, styles[0], tight_image, loose_image, opts.size)
     boxes = (crop_box(inputs.loose, PASS1_STYLE[-1]),
              crop_box(inputs.loose, max(PASS2_STYLE, key=vgg.LAYERS.index)))
-    needed = max(memory.pixel_run_gib(b.bottom - b.top, b.right - b.left, "lbfgs", 100)
-                 for b in boxes)
-    available = memory.available_gib()
-    memory.check(needed, available, "lower --size")
+    memory_entry = memory.require(
+        max(memory.pixel_run_gib(b.bottom - b.top, b.right - b.left, "lbfgs", 100)
+            for b in boxes) + WHOLE_IMAGES * memory.image_gib(*inputs.composite.shape[:2]),
+        "lower --size")
     vgg_params = vgg.prepare(weights.params)
     convention = weights.convention
     record = runs.start_record("harmonize", hp, opts, weights, content, styles, None)
@@ -676,8 +680,7 @@ def run(content: np.ndarray, styles: list[np.ndarray], hp: HarmonizeParams, opts
         "loose_fraction": round(float(inputs.loose.mean()), 4),
         "tight_fraction": round(float(inputs.tight.mean()), 4),
         "stopped": passes[-1]["stopped"],
-        "memory": {"estimated_peak_gib": round(needed, 3), "available_gib": round(available, 3),
-                   "measured_peak_rss_gib": round(memory.peak_rss_gib(), 3)},
+        "memory": memory.measured(memory_entry),
         "seconds": time.perf_counter() - started})
     return runs.Result(images={"output": output / 255.0, "pass1": pass1 / 255.0},
                        record=record, history=history)
