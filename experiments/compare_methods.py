@@ -40,7 +40,11 @@ The workdir (jstyle.results.load_metrics reads metrics.jsonl):
                                           train_steps, train_wall_seconds,
                                           train_peak_memory_mib)
   grid.png                                rows: pairs; columns: content, style, each method
-A rerun with the same workdir and flags reuses finished runs.
+A rerun with the same workdir and flags reuses finished runs. A run stopped by Ctrl-C or
+SIGTERM keeps its finished runs, and the unfinished one's checkpoint where its method keeps
+one (OUTPUT.ckpt.npz, video.ckpt.npz, a training's checkpoints/): the command's rules then
+hold for the experiment as for one run, a rerun refuses to start over it, and a rerun with
+--resume continues it.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import time
@@ -55,14 +60,14 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
 import common
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "scripts"))
-from jstyle import flow, image, interrupt, losses, methods, results, vgg
+from jstyle import cli, flow, image, interrupt, losses, methods, results, runs, train, vgg
 from jstyle import weights as weights_lib
-from jstyle.errors import JStyleError
+from jstyle.errors import InputError, JStyleError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Output folder (created; reruns resume).", required=True)
@@ -80,6 +85,8 @@ flags.DEFINE_string("vgg_weights", None, "VGG-19 weights file (default: the cach
 flags.DEFINE_integer("video_frames", 4, "Frames of the clip a clip method stylises per pair.")
 flags.DEFINE_list("composites", [], "Extra rows for harmonize: folders each holding "
                   "composite.png, painting.png and mask.png (scripts/make_composite.py).")
+flags.DEFINE_bool("resume", False, "Continue the runs an interruption left unfinished from "
+                  "their checkpoints (finished runs are always reused).")
 
 DEFAULT_PAIRS = [("tubingen", "starry_night"), ("brad_pitt", "picasso_selfport1907"),
                  ("golden_gate", "the_scream")]
@@ -98,21 +105,24 @@ class Pair:
     mask: pathlib.Path | None = None  # a --composites row: the pasted object's mask
 
 
-def _images(folder: str) -> list[pathlib.Path]:
+def _images(flag: str, folder: str) -> list[pathlib.Path]:
+    if not pathlib.Path(folder).is_dir():
+        raise InputError(f"--{flag}={folder} is not a folder; give a folder of .jpg or .png "
+                         "files")
     found = sorted(p for p in pathlib.Path(folder).iterdir()
                    if p.suffix.lower() in IMAGE_SUFFIXES)
     if not found:
-        raise JStyleError(f"no images in {folder}; give a folder of .jpg or .png files")
+        raise InputError(f"no images in --{flag}={folder}; give a folder of .jpg or .png files")
     return found
 
 
 def pairs() -> list[Pair]:
     """The content/style pairs of this run (see the module docstring)."""
     if (FLAGS.content_dir is None) != (FLAGS.style_dir is None):
-        raise JStyleError("give both --content_dir and --style_dir, or neither")
+        raise InputError("give both --content_dir and --style_dir, or neither")
     if FLAGS.content_dir is not None:
-        return [Pair(f"{c.stem}-{s.stem}", c, s) for c in _images(FLAGS.content_dir)
-                for s in _images(FLAGS.style_dir)]
+        return [Pair(f"{c.stem}-{s.stem}", c, s) for c in _images("content_dir", FLAGS.content_dir)
+                for s in _images("style_dir", FLAGS.style_dir)]
     shared = [(common.shared_image("content", c), common.shared_image("style", s))
               for c, s in DEFAULT_PAIRS]
     found = [Pair(f"{c.stem}-{s.stem}", c, s) for c, s in shared if c and s]
@@ -122,21 +132,41 @@ def pairs() -> list[Pair]:
     return [Pair("sample", c, s)]
 
 
+def composite_pairs() -> list[Pair]:
+    """The --composites rows.
+
+    Raises:
+      InputError: a folder without its composite.png, painting.png and mask.png.
+    """
+    rows = []
+    for d in map(pathlib.Path, FLAGS.composites):
+        files = [d / f"{n}.png" for n in ("composite", "painting", "mask")]
+        missing = [f.name for f in files if not f.is_file()]
+        if missing:
+            raise InputError(f"--composites={d} lacks {', '.join(missing)}; give folders that "
+                             "scripts/make_composite.py wrote")
+        rows.append(Pair(f"composite-{d.name}", *files))
+    return rows
+
+
 def _child(args: list[str], label: str) -> dict:
     """Runs `jstyle ARGS` in a child process: its wall seconds and peak resident memory (MiB).
+    The child runs in its own session: an interruption reaches it once, from here, so that it
+    keeps its checkpoint (two signals could cut the checkpoint's writing short).
 
     Raises:
       JStyleError: the command failed (its last line of stderr is quoted).
+      KeyboardInterrupt: this script was interrupted; the child was stopped the same way.
     """
     started = time.perf_counter()
     child = subprocess.Popen([sys.executable, "-m", "jstyle", *args], stderr=subprocess.PIPE,
-                             text=True)
+                             text=True, start_new_session=True)
     try:
         stderr = child.stderr.read()
         _, status, usage = os.wait4(child.pid, 0)
-    except KeyboardInterrupt:  # stop the child too: its half-done output is never kept
-        child.terminate()
-        child.wait()
+    except KeyboardInterrupt:  # stop the child the same way: it keeps what it can resume from
+        child.send_signal(interrupt.RECEIVED[-1] if interrupt.RECEIVED else signal.SIGINT)
+        child.communicate()
         raise
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
@@ -146,21 +176,57 @@ def _child(args: list[str], label: str) -> dict:
             "peak_memory_mib": usage.ru_maxrss / 1024}  # Linux: KiB
 
 
+def _model_folder(workdir: pathlib.Path, style: pathlib.Path) -> pathlib.Path:
+    return workdir / "models" / f"{style.stem}-{FLAGS.fast_steps}x{FLAGS.fast_size}"
+
+
+def _train_args(workdir: pathlib.Path, style: pathlib.Path, data_dir: pathlib.Path
+                ) -> list[str]:
+    args = ["train", f"--style={style}", f"--data_dir={data_dir}",
+            f"--workdir={_model_folder(workdir, style)}", f"--steps={FLAGS.fast_steps}",
+            f"--size={FLAGS.fast_size}", f"--print_every={max(1, FLAGS.fast_steps // 10)}"]
+    return args + ([f"--vgg_weights={FLAGS.vgg_weights}"] if FLAGS.vgg_weights else [])
+
+
+def _trained(workdir: pathlib.Path, style: pathlib.Path, data_dir: pathlib.Path) -> dict | None:
+    """The record of the finished training of this run's fast network for `style`, or None."""
+    folder = _model_folder(workdir, style)
+    done = results.read_json(folder / "comparison.json")
+    finished = done is not None and done.get("args") == _train_args(workdir, style, data_dir)
+    return done if finished and (folder / "model.msgpack").exists() else None
+
+
+def unfinished(workdir: pathlib.Path, method: str, pair: Pair, data_dir: pathlib.Path
+               ) -> pathlib.Path | None:
+    """Where an interrupted run of `method` on `pair` left what it continues from with
+    --resume (its checkpoint; for fast, its network's unfinished training), or None."""
+    if method == FAST:
+        folder = _model_folder(workdir, pair.style)
+        earlier = train.checkpoint_steps(folder) or any(
+            (folder / n).exists() for n in train.EARLIER)
+        return folder if earlier and _trained(workdir, pair.style, data_dir) is None else None
+    out, _ = outputs_of(workdir, method, pair)
+    if methods.takes_clips(methods.get(method)):
+        checkpoint = cli.clip_outputs(out, 0, 1)["checkpoint"][0]
+    else:
+        checkpoint = cli._checkpoint(out)
+    return checkpoint if checkpoint.exists() else None
+
+
 def train_fast(workdir: pathlib.Path, style: pathlib.Path, data_dir: pathlib.Path
                ) -> tuple[pathlib.Path, dict]:
-    """Trains (or reuses) the fast network for `style` with `jstyle train` in a child process:
-    the model file, and the training's steps, wall seconds and peak memory."""
-    folder = workdir / "models" / f"{style.stem}-{FLAGS.fast_steps}x{FLAGS.fast_size}"
-    args = ["train", f"--style={style}", f"--data_dir={data_dir}", f"--workdir={folder}",
-            f"--steps={FLAGS.fast_steps}", f"--size={FLAGS.fast_size}",
-            f"--print_every={max(1, FLAGS.fast_steps // 10)}"]
-    if FLAGS.vgg_weights:
-        args.append(f"--vgg_weights={FLAGS.vgg_weights}")
+    """Trains (or reuses) the fast network for `style` with `jstyle train` in a child process
+    (with --resume, continuing an unfinished training): the model file, and the training's
+    steps, wall seconds and peak memory."""
+    folder = _model_folder(workdir, style)
+    args = _train_args(workdir, style, data_dir)
     model = folder / "model.msgpack"
-    done = results.read_json(folder / "comparison.json")
-    if done is None or done.get("args") != args or not model.exists():
-        logging.info("fast: training for %s (%d steps)", style.stem, FLAGS.fast_steps)
-        done = {"args": args, **_child(args, f"training fast for {style.stem}")}
+    done = _trained(workdir, style, data_dir)
+    if done is None:
+        resume = ["--resume"] if FLAGS.resume and train.checkpoint_steps(folder) else []
+        logging.info("fast: training for %s (%d steps%s)", style.stem, FLAGS.fast_steps,
+                     ", resumed" if resume else "")
+        done = {"args": args, **_child(args + resume, f"training fast for {style.stem}")}
         results.write_json(folder / "comparison.json", done)
     return model, {"train_steps": FLAGS.fast_steps, "train_wall_seconds": done["wall_seconds"],
                    "train_peak_memory_mib": done["peak_memory_mib"]}
@@ -193,9 +259,9 @@ def outputs_of(workdir: pathlib.Path, method: str, pair: Pair) -> tuple[pathlib.
 
 
 def run_method(workdir: pathlib.Path, method: str, pair: Pair, fast_data: pathlib.Path) -> dict:
-    """Runs (or reuses) one method on one pair in a child process: its record, with the
-    child's wall seconds and peak resident memory added (for fast: the stylisation's, and
-    its model's training's as train_*)."""
+    """Runs (or reuses) one method on one pair in a child process (with --resume, continuing
+    its unfinished run): its record, with the child's wall seconds and peak resident memory
+    added (for fast: the stylisation's, and its model's training's as train_*)."""
     out, record_path = outputs_of(workdir, method, pair)
     module = methods.get(method)
     options, takes = methods.options(module), methods.inputs(module)
@@ -224,8 +290,10 @@ def run_method(workdir: pathlib.Path, method: str, pair: Pair, fast_data: pathli
             and (method != FAST or record["model_sha256"] == results.file_sha256(model))):
         logging.info("%s on %s: reusing %s", method, pair.name, out)
         return record
-    logging.info("%s on %s: running", method, pair.name)
-    measured = _child(args, f"{method} on {pair.name}")
+    resume = ["--resume"] if FLAGS.resume and method != FAST and \
+        unfinished(workdir, method, pair, fast_data) else []
+    logging.info("%s on %s: %s", method, pair.name, "resuming" if resume else "running")
+    measured = _child(args + resume, f"{method} on {pair.name}")
     record = results.read_json(record_path)
     record["comparison"] = {"args": args, **measured, **training}
     results.write_json(record_path, record)
@@ -258,63 +326,95 @@ class Evaluator:
         return {"content_distance": content_distance, "style_distance": float(style_distance)}
 
 
+PLANNED: dict = {}  # what this run does, once `plan` has checked it
+
+
+def _pending(workdir: pathlib.Path, names: list[str], todo: list[Pair],
+             fast_data: pathlib.Path) -> list[pathlib.Path]:
+    """What the unfinished runs among these left behind to continue from (`unfinished`)."""
+    return [found for pair in todo for method in names
+            if (method == COMPOSITE) == (pair.mask is not None)
+            and (found := unfinished(workdir, method, pair, fast_data))]
+
+
+def plan(workdir: pathlib.Path) -> tuple[list[str], list[Pair], pathlib.Path]:
+    """The methods, the pairs and the fast network's photos of this run, every flag and path
+    checked and the command's rules on unfinished runs applied, before anything is written.
+
+    Raises:
+      InputError: a bad flag, path or method; an unfinished run without --resume, or --resume
+        with none to continue.
+    """
+    given = {n: getattr(FLAGS, n) for n in ("size", "steps", "fast_steps", "fast_size",
+                                            "video_frames") if getattr(FLAGS, n) is not None}
+    runs.check_at_least(given, 1, "give a positive whole number")
+    names = FLAGS.methods or list(methods.BUILTIN)
+    for name in names:  # jstyle's, or a module path; an unknown or broken one is an error here
+        methods.get(name)
+    common.check_workdir(workdir)
+    todo = pairs() + composite_pairs()
+    fast_data = pathlib.Path(FLAGS.fast_data_dir or todo[0].content.parent)
+    if FAST in names and not fast_data.is_dir():
+        raise InputError(f"--fast_data_dir={fast_data} is not a folder; give a folder of photos")
+    PLANNED.update(workdir=workdir, names=names, todo=todo, fast_data=fast_data)
+    pending = _pending(**PLANNED)
+    if pending and not FLAGS.resume:
+        raise InputError(f"{pending[0]} holds an unfinished run"
+                         + (f" ({len(pending)} in all)" if len(pending) > 1 else "")
+                         + "; rerun with --resume to continue it, or delete it to start over")
+    if FLAGS.resume and not pending:
+        raise InputError(f"--resume: {workdir} holds no unfinished run to continue; run "
+                         "without --resume (finished runs are reused)")
+    return names, todo, fast_data
+
+
 def main(argv):
     del argv
     workdir = pathlib.Path(FLAGS.workdir)
-    try:
-        names = FLAGS.methods or list(methods.BUILTIN)
-        for name in names:  # jstyle's, or a module path; an unknown one is an error here
-            methods.get(name)
-        todo = pairs() + [Pair(f"composite-{pathlib.Path(d).name}",
-                                    pathlib.Path(d) / "composite.png",
-                                    pathlib.Path(d) / "painting.png", pathlib.Path(d) / "mask.png")
-                               for d in FLAGS.composites]
-        fast_data = pathlib.Path(FLAGS.fast_data_dir or todo[0].content.parent)
-        evaluator = Evaluator(weights_lib.load(FLAGS.vgg_weights))
-        (workdir / "images").mkdir(parents=True, exist_ok=True)
-        rows, lines, failures = [], [], []
-        for pair in todo:
-            content, style = image.load(pair.content), image.load(pair.style)
-            shown = image.resize_to_edge(content, FLAGS.size)
-            row = [(shown, f"{pair.content.stem}"),
-                   (image.resize_to_edge(style, FLAGS.size), f"{pair.style.stem}")]
-            base = {"pair": pair.name, "content": str(pair.content), "style": str(pair.style)}
-            lines.append({**base, "method": "content",
-                          **evaluator.distances(shown, content, style)})
-            lines.append({**base, "method": "style", **evaluator.distances(
-                image.resize(style, *shown.shape[:2]), content, style)})
-            for method in names:
-                if (method == COMPOSITE) != (pair.mask is not None):
-                    continue  # harmonisation needs a composite; the others take none
-                try:
-                    record = run_method(workdir, method, pair, fast_data)
-                except JStyleError as e:  # one method's failure does not stop the others
-                    logging.error("%s", e)
-                    failures.append(str(e))
-                    lines.append({**base, "method": method, "error": str(e)})
-                    row.append((None, f"{method} failed"))
-                    continue
-                out, _ = outputs_of(workdir, method, pair)
-                if methods.takes_clips(methods.get(method)):  # its middle frame, and flicker
-                    frames = film(workdir, pair)
-                    stylised = [image.load(out / f"frame_{t + 1:04d}.png")
-                                for t in range(len(frames))]
-                    middle = len(frames) // 2
-                    output = stylised[middle]
-                    measured = {**evaluator.distances(output, frames[middle], style),
-                                "e_warp": flow.warping_error(frames, stylised),
-                                "e_warp_clip": flow.warping_error(frames, frames)}
-                else:
-                    output = image.load(out)
-                    measured = evaluator.distances(output, content, style)
-                lines.append({**base, "method": method, **measured,
-                              **{k: record[k] for k in ("seconds", "steps", "preset")
-                                 if k in record}, **record["comparison"]})
-                row.append((output, f"{method}  c {measured['content_distance']:.2f}  "
-                                    f"s {measured['style_distance']:.2f}"))
-            rows.append(row)
-    except (JStyleError, OSError) as e:
-        common.fail("compare_methods", e)
+    names, todo, fast_data = plan(workdir)
+    evaluator = Evaluator(weights_lib.load(FLAGS.vgg_weights))
+    (workdir / "images").mkdir(parents=True, exist_ok=True)
+    rows, lines, failures = [], [], []
+    for pair in todo:
+        content, style = image.load(pair.content), image.load(pair.style)
+        shown = image.resize_to_edge(content, FLAGS.size)
+        row = [(shown, f"{pair.content.stem}"),
+               (image.resize_to_edge(style, FLAGS.size), f"{pair.style.stem}")]
+        base = {"pair": pair.name, "content": str(pair.content), "style": str(pair.style)}
+        lines.append({**base, "method": "content",
+                      **evaluator.distances(shown, content, style)})
+        lines.append({**base, "method": "style", **evaluator.distances(
+            image.resize(style, *shown.shape[:2]), content, style)})
+        for method in names:
+            if (method == COMPOSITE) != (pair.mask is not None):
+                continue  # harmonisation needs a composite; the others take none
+            try:
+                record = run_method(workdir, method, pair, fast_data)
+            except JStyleError as e:  # one method's failure does not stop the others
+                logging.error("%s", e)
+                failures.append(str(e))
+                lines.append({**base, "method": method, "error": str(e)})
+                row.append((None, f"{method} failed"))
+                continue
+            out, _ = outputs_of(workdir, method, pair)
+            if methods.takes_clips(methods.get(method)):  # its middle frame, and flicker
+                frames = film(workdir, pair)
+                stylised = [image.load(out / f"frame_{t + 1:04d}.png")
+                            for t in range(len(frames))]
+                middle = len(frames) // 2
+                output = stylised[middle]
+                measured = {**evaluator.distances(output, frames[middle], style),
+                            "e_warp": flow.warping_error(frames, stylised),
+                            "e_warp_clip": flow.warping_error(frames, frames)}
+            else:
+                output = image.load(out)
+                measured = evaluator.distances(output, content, style)
+            lines.append({**base, "method": method, **measured,
+                          **{k: record[k] for k in ("seconds", "steps", "preset")
+                             if k in record}, **record["comparison"]})
+            row.append((output, f"{method}  c {measured['content_distance']:.2f}  "
+                                f"s {measured['style_distance']:.2f}"))
+        rows.append(row)
     results.write_jsonl(workdir / "metrics.jsonl", lines)
     image.save(workdir / "grid.png", results.contact_sheet(rows))
     for l in lines:
@@ -329,6 +429,14 @@ def main(argv):
         sys.exit(1)
 
 
+def _how_to_go_on() -> str:
+    """After an interruption: --resume where a run was left unfinished, else a plain rerun."""
+    kept = _pending(**PLANNED) if PLANNED else []
+    if kept:
+        return (f"the finished runs are kept and {kept[0]} holds the unfinished one: rerun the "
+                "same command with --resume to continue")
+    return "the finished runs are kept: rerun the same command to do the rest"
+
+
 if __name__ == "__main__":
-    app.run(interrupt.main("compare_methods", main, "the finished runs are kept: rerun "
-                             "the same command to do the rest"))
+    common.run("compare_methods", main, _how_to_go_on)

@@ -33,15 +33,16 @@ from __future__ import annotations
 import itertools
 import pathlib
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 import common
-from jstyle import files, image, interrupt, sweep
+from jstyle import files, image, sweep
 from jstyle import weights as weights_lib
-from jstyle.errors import JStyleError
 from jstyle.methods import gatys
 
 FLAGS = flags.FLAGS
+common.define_multihost_flags()
+flags.adopt_module_key_flags(common)  # --help lists them
 flags.DEFINE_string("workdir", None, "Output folder (created; reruns resume).", required=True)
 flags.DEFINE_enum("grid", "default", ["quick", "default", "full"], "Which points to run.")
 flags.DEFINE_integer("size", 128, "Longer edge of the outputs, pixels.")
@@ -107,31 +108,29 @@ def grid_points(grid: str) -> list[sweep.Point]:
 
 def main(argv):
     del argv
-    try:
-        common.join_processes()
-        content_path, style_path = common.content_and_style(
-            FLAGS.content, FLAGS.style, ("tubingen", "starry_night"))
-        content, style = image.load(content_path), image.load(style_path)
-        weights = weights_lib.load(FLAGS.vgg_weights)
-        opts = gatys.RunOptions(size=FLAGS.size, steps=FLAGS.steps, optimizer="adam",
-                                learning_rate=FLAGS.learning_rate, tol=0.0,
-                                print_every=max(1, FLAGS.steps // 10))
-        points = grid_points(FLAGS.grid)
-        workdir = pathlib.Path(FLAGS.workdir)
-        files.check_outputs([p for p in sweep.planned_outputs(workdir, points)
-                             if p.parent.is_dir()],
-                            [("--content", content_path), ("--style", style_path)])
-        logging.info("%s grid: %d points, %s x %s at %d px, %d steps", FLAGS.grid, len(points),
-                     content_path.name, style_path.name, FLAGS.size, FLAGS.steps)
-        sweep.run(workdir, content, [style], points, opts, weights,
-                  axes=AXES, panels=panels(FLAGS.grid), batch_size=FLAGS.batch_size,
-                  extra={"experiment": "gatys_sweep", "grid": FLAGS.grid,
-                         "content": str(content_path), "style": str(style_path)})
-    except (JStyleError, OSError) as e:
-        common.fail("gatys_sweep", e)
+    common.join_processes()
+    content_path, style_path = common.content_and_style(
+        FLAGS.content, FLAGS.style, ("tubingen", "starry_night"))
+    workdir = pathlib.Path(FLAGS.workdir)
+    common.check_workdir(workdir)
+    opts = gatys.RunOptions(size=FLAGS.size, steps=FLAGS.steps, optimizer="adam",
+                            learning_rate=FLAGS.learning_rate, tol=0.0,
+                            print_every=max(1, FLAGS.steps // 10))
+    points = grid_points(FLAGS.grid)
+    files.check_outputs([p for p in sweep.planned_outputs(workdir, points)
+                         if p.parent.is_dir()],
+                        [("--content", content_path), ("--style", style_path)])
+    content, style = image.load(content_path), image.load(style_path)
+    weights = weights_lib.load(FLAGS.vgg_weights)
+    logging.info("%s grid: %d points, %s x %s at %d px, %d steps", FLAGS.grid, len(points),
+                 content_path.name, style_path.name, FLAGS.size, FLAGS.steps)
+    sweep.run(workdir, content, [style], points, opts, weights,
+              axes=AXES, panels=panels(FLAGS.grid), batch_size=FLAGS.batch_size,
+              extra={"experiment": "gatys_sweep", "grid": FLAGS.grid,
+                     "content": str(content_path), "style": str(style_path)})
     logging.info("wrote %s", FLAGS.workdir)
 
 
 if __name__ == "__main__":
-    app.run(interrupt.main("gatys_sweep", main, "the finished points are kept: rerun "
-                             "the same command to compute the rest"))
+    common.run("gatys_sweep", main, "the finished points are kept: rerun the same command "
+               "to compute the rest", smaller="--batch_size or --size")

@@ -26,15 +26,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-import sys
 
 import jax
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
-from jstyle import image, interrupt, losses, results, vgg
+import common
+from jstyle import image, losses, results, vgg
 from jstyle import weights as weights_lib
-from jstyle.errors import JStyleError
+from jstyle.errors import InputError
 from jstyle.methods import gatys
 
 FLAGS = flags.FLAGS
@@ -94,32 +94,36 @@ def run_setting(workdir: pathlib.Path, content, style, hp, opts, weights, key):
     return image.load(png), record  # exactly what was written (8-bit)
 
 
+def _weights(name: str) -> list[float]:
+    """The numbers of the list flag --name."""
+    try:
+        return [float(w) for w in getattr(FLAGS, name)]
+    except ValueError:
+        raise InputError(f"--{name}={','.join(getattr(FLAGS, name))} must be comma-separated "
+                         f"numbers; give e.g. --{name}=0,0.01") from None
+
+
 def main(argv):
     del argv
     workdir = pathlib.Path(FLAGS.workdir)
-    try:
-        tv_weights = [float(w) for w in FLAGS.tv_weights]
-        hist_weights = [float(w) for w in FLAGS.hist_weights]
-        if FLAGS.content is None and FLAGS.style is None:
-            content_path, style_path = image.sample_paths()
-        elif FLAGS.content is None or FLAGS.style is None:
-            raise JStyleError("give both --content and --style (or neither, for the sample)")
-        else:
-            content_path, style_path = pathlib.Path(FLAGS.content), pathlib.Path(FLAGS.style)
-        content, style = image.load(content_path), image.load(style_path)
-        weights = weights_lib.load(FLAGS.vgg_weights)
-        (workdir / "images").mkdir(parents=True, exist_ok=True)
-        (workdir / "runs").mkdir(exist_ok=True)
-    except ValueError as e:
-        print(f"seed_figures: error: weights must be numbers ({e})", file=sys.stderr)
-        sys.exit(2)
-    except (JStyleError, OSError) as e:
-        print(f"seed_figures: error: {e}", file=sys.stderr)
-        sys.exit(2)
-
+    tv_weights, hist_weights = _weights("tv_weights"), _weights("hist_weights")
+    if FLAGS.content is None and FLAGS.style is None:
+        content_path, style_path = image.sample_paths()
+    elif FLAGS.content is None or FLAGS.style is None:
+        raise InputError("give both --content and --style (or neither, for the sample)")
+    else:
+        content_path, style_path = pathlib.Path(FLAGS.content), pathlib.Path(FLAGS.style)
     base = gatys.GatysParams()
     opts = gatys.RunOptions(size=FLAGS.size, steps=FLAGS.steps, seed=FLAGS.seed,
                             print_every=max(1, FLAGS.steps // 4))
+    for tv, hist in [(w, 0.0) for w in tv_weights] + [(0.0, w) for w in hist_weights]:
+        gatys.validate(dataclasses.replace(base, tv_weight=tv, hist_weight=hist), opts, 1)
+    common.check_workdir(workdir)
+    content, style = image.load(content_path), image.load(style_path)
+    weights = weights_lib.load(FLAGS.vgg_weights)
+    (workdir / "images").mkdir(parents=True, exist_ok=True)
+    (workdir / "runs").mkdir(exist_ok=True)
+
     key = jax.random.key(FLAGS.seed)
     styled_at_size = image.resize_to_edge(style, FLAGS.size)
     params = vgg.prepare(weights.params)
@@ -135,12 +139,8 @@ def main(argv):
                 activation_statistics(out, weights, params, base), style_stats),
             "final_loss": record["final_loss"], "seconds": record["seconds"]}
 
-    try:
-        tv_row = [measure(w, 0.0) for w in tv_weights]
-        hist_row = [measure(0.0, w) for w in hist_weights]
-    except JStyleError as e:
-        print(f"seed_figures: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    tv_row = [measure(w, 0.0) for w in tv_weights]
+    hist_row = [measure(0.0, w) for w in hist_weights]
 
     tv_by_weight = [m["total_variation"] for _, m in sorted(tv_row, key=lambda r: r[1]["tv_weight"])]
     zero_hist = [m["stats_distance"]["total"] for _, m in hist_row if m["hist_weight"] == 0]
@@ -168,5 +168,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(interrupt.main("seed_figures", main, "the finished settings are kept: rerun "
-                             "the same command to do the rest"))
+    common.run("seed_figures", main, "the finished settings are kept: rerun the same command "
+               "to do the rest")

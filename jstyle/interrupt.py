@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from typing import Callable
 
 RECEIVED: list[int] = []  # the signals that came, in order
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -55,15 +56,17 @@ def name() -> str:
     return "SIGTERM" if exit_status() == 143 else "Ctrl-C"
 
 
-def main(program: str, body, resume: str):
+def main(program: str, body, resume: str | Callable[[], str]):
     """`body` (an absl main) with Ctrl-C and SIGTERM alike, for the experiment scripts: the
     work finished so far is kept, one line `<program>: interrupted by ...; <resume>` says how
-    to go on, and the exit status is 130 or 143."""
+    to go on (`resume` a text, or a function that finds it then), and the exit status is 130
+    or 143."""
     def run(argv):
         install()
         try:
             body(argv)
         except KeyboardInterrupt:
-            print(f"{program}: interrupted by {name()}; {resume}", file=sys.stderr)
+            how = resume() if callable(resume) else resume
+            print(f"{program}: interrupted by {name()}; {how}", file=sys.stderr)
             sys.exit(exit_status())
     return run

@@ -24,7 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jstyle import optimize, results, runs, vgg
+from jstyle import image as image_lib
+from jstyle import memory, optimize, results, runs, vgg
 from jstyle.errors import InputError
 from jstyle.methods import gatys
 from jstyle.progress import Progress
@@ -160,6 +161,17 @@ def initial_images(points: list[Point], content: np.ndarray) -> np.ndarray:
                                           p.init_noise) for p in points]).astype(np.float32)
 
 
+def memory_gib(content_shape: tuple[int, ...], styles: list[np.ndarray],
+               opts: runs.RunOptions, batch: int) -> float:
+    """Estimated peak memory (GiB) of `batch` points optimised as one program at `opts.size`:
+    the runtime once, and one point's pixel run above it (memory.pixel_run_gib) `batch` times
+    over; or computing the style targets first (runs.style_targets_gib), if that is more."""
+    h, w = image_lib.fit_edge(*content_shape[:2], opts.size)
+    point = memory.pixel_run_gib(h, w, opts.optimizer, opts.lbfgs_memory, None,
+                                 runs.precision(opts)) - memory.BASE_GIB
+    return max(memory.BASE_GIB + batch * point, runs.style_targets_gib(styles, opts, None, 1))
+
+
 def _check(points: list[Point], opts: runs.RunOptions, batch_size: int, num_styles: int,
            method: ModuleType) -> None:
     names = [p.name for p in points]
@@ -205,31 +217,36 @@ def run(workdir: str | pathlib.Path, content: np.ndarray, styles: list[np.ndarra
       method: the method module whose Params the points hold (its `prepare_data`,
         `loss_terms`, `Data.sweep_axes` and `validate`).
     Raises:
-      InputError: invalid points or options.
+      InputError: invalid points or options, or a batch that would need more memory than is
+        available (checked before anything is written or allocated).
     """
     _check(points, opts, batch_size, len(styles), method)
     workdir = pathlib.Path(workdir)
     if workdir.exists() and not workdir.is_dir():
         raise InputError(f"--workdir={workdir} is a file; give a folder (made if missing)")
-    (workdir / "points").mkdir(parents=True, exist_ok=True)
-    (workdir / "images").mkdir(exist_ok=True)
     made = {"options": dataclasses.asdict(opts), "weights": weights.digest,
             "inputs": results.array_digest(content, *styles)}
-    if jax.process_index() == 0:
-        results.write_json(workdir / "config.json", {
-            **(extra or {}), "axes": axes, "panels": panels, **made,
-            "points": [p.describe() for p in points]})
     aligned = dict(zip([p.name for p in points], align([p.hp for p in points])))
     mine = points[jax.process_index()::jax.process_count()]
     todo = [p for p in mine if results.read_point(workdir, {"point": p.describe(), **made})
             is None]
+    devices = jax.local_device_count()
+    size = -(-min(batch_size, max(len(todo), 1)) // devices) * devices
+    # the devices of a CPU share its memory; an accelerator holds its share of the batch
+    held = size if jax.default_backend() == "cpu" else size // devices
+    memory_entry = memory.require(memory_gib(content.shape, styles, opts, held),
+                                  "lower --batch_size or --size")
+    (workdir / "points").mkdir(parents=True, exist_ok=True)
+    (workdir / "images").mkdir(exist_ok=True)
+    if jax.process_index() == 0:
+        results.write_json(workdir / "config.json", {
+            **(extra or {}), "axes": axes, "panels": panels, **made,
+            "points": [p.describe() for p in points]})
     if progress:
         print(f"sweep: process {jax.process_index()} of {jax.process_count()}: {len(todo)} of "
               f"its {len(mine)} points to compute", file=sys.stderr, flush=True)
     work_content, work_styles = runs.prepare_colors(content, styles, opts)
     levels = runs.resize_inputs(work_content, work_styles, opts)[0]
-    devices = jax.local_device_count()
-    size = -(-min(batch_size, max(len(todo), 1)) // devices) * devices
     bar = Progress(len(todo) * opts.steps, "sweep", enabled=progress)
 
     def compute(batch: list[Point], done: int) -> None:
@@ -266,7 +283,8 @@ def run(workdir: str | pathlib.Path, content: np.ndarray, styles: list[np.ndarra
                 "point": point.describe(), **made, "history": histories[k],
                 "final_loss": {t: v for t, v in histories[k][-1].items() if t != "step"},
                 "steps": int(state.step[k]), "stopped": stopped, "seconds": seconds,
-                "batch": len(padded), "process": jax.process_index()},
+                "batch": len(padded), "process": jax.process_index(),
+                "memory": memory.measured(memory_entry)},
                 runs.finish_colors(images[k], content, opts))
 
     for start in range(0, len(todo), size):

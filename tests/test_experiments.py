@@ -1,7 +1,9 @@
 """The experiment scripts end to end, in their quick variants."""
 
 import json
+import os
 import pathlib
+import signal
 import socket
 import subprocess
 import sys
@@ -176,3 +178,88 @@ def test_gatys_sweep_sigterm_keeps_finished_points_and_says_how_to_resume(tmp_pa
         "command to compute the rest")
     kept = list((tmp_path / "points").glob("*.json"))
     assert kept and all((tmp_path / "images" / f"{p.stem}.png").exists() for p in kept)
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"{4 - len(kept)} of its 4 points to compute" in again.stderr
+    assert len(list((tmp_path / "points").glob("*.json"))) == 4
+
+
+def test_experiment_help_into_a_closed_pipe_is_quiet():
+    """`gatys_sweep.py --help | head`: the reader goes away, the script says nothing more."""
+    for name in ("gatys_sweep.py", "compare_methods.py", "seed_figures.py"):
+        read, write = os.pipe()
+        os.close(read)  # a reader that has already gone
+        try:
+            done = subprocess.run(_experiment(name, "--help"), stdout=write,
+                                  stderr=subprocess.PIPE, text=True, timeout=300)
+        finally:
+            os.close(write)
+        assert done.returncode == 0 and done.stderr == "", (name, done.stderr[-2000:])
+        shown = subprocess.run(_experiment(name, "--help"), capture_output=True, text=True,
+                               timeout=300)
+        assert shown.returncode == 0 and "--workdir:" in shown.stdout, shown.stderr[-2000:]
+    sweep_help = subprocess.run(_experiment("gatys_sweep.py", "--help"), capture_output=True,
+                                text=True, timeout=300).stdout
+    assert "--coordinator_address:" in sweep_help and "--batch_size:" in sweep_help
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of a live process (0 once it has gone)."""
+    try:
+        fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _child_running(marker: str) -> int | None:
+    """The pid of a process whose command line holds `marker`, or None."""
+    for proc in pathlib.Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and marker in (proc / "cmdline").read_text():
+                return int(proc.name)
+        except OSError:
+            continue
+    return None
+
+
+def test_compare_methods_stopped_during_a_run_refuses_a_fresh_rerun_and_resumes(tmp_path,
+                                                                                vgg_weights):
+    """SIGTERM while gatys runs in its child: the child keeps its checkpoint; a rerun refuses
+    to start over it, --resume continues it (from its step, not 0), later reruns reuse it."""
+    folders = tmp_path / "content", tmp_path / "style"
+    for folder, path in zip(folders, image_lib.sample_paths()):
+        folder.mkdir()
+        (folder / path.name).write_bytes(path.read_bytes())
+    compare = tmp_path / "compare"
+    cmd = _experiment("compare_methods.py", f"--workdir={compare}", f"--content_dir={folders[0]}",
+                      f"--style_dir={folders[1]}", "--methods=gatys", "--size=32",
+                      "--steps=150")
+    parent = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    child = None
+    while parent.poll() is None and (child is None or _cpu_seconds(child) < 20):
+        assert time.monotonic() < deadline  # past loading and compiling: optimising
+        child = child or _child_running(f"--output={compare}/images/gatys__")
+        time.sleep(0.2)
+    parent.send_signal(signal.SIGTERM)
+    err = parent.communicate(timeout=300)[1]
+    assert parent.returncode == 143, err[-2000:]
+    checkpoints = list((compare / "images").glob("*.ckpt.npz"))
+    assert len(checkpoints) == 1 and not list((compare / "images").glob("*.png"))
+    assert err.strip().splitlines()[-1] == (
+        f"compare_methods: interrupted by SIGTERM; the finished runs are kept and "
+        f"{checkpoints[0]} holds the unfinished one: rerun the same command with --resume to "
+        "continue")
+    fresh = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert fresh.returncode == 2 and fresh.stderr.strip().splitlines()[-1] == (
+        f"compare_methods: error: {checkpoints[0]} holds an unfinished run; rerun with "
+        "--resume to continue it, or delete it to start over"), fresh.stderr[-2000:]
+    resumed = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "gatys on " in resumed.stderr and ": resuming" in resumed.stderr
+    record = json.loads(checkpoints[0].with_name(
+        checkpoints[0].name.replace(".ckpt.npz", ".json")).read_text())
+    assert 0 < record["resumed_from_step"] < record["steps"] and not checkpoints[0].exists()
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0 and ": running" not in again.stderr, again.stderr[-2000:]

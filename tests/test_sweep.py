@@ -159,3 +159,33 @@ def test_a_sweep_of_another_method_matches_its_single_runs(tiny_weights):
         np.testing.assert_allclose(state.image[k], alone.image, atol=0.05)
     with pytest.raises(InputError, match="must share patch_size"):
         sweep.stack([hp, dataclasses.replace(hp, patch_size=5)])
+
+
+def test_a_sweep_too_large_for_the_memory_is_refused_before_it_writes(tmp_path, tiny_weights,
+                                                                      monkeypatch):
+    """The batch of points vmapped together counts once per point; nothing is written."""
+    from jstyle import memory
+    opts = gatys.RunOptions(size=256, steps=2, optimizer="adam", tol=0.0)
+    one, four = (sweep.memory_gib(CONTENT.shape, [STYLE], opts, k) for k in (1, 4))
+    h, w = image.fit_edge(*CONTENT.shape[:2], 256)
+    assert one == pytest.approx(memory.pixel_run_gib(h, w, "adam", 10), rel=1e-6)
+    assert four - memory.BASE_GIB == pytest.approx(4 * (one - memory.BASE_GIB), rel=1e-6)
+    big = dataclasses.replace(opts, style_scale=8.0)  # the style's targets at 2048 px
+    assert sweep.memory_gib(CONTENT.shape, [STYLE], big, 1) > one + 2
+    monkeypatch.setattr(memory, "available_gib", lambda: (one + four) / 2)
+    points = [sweep.Point(f"p{k}", {"k": k}, gatys.GatysParams(style_weight=10.0 ** k))
+              for k in range(4)]
+    workdir = tmp_path / "sweep"
+    with pytest.raises(InputError, match=r"needs about .* GiB of memory, .*; lower "
+                                         r"--batch_size or --size"):
+        sweep.run(workdir, CONTENT, [STYLE], points, opts, tiny_weights, axes={"k": [0, 1, 2, 3]},
+                  batch_size=4, progress=False)
+    assert not workdir.exists()
+
+    def reached(problem):  # a batch of one fits: the sweep goes on to its work
+        raise RuntimeError("reached the work")
+    monkeypatch.setattr(sweep, "shard", reached)
+    with pytest.raises(RuntimeError, match="reached the work"):
+        sweep.run(workdir, CONTENT, [STYLE], points, opts, tiny_weights, axes={"k": [0, 1, 2, 3]},
+                  batch_size=1, progress=False)
+    assert (workdir / "config.json").exists()
