@@ -28,7 +28,7 @@ import sys
 
 from absl import app, flags, logging
 
-from jstyle import methods
+from jstyle import memory, methods
 from jstyle.errors import EnvironmentFault, InputError, JStyleError
 from jstyle.params import flag_fields
 from jstyle.runs import RunOptions
@@ -42,9 +42,9 @@ COMMON = {
     "style": ("list", "Style image(s), comma-separated.", "style"),
     "output": ("string", "Output image (a folder with a --content folder); OUTPUT.json records "
                "how it was made.", None),
-    "method": ("string", "Style-transfer method: gatys (Gram matrices), mrf (CNNMRF patches), "
-               "fast (a network trained by `jstyle train`, with --model), or a module path "
-               "such as mypackage.mymethod (see jstyle.methods).", None),
+    "method": ("string", f"Style-transfer method: one of {', '.join(methods.BUILTIN)} (each "
+               "listed below with its flags), or a module path such as mypackage.mymethod "
+               "(see jstyle.methods).", None),
     "preset": ("string", "Set of defaults (default: the method's first); --help lists each "
                "method's.", None),
     "content_mask": ("string", "Label map of the content (one flat colour per region), or "
@@ -66,28 +66,47 @@ TRAIN_ONLY = {
     "workdir": ("string", "train: output folder (checkpoints, metrics.jsonl, model.msgpack)."),
 }
 TRAIN_DEFAULTS = {"steps": 40000, "save_every": 1000, "print_every": 50, "seed": 0}
+TRAIN_HELP = {  # what the run options above mean in training (their fields describe a pixel run)
+    "steps": "Adam steps, one batch of photos each.",
+    "save_every": "Keep a checkpoint in WORKDIR/checkpoints every N steps (0: only at the end "
+                  "and on interruption).",
+    "print_every": "Log the losses to WORKDIR/metrics.jsonl and report progress every N steps.",
+    "seed": "Seed of the network's initialisation and of the photos' order and crops."}
 TRAIN_COMMON = ("style", "resume", "preset", "vgg_weights", "cache_dir", "verbosity")
 
 # Sizes and steps for the built-in sample, so that it finishes in about a minute on 2 cores.
 SAMPLE = {"size": 256, "steps": 100}
 
 
+def _fields(owner: str) -> dict[str, dataclasses.Field]:
+    """The flags of a method (its Params' fields and the RunOptions it reads) or of "train"
+    (its TrainParams' and the run options of TRAIN_DEFAULTS), each with its own field."""
+    if owner == "train":
+        from jstyle import train
+        run_options = {f.name: f for f in dataclasses.fields(RunOptions)}
+        return {**{f.name: f for f in flag_fields(train.TrainParams)},
+                **{n: run_options[n] for n in TRAIN_DEFAULTS}}
+    method = methods.get(owner)
+    return {f.name: f for f in flag_fields(method.Params) + [
+        f for f in dataclasses.fields(RunOptions) if f.name in methods.options(method)]}
+
+
 def _owners(names: list[str]) -> dict[str, tuple[dataclasses.Field, list[str]]]:
-    """Each method flag -> (its field, the methods using it), in the methods' order; the
-    training command counts as "train"."""
-    from jstyle import train
+    """Each method flag -> (its first owner's field, the methods using it), in the methods'
+    order; the training command counts as "train"."""
     found: dict[str, tuple[dataclasses.Field, list[str]]] = {}
-    for name in names:
-        method = methods.get(name)
-        fields = flag_fields(method.Params) + [
-            f for f in dataclasses.fields(RunOptions) if f.name in methods.options(method)]
-        for f in fields:
-            found.setdefault(f.name, (f, []))[1].append(name)
-    for f in flag_fields(train.TrainParams):
-        found.setdefault(f.name, (f, []))[1].append("train")
-    for name in TRAIN_DEFAULTS:
-        found[name][1].append("train")
+    for owner in [*names, "train"]:
+        for name, f in _fields(owner).items():
+            found.setdefault(name, (f, []))[1].append(owner)
     return found
+
+
+def _meaning(field: dataclasses.Field, owner: str) -> tuple:
+    """What a flag means to one owner: its help text, kind and choices (two methods may
+    give one flag name different meanings, such as --mask)."""
+    text = TRAIN_HELP.get(field.name, field.metadata["help"]) if owner == "train" else \
+        field.metadata["help"]
+    return text, field.metadata["kind"], field.metadata.get("choices")
 
 
 DEFINED: dict[str, tuple[dataclasses.Field, list[str]]] = {}
@@ -103,6 +122,15 @@ def define_flags(names: list[str]) -> None:
         if name not in FLAGS:
             define[kind](name, COMMON_DEFAULTS.get(name), text)
     for name, (field, owners) in _owners(names).items():
+        if name in COMMON or name in TRAIN_ONLY:
+            raise InputError(f"--method={owners[0]} declares --{name}, a flag of the command "
+                             "itself; rename that field of its Params")
+        kinds = {owner: _fields(owner)[name].metadata["kind"] for owner in owners}
+        clash = [o for o, k in kinds.items() if define[k] is not define[kinds[owners[0]]]]
+        if clash:
+            raise InputError(f"--{name} is a {kinds[owners[0]]} flag of {owners[0]} but a "
+                             f"{kinds[clash[0]]} flag of {clash[0]}; rename that field of "
+                             f"{clash[0]}'s Params")
         DEFINED[name] = (field, owners)
         if name not in FLAGS:
             define[field.metadata["kind"]](name, None, field.metadata["help"])
@@ -117,21 +145,24 @@ def _show(value) -> str:
 
 
 def _default(name: str, owners: list[str]) -> str:
-    """' (default: V)', or ' (default by --preset: p1 V1, ...)' where presets differ."""
+    """' (default: V)', or ' (default by --preset: p1 V1, ...)' where presets differ (a preset
+    name that several of `owners` use is given as 'method/preset')."""
     from jstyle import train
-    shown = {}
+    shown: list[tuple[str, str, str]] = []  # (owner, preset, value)
     for owner in owners:
         if owner == "train":
             value = TRAIN_DEFAULTS.get(name, getattr(train.PRESETS["pytorch-examples"], name,
                                                      None))
-            shown["train"] = _show(value)
+            shown.append(("train", "train", _show(value)))
             continue
         for preset, (hp, opts) in methods.get(owner).PRESETS.items():
             obj = hp if name in {f.name for f in dataclasses.fields(hp)} else opts
-            shown[preset] = _show(getattr(obj, name))
-    if len(set(shown.values())) == 1:
-        return f" (default: {next(iter(shown.values()))})"
-    return " (default by --preset: " + ", ".join(f"{p} {v}" for p, v in shown.items()) + ")"
+            shown.append((owner, preset, _show(getattr(obj, name))))
+    if len({v for _, _, v in shown}) == 1:
+        return f" (default: {shown[0][2]})"
+    presets = [p for _, p, _ in shown]
+    return " (default by --preset: " + ", ".join(
+        f"{p if presets.count(p) == 1 else f'{o}/{p}'} {v}" for o, p, v in shown) + ")"
 
 
 def help_text(names: list[str]) -> str:
@@ -146,24 +177,25 @@ def help_text(names: list[str]) -> str:
                 "; train: " + ", ".join(train.PRESETS) + "."
         lines.append(f"  --{name}: {text}")
     groups: dict[tuple[str, ...], list[str]] = {}
-    for name, (field, owners) in _owners(names).items():
-        used = tuple(o for o in owners if o != "train")
-        if used:
-            choices = list(dict.fromkeys(  # every method's choices for the flag
-                c for m in used for f in dataclasses.fields(methods.get(m).Params)
-                if f.name == name for c in f.metadata.get("choices") or ())) or \
-                field.metadata.get("choices")
-            text = field.metadata["help"] + (f" One of: {', '.join(choices)}." if choices
-                                             else "")
-            groups.setdefault(used, []).append(f"  --{name}: {text}{_default(name, list(used))}")
+    train_lines = []
+    for name, (_, owners) in _owners(names).items():
+        meanings: dict[tuple, list[str]] = {}  # each meaning of the flag -> its owners
+        for owner in owners:
+            meanings.setdefault(_meaning(_fields(owner)[name], owner), []).append(owner)
+        for (text, _, choices), used in meanings.items():
+            text += f" One of: {', '.join(choices)}." if choices else ""
+            if "train" in used:  # listed under training with training's default
+                train_lines.append(f"  --{name}: {text}{_default(name, ['train'])}")
+            others = [o for o in used if o != "train"]
+            if others:
+                groups.setdefault(tuple(others), []).append(
+                    f"  --{name}: {text}{_default(name, others)}")
     for used, entries in groups.items():
         lines += ["", f"Flags of {', '.join(used)}:", *entries]
     lines += ["", "Flags of jstyle train (besides --style, --preset, --resume, --vgg_weights, "
               "--cache_dir):"]
     lines += [f"  --{name}: {text}" for name, (_, text) in TRAIN_ONLY.items()]
-    lines += [f"  --{name}: {field.metadata['help']}{_default(name, ['train'])}"
-              for name, (field, owners) in _owners(names).items() if "train" in owners]
-    return "\n".join(lines)
+    return "\n".join(lines + train_lines)
 
 
 def _convert(name: str, field: dataclasses.Field, value, method_name: str):
@@ -201,15 +233,26 @@ WHAT = {"int": "a whole number such as 500", "float": "a number such as 0.5 or 1
         "bool": "true or false"}
 
 
-def _parse_error(error: flags.Error) -> str:
-    """absl's parse error in the command's terms: which flag, what was given, what it takes."""
-    text = str(error)
-    found = re.match(r"flag --(\w+)=(.*?): ", text)
+def _parse_error(error: flags.Error, usage: str = "jstyle --help") -> str:
+    """absl's parse error in the command's terms, on one line: which flag, what was given,
+    what it takes; `usage` names the help to read (the experiment scripts share this)."""
+    text = " ".join(str(error).split())
+    found = re.match(r"flag --(\w+)=(.*?): (.*)", text)
     if found and found.group(1) in FLAGS:
-        name, value = found.groups()
-        what = WHAT.get(FLAGS[name].flag_type(), FLAGS[name].flag_type())
-        return f"--{name}={value} is not {what.split(' such')[0]}; give {what}"
-    return f"{text}; see jstyle --help for the flags and what they take"
+        name, value, why = found.groups()
+        flag = FLAGS[name]
+        choices = getattr(flag.parser, "enum_values", None)
+        if value == "None" and "must have a value other than None" in why:
+            return f"--{name} is required; give --{name}=..."
+        if choices:
+            return f"--{name}={value} is not one of {', '.join(choices)}; give one of them"
+        if why.startswith(f"{value} is not "):  # a bound: "0 is not a positive integer"
+            return f"--{name}={value} {why[len(value) + 1:]}; give {why[len(value) + 8:]}"
+        if flag.flag_type() in WHAT:
+            what = WHAT[flag.flag_type()]
+            return f"--{name}={value} is not {what.split(' such')[0]}; give {what}"
+        return f"--{name}={value}: {why}; see {usage} for what it takes"
+    return f"{text}; see {usage} for the flags and what they take"
 
 
 def build_config(method, method_name: str):
@@ -357,11 +400,11 @@ def _check_checkpoint(checkpoint: pathlib.Path) -> None:
                          "continue it, or delete it to start over")
 
 
-def planned_outputs(output: pathlib.Path, method, opts) -> list[pathlib.Path]:
-    """Every file a run writes for OUTPUT: its images (the method's OUTPUTS, default
-    "output"), the record, and for methods with checkpoints the checkpoint and the snapshots."""
+def planned_outputs(output: pathlib.Path, method, hp, opts) -> list[pathlib.Path]:
+    """Every file a run writes for OUTPUT: its images (`methods.outputs`), the record, and for
+    methods with checkpoints the checkpoint and the snapshots."""
     from jstyle import runs
-    paths = [_named(output, n) for n in getattr(method, "OUTPUTS", ("output",))]
+    paths = [_named(output, n) for n in methods.outputs(method, hp)]
     paths.append(output.with_suffix(".json"))
     if methods.resumable(method):
         paths.append(_checkpoint(output))
@@ -414,11 +457,15 @@ def run_command() -> None:
     pairs = content_and_outputs(content_path, output)
     masks = _mask_paths(content_path, style_paths) if "labels" in takes else []
     read = input_files([p for p, _ in pairs], style_paths, masks, hp, opts)
-    planned = [p for _, out in pairs for p in planned_outputs(out, method, opts)]
+    plan = {str(photo): planned_outputs(out, method, hp, opts) for photo, out in pairs}
+    files.check_distinct(plan)
+    planned = [p for paths in plan.values() for p in paths]
     if content_path.is_dir() and not output.is_dir():  # a new folder: nothing in it yet
         files.check_folder(output.parent)
         planned = []
     files.check_outputs(planned, read)
+    for photo, out in pairs:
+        files.check_stale(out.with_suffix(".json"), plan[str(photo)])
     if methods.resumable(method):
         for _, out in pairs:
             _check_checkpoint(_checkpoint(out))
@@ -462,6 +509,15 @@ def clip_outputs(output: pathlib.Path, count: int, passes: int) -> dict[str, lis
             "checkpoint": [output / "video.ckpt.npz"]}
 
 
+def earlier_clip_outputs(output: pathlib.Path) -> list[pathlib.Path]:
+    """What a clip run left in the folder OUTPUT (`clip_outputs`' kinds, any frame count):
+    frames and their records, passes/, video.mp4 and video.json; in name order."""
+    if not output.is_dir():
+        return []
+    return sorted(p for p in output.iterdir() if p.name in ("passes", "video.mp4", "video.json")
+                  or re.fullmatch(r"frame_\d{4,}\.(png|json)", p.name))
+
+
 def run_clip(method, method_name: str) -> None:
     """A clip method (`--method=video`): --content is a video file, a folder of frames or a
     printf pattern, --output a folder. Each frame is written with its record as soon as it is
@@ -482,19 +538,29 @@ def run_clip(method, method_name: str) -> None:
     files.check_folder(output.parent)
     source = FLAGS.content
     path = pathlib.Path(source)
-    frame_files = [path] if "%" not in source and path.is_file() else clips.frame_paths(source)
-    if "%" not in source and path.is_dir() and files.same_file(path, output):
+    frame_files = clips.files_of(source)  # the file system first: a video's name may hold a %
+    if path.is_dir() and files.same_file(path, output):
         raise InputError(f"--output={output} is the --content folder: the results would mix "
                          "with the frames; choose another output folder")
     for p in style_paths:
         image.check_regular_file(p, "--style")
-    frames, fps = clips.read(source, hp.start_frame - 1, hp.num_frames)
+    frames, fps = clips.read(source, hp.start_frame - 1, hp.num_frames, opts.size)
     read = input_files(frame_files, style_paths, [], hp, opts)
     planned = clip_outputs(output, len(frames), hp.passes)
     if output.is_dir():
         files.check_outputs([p for ps in planned.values() for p in ps], read)
     checkpoint = planned["checkpoint"][0]
     _check_checkpoint(checkpoint)
+    earlier = earlier_clip_outputs(output)  # never mixed with (nor replaced by) this run's
+    if earlier and not FLAGS.resume:
+        raise InputError(f"--output={output} holds an earlier run's frames ({earlier[0]} and "
+                         f"{len(earlier) - 1} more); choose another --output, or remove them")
+    mine = {p for ps in planned.values() for p in ps} | {output / "passes"}
+    stray = [p for p in earlier if p not in mine and p.with_suffix(".png") not in mine]
+    if stray:
+        raise InputError(f"--output={output} holds frames that are not this run's ({stray[0]}"
+                         f" and {len(stray) - 1} more); remove them, or resume with the "
+                         "command that made them")
     styles = [image.load(p) for p in style_paths]
     vgg_weights = weights.load(FLAGS.vgg_weights, FLAGS.cache_dir)
     created = not output.exists()
@@ -647,20 +713,24 @@ def train_command() -> None:
                              "number")
     runs.check_nonnegative({n: [getattr(hp, n)] for n in ("content_weight", "style_weight",
                                                            "tv_weight")})
+    runs.check_size(RunOptions(size=hp.size))  # the crops' edge, as a pixel run's --size
     style = image.load(FLAGS.style[0])
-    photos = train.photo_paths(FLAGS.data_dir)  # a bad folder fails before the weights load
     workdir = pathlib.Path(FLAGS.workdir)
+    # the workdir's state, the photos and the memory, before the weights load or anything is
+    # written
+    plan = train.preflight(FLAGS.data_dir, workdir, hp, steps=opts["steps"],
+                           resume=FLAGS.resume)
     if files.same_file(workdir, pathlib.Path(FLAGS.data_dir)):
         raise InputError(f"--workdir={workdir} is the --data_dir folder: checkpoints and the "
                          "model would mix with the photos; choose another folder")
     if workdir.is_dir():
         files.check_outputs([workdir / n for n in train.OUTPUTS],
                             [("--style", pathlib.Path(FLAGS.style[0]))]
-                            + [("--data_dir", p) for p in photos])
+                            + [("--data_dir", p) for p in plan.paths])
     vgg_weights = weights.load(FLAGS.vgg_weights, FLAGS.cache_dir)
     train.train(style, FLAGS.data_dir, workdir, hp, vgg_weights, steps=opts["steps"],
                 seed=opts["seed"], save_every=opts["save_every"],
-                log_every=opts["print_every"], resume=FLAGS.resume)
+                log_every=opts["print_every"], resume=FLAGS.resume, plan=plan)
     print(f"jstyle: wrote {workdir / 'model.msgpack'}", file=sys.stderr)
 
 
@@ -731,11 +801,16 @@ def _main(argv: list[str]) -> None:
                  "with --resume to continue" if e.checkpoint else "nothing was saved")
         print(f"jstyle: interrupted by {interrupt.name()}; {saved}", file=sys.stderr)
         sys.exit(interrupt.exit_status())
-    except KeyboardInterrupt:
-        print(f"jstyle: interrupted by {interrupt.name()}; " + (
-            "a checkpoint was saved: rerun with --resume to continue" if training else
-            "nothing was written"), file=sys.stderr)
+    except KeyboardInterrupt as e:  # a training says what it kept (train.Stopped)
+        print(f"jstyle: interrupted by {interrupt.name()}; "
+              f"{getattr(e, 'saved', 'nothing was written')}", file=sys.stderr)
         sys.exit(interrupt.exit_status())
+    except Exception as e:  # noqa: BLE001 (an allocation the estimate missed)
+        if not memory.exhausted(e):
+            raise
+        print(f"jstyle: error: the machine ran out of memory ({memory.describe(e)}); lower "
+              "--size, or free memory, then run again", file=sys.stderr)
+        sys.exit(1)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ not at all.
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import stat
@@ -56,6 +57,44 @@ def check_outputs(outputs: Iterable[pathlib.Path],
             raise InputError(f"{out} exists and is read-only; make it writable, remove it, or "
                              "choose another --output")
         check_folder(out.parent)
+
+
+def check_distinct(planned: dict[str, list[pathlib.Path]]) -> None:
+    """Raises InputError when two inputs of one run would write the same file (a folder run
+    over p.png and p_pass1.png, or over a.jpg and a.png).
+
+    Args:
+      planned: input name -> every path the run writes for it.
+    """
+    owner: dict[pathlib.Path, str] = {}
+    for source, paths in planned.items():
+        for path in paths:
+            other = owner.setdefault(pathlib.Path(path).absolute(), source)
+            if other != source:
+                raise InputError(f"{other} and {source} would both write {path}; rename one "
+                                 "of them, or run them separately")
+
+
+def check_stale(record: pathlib.Path, planned: list[pathlib.Path]) -> None:
+    """Raises InputError when the record an earlier run left at `record` (a JSON file whose
+    "images" names its images) lists an image that still exists and that this run, which
+    replaces the record, would not write: it would be left beside the new outputs with no
+    record of it.
+
+    Args:
+      record: where this run writes its record.
+      planned: every path this run writes.
+    """
+    try:
+        images = json.loads(record.read_text()).get("images", {})
+        earlier = [record.parent / pathlib.Path(p).name for p in images.values()]  # siblings
+    except (OSError, ValueError, AttributeError, TypeError):  # none, or not a jstyle record
+        return
+    mine = {pathlib.Path(p).absolute() for p in planned}
+    stale = [p for p in earlier if p.absolute() not in mine and p.is_file()]
+    if stale:
+        raise InputError(f"{record} records an earlier run whose {', '.join(map(str, stale))} "
+                         "this run would not replace; remove them, or choose another --output")
 
 
 def check_folder(folder: pathlib.Path) -> None:

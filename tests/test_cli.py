@@ -52,7 +52,7 @@ def test_help_lists_flags_with_defaults(tmp_path):
     assert result.returncode == 0
     for text in ("--content_weight", "--style_blend_weights", "--preserve_colors", "--init",
                  "--mrf_weight", "--rotations", "(default: relu3_1,relu4_1)",
-                 "(default by --preset: jstyle 1.0,", "cnnmrf 20.0"):
+                 "(default by --preset: jstyle 1.0,", "cnnmrf 384"):
         assert text in result.stdout
 
 
