@@ -24,7 +24,6 @@ Quick run: --size=64 --steps=10.
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 
 import jax
@@ -81,9 +80,13 @@ def run_setting(workdir: pathlib.Path, content, style, hp, opts, weights, key):
     name = _name(float(hp.tv_weight), float(hp.hist_weight))
     png, record_path = workdir / "images" / f"{name}.png", workdir / "runs" / f"{name}.json"
     record = results.read_json(record_path)
-    wanted = json.loads(json.dumps({"hyperparameters": dataclasses.asdict(hp),
-                                    "options": dataclasses.asdict(opts)}))
-    if record is not None and png.exists() and all(record[k] == v for k, v in wanted.items()):
+    wanted = {"hyperparameters": dataclasses.asdict(hp), "options": dataclasses.asdict(opts)}
+    if record is not None and png.exists():
+        differ = results.differs(record, wanted)
+        if differ:  # another figure's setting: computing it would replace that image
+            raise InputError(f"--workdir={workdir} holds setting {name} made with other "
+                             f"{' and '.join(differ)}; give a new --workdir, or remove its "
+                             "images/ and runs/ to compute them again")
         logging.info("%s: reusing %s", name, png)
         return image.load(png), record
     logging.info("%s: running %d steps at %d px", name, opts.steps, opts.size)

@@ -110,21 +110,31 @@ def write_point(workdir: pathlib.Path, record: dict, output: np.ndarray) -> None
                {**record, "image_sha256": file_sha256(png)})
 
 
-def read_point(workdir: pathlib.Path, made: dict) -> dict | None:
-    """The record of the point `made["point"]` if it is complete, intact (its image matches
-    the SHA-256 recorded) and was made as `made` says (every key of `made` equal); else None,
-    and the point is to be computed again."""
-    made = json.loads(json.dumps(made))
-    name = made["point"]["name"]
+def finished_point(workdir: pathlib.Path, name: str) -> dict | None:
+    """The record of the point `name` if it is complete and intact (its image matches the
+    SHA-256 recorded), however it was made; else None."""
     try:
         record = json.loads((pathlib.Path(workdir) / "points" / f"{name}.json").read_text())
         png = pathlib.Path(workdir) / "images" / f"{name}.png"
-        if any(record.get(k) != v for k, v in made.items()) or \
-                file_sha256(png) != record["image_sha256"]:
+        if file_sha256(png) != record["image_sha256"]:
             return None
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return record
+
+
+def differs(record: dict, made: dict) -> list[str]:
+    """The keys of `made` (as it reads back from JSON) whose values `record` does not hold."""
+    made = json.loads(json.dumps(made))
+    return [k for k, v in made.items() if record.get(k) != v]
+
+
+def read_point(workdir: pathlib.Path, made: dict) -> dict | None:
+    """The record of the point `made["point"]["name"]` if it is finished (`finished_point`) and
+    was made as `made` says (every key of `made` equal); else None, and the point is to be
+    computed."""
+    record = finished_point(workdir, made["point"]["name"])
+    return None if record is None or differs(record, made) else record
 
 
 def _label(axis: str, value) -> str:

@@ -193,6 +193,19 @@ def _check(points: list[Point], opts: runs.RunOptions, batch_size: int, num_styl
                          "number")
 
 
+def _check_not_another_sweeps(workdir: pathlib.Path, todo: list[Point], made: dict) -> None:
+    """Raises InputError when a point to compute is in `workdir` already, finished but made
+    another way (other options, inputs or hyperparameters): computing it would replace
+    another sweep's result."""
+    for point in todo:
+        record = results.finished_point(workdir, point.name)
+        if record is not None:
+            keys = results.differs(record, {"point": point.describe(), **made})
+            raise InputError(f"--workdir={workdir} holds point {point.name} of another sweep "
+                             f"(it differs in {', '.join(keys)}); give a new --workdir, or "
+                             "remove its points/ and images/ to compute them again")
+
+
 def run(workdir: str | pathlib.Path, content: np.ndarray, styles: list[np.ndarray],
         points: list[Point], opts: runs.RunOptions, weights: VGGWeights, *,
         axes: dict[str, list], panels: list[dict] | None = None, batch_size: int = 8,
@@ -230,6 +243,7 @@ def run(workdir: str | pathlib.Path, content: np.ndarray, styles: list[np.ndarra
     mine = points[jax.process_index()::jax.process_count()]
     todo = [p for p in mine if results.read_point(workdir, {"point": p.describe(), **made})
             is None]
+    _check_not_another_sweeps(workdir, todo, made)
     devices = jax.local_device_count()
     size = -(-min(batch_size, max(len(todo), 1)) // devices) * devices
     # the devices of a CPU share its memory; an accelerator holds its share of the batch

@@ -130,6 +130,21 @@ def test_run_writes_the_workdir_and_recomputes_only_missing_or_corrupt_points(
     assert "0 of its 3 points to compute" in capfd.readouterr().err
 
 
+def test_a_point_of_another_sweep_is_refused_not_replaced(tmp_path, tiny_weights):
+    """A finished point of the same name made with other settings (here: other steps)."""
+    from jstyle import results
+    opts = gatys.RunOptions(size=32, steps=2, optimizer="adam")
+    other = {"point": _points()[0].describe(), "options": {"steps": 99}}
+    (tmp_path / "images").mkdir()
+    (tmp_path / "points").mkdir()
+    results.write_point(tmp_path, other, np.zeros((8, 8, 3), np.float32))
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(InputError, match="holds point beta1 of another sweep .*differs in "
+                                         "options.*give a new --workdir"):
+        sweep.run(tmp_path, CONTENT, [STYLE], _points(), opts, tiny_weights, axes={})
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
 def test_run_rejects_bad_points(tmp_path, vgg_weights):
     opts = gatys.RunOptions(size=32, steps=2, optimizer="adam")
     twice = [_points()[0], _points()[0]]
