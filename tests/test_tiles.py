@@ -128,5 +128,5 @@ def test_a_tiled_run_makes_the_untiled_runs_image(tiny_weights):
 
 def test_the_record_names_the_tiles_used_not_those_asked():
     """A grid finer than the pooling grid allows is coarsened, and the record says so."""
-    assert runs.tiles_used((64, 48), 1000, "relu5_1") == [2, 1]  # 32 px cells at relu5_1
+    assert runs.tiles_used((64, 48), 1000, "relu5_1") == [4, 3]  # 16 px cells at relu5_1
     assert runs.tiles_used((64, 48), 1, "relu5_1") == [1, 1]
