@@ -19,6 +19,8 @@ and may define
   INPUTS      what it takes of "content", "style", "labels", "weights" (default: all four)
   OUTPUTS     the names of the images its Result holds (default: ("output",)), so that the
               command checks them against the inputs before the run
+  outputs     outputs(hp) -> the names of the images a run with `hp` makes, where they depend on
+              a setting (default: OUTPUTS), so that an earlier run's extra image is found
   RESUMABLE   True when run() keeps a checkpoint at `checkpoint` and continues from it (default:
               whether it reads --save_every), so that the command offers --resume
   CONTENT     "clip" when its content is a clip (a video file, a folder of frames or a printf
