@@ -4,10 +4,20 @@ exits (130 after Ctrl-C, 143 after SIGTERM, what schedulers and preemptible mach
 `install` makes both signals raise KeyboardInterrupt where the program is (the pixel methods
 then save a checkpoint of the last finished chunk); `defer` makes them set an event instead,
 for loops that stop between steps (training).
+
+Python runs a signal handler only between bytecodes, so a signal that comes during one long
+compiled computation (a chunk of steps, style targets at a large --style_scale) waits for it
+to end. `install` therefore also starts a watchdog thread that hears each signal at once
+(signal.set_wakeup_fd): if the main thread has not answered within NOTICE_SECONDS, one line
+says that the run stops when the computation ends, and a second signal then ends the process
+at once (its status as above, the work since the last checkpoint lost). Nothing is
+half-written then: every file is written by Python code, which answers at once.
 """
 
 from __future__ import annotations
 
+import os
+import select
 import signal
 import sys
 import threading
@@ -15,21 +25,67 @@ from typing import Callable
 
 RECEIVED: list[int] = []  # the signals that came, in order
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+NOTICE_SECONDS = 2.0  # how long a signal waits for the main thread before the notice
+_ANSWERED = threading.Event()  # set by the handlers, in the main thread
+_WATCHDOG: list[threading.Thread] = []  # the one watchdog, once started
 
 
 def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def install() -> None:
-    """Ctrl-C and SIGTERM raise KeyboardInterrupt (in the main thread only)."""
+def install(program: str = "jstyle") -> None:
+    """Ctrl-C and SIGTERM raise KeyboardInterrupt (in the main thread only); while the main
+    thread cannot answer, a notice, and a second signal ends the process (`program` names it
+    in those lines)."""
     def handler(signum, frame):
         del frame
-        RECEIVED.append(signum)
+        _answer(signum)
         raise KeyboardInterrupt
     if _main_thread():
         for s in SIGNALS:
             signal.signal(s, handler)
+        _watch(program)
+
+
+def _answer(signum: int) -> None:
+    RECEIVED.append(signum)
+    _ANSWERED.set()
+
+
+def _watch(program: str) -> None:
+    """Starts the watchdog (once per process): it reads each signal's number from the wakeup
+    pipe as the signal arrives."""
+    if _WATCHDOG:
+        return
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+
+    def watch():
+        while True:
+            got = os.read(read, 64)
+            if not got:
+                return
+            if _ANSWERED.wait(NOTICE_SECONDS):
+                _ANSWERED.clear()
+                continue
+            what = "SIGTERM" if got[-1] == signal.SIGTERM else "Ctrl-C"
+            os.write(2, f"{program}: {what} came during a computation that cannot stop midway; "
+                        f"the run stops when it ends ({what} again stops it now, losing that "
+                        "computation)\n".encode())
+            while not _ANSWERED.is_set() and not select.select([read], [], [], 0.2)[0]:
+                pass
+            if _ANSWERED.is_set():
+                _ANSWERED.clear()
+                continue
+            status = 143 if os.read(read, 64)[-1] == signal.SIGTERM else 130
+            os.write(2, f"{program}: interrupted again; stopped at once, without saving (any "
+                        "earlier checkpoint is kept)\n".encode())
+            os._exit(status)
+
+    _WATCHDOG.append(threading.Thread(target=watch, name="jstyle-signals", daemon=True))
+    _WATCHDOG[0].start()
 
 
 def defer(event: threading.Event):
@@ -40,7 +96,7 @@ def defer(event: threading.Event):
 
     def handler(signum, frame):
         del frame
-        RECEIVED.append(signum)
+        _answer(signum)
         event.set()
     previous = {s: signal.signal(s, handler) for s in SIGNALS}
     return lambda: [signal.signal(s, h) for s, h in previous.items()]
@@ -62,7 +118,7 @@ def main(program: str, body, resume: str | Callable[[], str]):
     to go on (`resume` a text, or a function that finds it then), and the exit status is 130
     or 143."""
     def run(argv):
-        install()
+        install(program)
         try:
             body(argv)
         except KeyboardInterrupt:

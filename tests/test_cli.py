@@ -285,3 +285,26 @@ def test_a_clip_from_the_command_writes_frames_records_and_an_mp4_and_resumes(tm
     decoded, fps = clips.read(out / "video.mp4")
     assert len(decoded) == 3 and decoded[0].shape == (36, 48, 3) and fps == clips.DEFAULT_FPS
     assert not (out / "video.ckpt.npz").exists()
+
+
+def test_a_signal_during_a_computation_that_cannot_stop_is_noticed_and_a_second_ends_it():
+    """The main thread inside one long C call cannot run Python's handler: the watchdog says
+    so at once, and a second SIGTERM ends the process with SIGTERM's status."""
+    import signal
+    code = ("from jstyle import interrupt; interrupt.install('probe'); import numpy as np; "
+            "a = np.random.default_rng(0).normal(size=(4000, 4000)); print('ready', flush=True);"
+            " np.linalg.eigvals(a)")  # seconds in LAPACK, which releases the GIL
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "ready\n"
+        time.sleep(1.0)  # into the call
+        child.send_signal(signal.SIGTERM)
+        notice = child.stderr.readline()
+        assert notice.startswith("probe: SIGTERM came during a computation that cannot stop "
+                                 "midway; the run stops when it ends"), notice
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=60) == 143
+        assert child.stderr.read().startswith("probe: interrupted again; stopped at once")
+    finally:
+        child.kill()
