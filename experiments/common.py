@@ -10,6 +10,7 @@ their folders, and `run`, which gives every script the `jstyle` command's conven
 
 from __future__ import annotations
 
+import logging as std_logging
 import os
 import pathlib
 import sys
@@ -85,6 +86,8 @@ def run(program: str, main, resume: str, smaller: str = "--size") -> None:
     """Runs the experiment script's absl `main` with the command's conventions (module
     docstring); `resume` says how to go on after an interruption, `smaller` which flags make
     a run smaller when memory runs out."""
+    # JAX's probing of backends this machine lacks is not the user's news
+    std_logging.getLogger("jax._src.xla_bridge").setLevel(std_logging.WARNING)
     app.run(interrupt.main(program, _guarded(program, main, smaller), resume),
             flags_parser=lambda argv: _parse(program, argv))
 

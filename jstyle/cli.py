@@ -390,12 +390,17 @@ def _checkpoint(output: pathlib.Path) -> pathlib.Path:
     return output.with_name(f"{output.stem}.ckpt.npz")
 
 
-def _check_checkpoint(checkpoint: pathlib.Path) -> None:
-    """--resume needs the checkpoint; a fresh run may not silently drop one (hours of work)."""
+def _check_checkpoint(checkpoint: pathlib.Path, finished: list[pathlib.Path] = ()) -> None:
+    """--resume needs the checkpoint; a fresh run may not silently drop one (hours of work),
+    and an unreadable one is named as such (`finished`: what a finished run left there, for
+    --resume's message)."""
+    from jstyle import optimize
     if FLAGS.resume and not checkpoint.exists():
-        raise InputError(f"--resume: there is no checkpoint {checkpoint} to continue from; run "
-                         "without --resume to start")
+        raise InputError(f"--resume: there is no checkpoint {checkpoint} to continue from; " + (
+            f"the run that wrote {finished[0]} finished: choose another --output, or remove "
+            "its files to start over" if finished else "run without --resume to start"))
     if not FLAGS.resume and checkpoint.exists():
+        optimize.checkpoint_record(checkpoint)  # an unreadable one: one line naming it
         raise InputError(f"{checkpoint} holds an unfinished run; rerun with --resume to "
                          "continue it, or delete it to start over")
 
@@ -550,8 +555,8 @@ def run_clip(method, method_name: str) -> None:
     if output.is_dir():
         files.check_outputs([p for ps in planned.values() for p in ps], read)
     checkpoint = planned["checkpoint"][0]
-    _check_checkpoint(checkpoint)
     earlier = earlier_clip_outputs(output)  # never mixed with (nor replaced by) this run's
+    _check_checkpoint(checkpoint, earlier)
     if earlier and not FLAGS.resume:
         raise InputError(f"--output={output} holds an earlier run's frames ({earlier[0]} and "
                          f"{len(earlier) - 1} more); choose another --output, or remove them")

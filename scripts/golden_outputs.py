@@ -5,8 +5,10 @@ refactoring left behaviour unchanged.
   python scripts/golden_outputs.py --workdir=DIR2 --compare=DIR  # record again and compare
 
 The cases (the built-in sample pair, 32-64 px, a few steps each): gatys plain, with
-histogram loss, with semantic masks, coarse to fine, the neural-style preset; mrf; a quick
-Gatys sweep; a fast network trained for 2 steps and its stylisation. Comparison: every image
+histogram loss, with semantic masks, coarse to fine, the neural-style preset; mrf; analogy
+(both directions); harmonize (a patch of the content pasted into the style); video on a
+3-frame clip panned across the content (single pass, sequential and parallel multi-pass); a
+quick Gatys sweep; a fast network trained for 2 steps and its stylisation. Comparison: every image
 identical or within one 8-bit level (a float summation order may change), every final loss
 term within 1e-5 relative (1e-3 where the image differs by a level). Exits 1 on a difference.
 """
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import shutil
 import subprocess
 import sys
 
@@ -42,6 +43,18 @@ CASES = {
     "mrf_masks": ["--method=mrf", "--size=64", "--pyramid_levels=1", "--steps=3",
                   "--print_every=0", "--content_mask={d}/content_sem.png",
                   "--style_mask={d}/style_sem.png"],
+    "analogy": ["--method=analogy", "--size=48", "--steps=3", "--iterations=2",
+                "--print_every=0"],
+    "harmonize": ["--method=harmonize", "--preset=quick", "--content={d}/composite.png",
+                  "--mask={d}/mask.png", "--size=64", "--steps=3", "--pass1_steps=3",
+                  "--print_every=0"],
+}
+VIDEO = ["--method=video", "--preset=quick", "--content={d}/clip/frame_%04d.png", "--size=40",
+         "--first_frame_steps=3", "--steps=2", "--print_every=0"]
+CLIPS = {  # runs whose --output is a folder of frames
+    "video": VIDEO,
+    "video_multipass": [*VIDEO, "--passes=2", "--temporal_after=2"],
+    "video_parallel": [*VIDEO, "--passes=2", "--temporal_after=2", "--pass_mode=parallel"],
 }
 
 
@@ -58,6 +71,16 @@ def _inputs(folder: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
         Image.fromarray(label if name == "content" else label[::-1, ::-1]).save(
             folder / f"{name}_sem.png")
         paths.append(folder / f"{name}.png")
+    content, style = (np.asarray(Image.open(p)) for p in paths)
+    composite = style.copy()  # a patch of the content pasted into the painting
+    composite[16:40, 20:44] = content[8:32, 8:32]
+    mask = np.zeros(style.shape[:2], np.uint8)
+    mask[16:40, 20:44] = 255
+    Image.fromarray(composite).save(folder / "composite.png")
+    Image.fromarray(mask).save(folder / "mask.png")
+    (folder / "clip").mkdir(exist_ok=True)
+    for t in range(3):  # a window panning 4 px a frame
+        Image.fromarray(content[:, 4 * t:4 * t + 48]).save(folder / "clip" / f"frame_{t + 1:04d}.png")
     return paths[0], paths[1]
 
 
@@ -73,6 +96,9 @@ def record(workdir: pathlib.Path) -> None:
     for name, args in CASES.items():
         _run(["-m", "jstyle", f"--content={content}", f"--style={style}",
               f"--output={workdir / name}.png", *[a.format(d=inputs) for a in args]])
+    for name, args in CLIPS.items():
+        _run(["-m", "jstyle", f"--style={style}", f"--output={workdir / name}",
+              *[a.format(d=inputs) for a in args]])
     _run([str(ROOT / "experiments" / "gatys_sweep.py"), f"--workdir={workdir / 'sweep'}",
           "--grid=quick", "--size=32", "--steps=4", "--batch_size=2", f"--content={content}",
           f"--style={style}"])
@@ -88,6 +114,13 @@ def _pairs(workdir: pathlib.Path) -> list[tuple[str, pathlib.Path, dict]]:
     for name in [*CASES, "fast"]:
         rec = json.loads((workdir / f"{name}.json").read_text())
         found.append((name, workdir / f"{name}.png", rec.get("final_loss", {})))
+        for other, path in rec.get("images", {}).items():  # analogy's B, harmonize's pass 1
+            if other != "output":
+                found.append((f"{name}_{other}", workdir / pathlib.Path(path).name, {}))
+    for name in CLIPS:
+        for frame in sorted((workdir / name).glob("frame_*.png")):
+            rec = json.loads(frame.with_suffix(".json").read_text())
+            found.append((f"{name}/{frame.stem}", frame, rec.get("final_loss", {})))
     for point in sorted((workdir / "sweep" / "points").glob("*.json")):
         rec = json.loads(point.read_text())
         found.append((f"sweep/{point.stem}", workdir / "sweep" / "images" / f"{point.stem}.png",
@@ -120,8 +153,9 @@ def compare(new: pathlib.Path, old: pathlib.Path) -> list[str]:
 def main(argv):
     del argv
     workdir = pathlib.Path(FLAGS.workdir)
-    if workdir.exists():
-        shutil.rmtree(workdir)
+    if workdir.exists():  # earlier goldens are kept: a record is never replaced
+        raise SystemExit(f"golden_outputs: error: --workdir={workdir} exists; give a new "
+                         "folder, or remove it")
     record(workdir)
     if FLAGS.compare:
         problems = compare(workdir, pathlib.Path(FLAGS.compare))

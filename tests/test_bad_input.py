@@ -123,7 +123,12 @@ CASES = [
      "--mrf_weight does not apply to --method=gatys", None),
     ("resume without a checkpoint", (*BASE, "--resume"), "no checkpoint", None),
     ("corrupt checkpoint", (*BASE, "--resume"), "not a readable checkpoint", "badckpt"),
-    ("a fresh run over an unfinished one", BASE, "holds an unfinished run", "badckpt"),
+    ("a fresh run over an unfinished one", BASE, "holds an unfinished run", "oldckpt"),
+    ("a fresh run over an unreadable checkpoint", BASE, "not a readable checkpoint",
+     "badckpt"),
+    ("video: --resume of a finished run", ("--method=video", "--content=clip/frame_%04d.png",
+                                           S, "--output=vid", "--resume"),
+     "the run that wrote vid/frame_0001.json finished: choose another --output", "clip+oldvid"),
     ("analogy: too small after --ratio", (C, S, OUT, "--method=analogy", "--ratio=0.05"),
      "after the size limits and --ratio=0.05, but relu5_1 needs at least 16 px", None),
     ("mask flag given to analogy", (C, S, OUT, "--method=analogy", "--content_mask=mask.json"),
@@ -209,6 +214,9 @@ CASES = [
      "photos"),
     ("fast: a model with NaN weights", ("--method=fast", "--model=nan.msgpack", C, OUT),
      "--model=nan.msgpack holds NaN or infinite weights", "nanmodel"),
+    ("fast: a model whose finite weights overflow", ("--method=fast", "--model=huge.msgpack",
+                                                     C, OUT),
+     "--model=huge.msgpack makes NaN or infinite pixels", "hugemodel"),
     ("fast: size beyond any device", ("--method=fast", "--model=model.msgpack", C, OUT,
                                       "--size=100000"), "at most 16384 px", None),
     ("fast: a run larger than the memory", ("ulimit=4000000", "--method=fast",
@@ -359,6 +367,8 @@ def _prepare(folder: pathlib.Path, setup: str | None, model: pathlib.Path) -> No
             np.savez(folder / "out.ckpt.npz", leaf0=np.zeros((64, 64, 3)), record=np.zeros(9))
             raw = (folder / "out.ckpt.npz").read_bytes()
             (folder / "out.ckpt.npz").write_bytes(raw[:len(raw) // 2])
+        elif part == "oldckpt":  # readable: a record and nothing else
+            np.savez(folder / "out.ckpt.npz", record=np.frombuffer(b'{"step": 3}', np.uint8))
         elif part == "badckpt":
             (folder / "out.ckpt.npz").write_bytes(b"not a checkpoint")
         elif part == "trained":  # the workdir of an earlier training (see `model`)
@@ -369,6 +379,12 @@ def _prepare(folder: pathlib.Path, setup: str | None, model: pathlib.Path) -> No
             saved["params"] = __import__("jax").tree.map(lambda v: np.full_like(v, np.nan),
                                                          saved["params"])
             (folder / "nan.msgpack").write_bytes(serialization.msgpack_serialize(saved))
+        elif part == "hugemodel":  # finite weights, times 1e30
+            from flax import serialization
+            saved = serialization.msgpack_restore(model.read_bytes())
+            saved["params"] = __import__("jax").tree.map(lambda v: v * np.float32(1e30),
+                                                         saved["params"])
+            (folder / "huge.msgpack").write_bytes(serialization.msgpack_serialize(saved))
         elif part == "styles":
             (folder / "styles").mkdir()
             _picture(folder / "styles" / "s.png", seed=7)

@@ -112,6 +112,10 @@ def run(content: np.ndarray, styles: list[np.ndarray], hp: FastParams, opts: Run
     photo = image_lib.resize_to_edge(content, opts.size) if opts.size else content
     started = time.perf_counter()
     out = stylist(photo, opts.preserve_colors)
+    if not np.isfinite(out).all():  # finite weights can still overflow
+        raise InputError(f"--model={path} makes NaN or infinite pixels (its weights overflow); "
+                         "nothing was written; train the model again, with a lower "
+                         "--learning_rate")
     record = {"method": "fast", "model": str(path), "model_sha256": stylist.digest,
               "training": stylist.record, "options": {n: getattr(opts, n) for n in OPTIONS},
               "size": list(out.shape[:2]), "seconds": time.perf_counter() - started,
