@@ -71,7 +71,10 @@ TRAIN_HELP = {  # what the run options above mean in training (their fields desc
     "save_every": "Keep a checkpoint in WORKDIR/checkpoints every N steps (0: only at the end "
                   "and on interruption).",
     "print_every": "Log the losses to WORKDIR/metrics.jsonl and report progress every N steps.",
-    "seed": "Seed of the network's initialisation and of the photos' order and crops."}
+    "seed": "Seed of the network's initialisation and of the photos' order and crops.",
+    "style": "The style image the network learns.",
+    "resume": "Continue from the latest checkpoint in WORKDIR/checkpoints (the same "
+              "configuration)."}
 TRAIN_COMMON = ("style", "resume", "preset", "vgg_weights", "cache_dir", "verbosity")
 
 # Sizes and steps for the built-in sample, so that it finishes in about a minute on 2 cores.
@@ -165,22 +168,29 @@ def _default(name: str, owners: list[str]) -> str:
         f"{p if presets.count(p) == 1 else f'{o}/{p}'} {v}" for o, p, v in shown) + ")"
 
 
-def help_text(names: list[str]) -> str:
+def help_text(names: list[str], shown: list[str]) -> str:
     """--help: the command's flags, then each method's, grouped by the methods that use them
-    (a flag several methods share is listed once, under all their names)."""
+    (a flag several methods share is listed once, under all their names), for the owners in
+    `shown` only (methods of `names`, and "train" for `jstyle train`)."""
     from jstyle import train
-    lines = [__doc__.strip(), "", "Flags of every method:"]
-    for name, (kind, text, *_) in COMMON.items():
+    training_only = shown == ["train"]
+    lines = [__doc__.strip(), "", "Flags of jstyle train:" if training_only else
+             "Flags of the command:"]
+    takes = {i for m in shown if m != "train" for i in methods.inputs(methods.get(m))}
+    for name, (kind, text, needs) in COMMON.items():
+        if (name not in TRAIN_COMMON if training_only else needs not in (None, *takes)):
+            continue  # a flag of inputs none of the shown methods takes
+        text = TRAIN_HELP.get(name, text) if training_only else text
         if name == "preset":
             text += " Presets: " + "; ".join(
-                f"{m}: {', '.join(methods.get(m).PRESETS)}" for m in names) + \
-                "; train: " + ", ".join(train.PRESETS) + "."
+                [f"{m}: {', '.join(methods.get(m).PRESETS)}" for m in shown if m != "train"]
+                + ([f"train: {', '.join(train.PRESETS)}"] if "train" in shown else [])) + "."
         lines.append(f"  --{name}: {text}")
     groups: dict[tuple[str, ...], list[str]] = {}
     train_lines = []
     for name, (_, owners) in _owners(names).items():
         meanings: dict[tuple, list[str]] = {}  # each meaning of the flag -> its owners
-        for owner in owners:
+        for owner in (o for o in owners if o in shown):
             meanings.setdefault(_meaning(_fields(owner)[name], owner), []).append(owner)
         for (text, _, choices), used in meanings.items():
             text += f" One of: {', '.join(choices)}." if choices else ""
@@ -192,10 +202,13 @@ def help_text(names: list[str]) -> str:
                     f"  --{name}: {text}{_default(name, others)}")
     for used, entries in groups.items():
         lines += ["", f"Flags of {', '.join(used)}:", *entries]
-    lines += ["", "Flags of jstyle train (besides --style, --preset, --resume, --vgg_weights, "
-              "--cache_dir):"]
-    lines += [f"  --{name}: {text}" for name, (_, text) in TRAIN_ONLY.items()]
-    return "\n".join(lines + train_lines)
+    if "train" in shown:
+        if not training_only:
+            lines += ["", "Flags of jstyle train (besides --style, --preset, --resume, "
+                      "--vgg_weights, --cache_dir):"]
+        lines += [f"  --{name}: {text}" for name, (_, text) in TRAIN_ONLY.items()]
+        lines += train_lines
+    return "\n".join(lines)
 
 
 def _convert(name: str, field: dataclasses.Field, value, method_name: str):
@@ -766,8 +779,12 @@ def _parse(argv: list[str]) -> list[str]:
         print(f"jstyle: error: {e}", file=sys.stderr)
         sys.exit(2)
     if any(a in ("-h", "--help", "-help", "--helpshort", "--helpfull") for a in argv[1:]):
+        chosen = _method_names(argv)[len(methods.BUILTIN):] or [  # a module path
+            m for m in methods.BUILTIN if f"--method={m}" in argv or any(
+                a == "--method" and b == m for a, b in zip(argv, argv[1:]))]
+        shown = ["train"] if COMMAND["name"] == "train" else chosen or [*names, "train"]
         try:
-            print(help_text(names), flush=True)
+            print(help_text(names, shown), flush=True)
         except BrokenPipeError:  # `jstyle --help | head`: the reader has gone
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)

@@ -56,6 +56,22 @@ def test_help_lists_flags_with_defaults(tmp_path):
         assert text in result.stdout
 
 
+def test_help_of_one_method_or_of_training_lists_only_its_flags(tmp_path):
+    harmonize = jstyle("--method=harmonize", "--help", cwd=tmp_path)
+    assert harmonize.returncode == 0
+    assert "--mask: Mask of the pasted object" in harmonize.stdout
+    for other in ("\n  --mrf_weight:", "\n  --content_mask:", "\n  --data_dir:",
+                  "Presets: gatys"):
+        assert other not in harmonize.stdout
+    training = jstyle("train", "--help", cwd=tmp_path)
+    assert training.returncode == 0
+    for text in ("--data_dir", "--steps: Adam steps", "--resume: Continue from the latest "
+                 "checkpoint in WORKDIR/checkpoints", "--batch_size"):
+        assert text in training.stdout
+    for other in ("\n  --mrf_weight:", "L-BFGS", "\n  --output:", "\n  --content:"):
+        assert other not in training.stdout
+
+
 def test_run_writes_image_and_record(pics, tmp_path):
     out = tmp_path / "out.png"
     result = jstyle(f"--content={pics / 'content.png'}", f"--style={pics / 'style.jpg'}",
