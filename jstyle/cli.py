@@ -527,6 +527,11 @@ def clip_outputs(output: pathlib.Path, count: int, passes: int) -> dict[str, lis
             "checkpoint": [output / "video.ckpt.npz"]}
 
 
+def _some(paths: list[pathlib.Path]) -> str:
+    """'a' or 'a and N more', for messages."""
+    return f"{paths[0]}" + (f" and {len(paths) - 1} more" if len(paths) > 1 else "")
+
+
 def earlier_clip_outputs(output: pathlib.Path) -> list[pathlib.Path]:
     """What a clip run left in the folder OUTPUT (`clip_outputs`' kinds, any frame count):
     frames and their records, passes/, video.mp4 and video.json; in name order."""
@@ -571,13 +576,13 @@ def run_clip(method, method_name: str) -> None:
     earlier = earlier_clip_outputs(output)  # never mixed with (nor replaced by) this run's
     _check_checkpoint(checkpoint, earlier)
     if earlier and not FLAGS.resume:
-        raise InputError(f"--output={output} holds an earlier run's frames ({earlier[0]} and "
-                         f"{len(earlier) - 1} more); choose another --output, or remove them")
+        raise InputError(f"--output={output} holds an earlier run's frames ({_some(earlier)}); "
+                         "choose another --output, or remove them")
     mine = {p for ps in planned.values() for p in ps} | {output / "passes"}
     stray = [p for p in earlier if p not in mine and p.with_suffix(".png") not in mine]
     if stray:
-        raise InputError(f"--output={output} holds frames that are not this run's ({stray[0]}"
-                         f" and {len(stray) - 1} more); remove them, or resume with the "
+        raise InputError(f"--output={output} holds frames that are not this run's "
+                         f"({_some(stray)}); remove them, or resume with the "
                          "command that made them")
     styles = [image.load(p) for p in style_paths]
     vgg_weights = weights.load(FLAGS.vgg_weights, FLAGS.cache_dir)
