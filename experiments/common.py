@@ -5,7 +5,7 @@ their folders, and `run`, which gives every script the `jstyle` command's conven
                                <fix>` and exit 2 for bad input (bad or unknown flags, bad
                                paths), exit 1 for the machine's faults (disk full, permissions,
                                memory); help that stays quiet when its reader goes away
-                               (`--help | head`); Ctrl-C and SIGTERM as jstyle.interrupt.main
+                               (`--help | head`); Ctrl-C and SIGTERM as jstyle.system.interrupt.main
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ import tempfile
 
 from absl import app, flags
 
-from jstyle import cli, image, interrupt, memory, sweep
+from jstyle import cli, image, sweep
+from jstyle.system import interrupt
+from jstyle.system import memory
 from jstyle.errors import EnvironmentFault, InputError, JStyleError
 
 FLAGS = flags.FLAGS

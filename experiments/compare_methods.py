@@ -24,11 +24,11 @@ painting resized to the photo), as the two ends of the scale. Pairs: with --cont
 brad_pitt x picasso_selfport1907 and golden_gate x the_scream from ../shared/images when present,
 else the built-in sample pair. `harmonize` (Deep Painterly Harmonization) needs a composite
 and its mask, so it runs on the extra rows of --composites only (folders that
-scripts/make_composite.py writes), measured against the composite and the painting. A method
+tools/make_composite.py writes), measured against the composite and the painting. A method
 whose content is a clip (`video`, Ruder et al.) runs on a clip filmed from each pair's photo
-(scripts/make_clip.py: --video_frames frames of a panning, zooming window with a disc crossing
+(tools/make_clip.py: --video_frames frames of a panning, zooming window with a disc crossing
 it, 4:3 at --size), measured on its middle frame, with its flicker (E_warp,
-`jstyle.flow.warping_error`) added.
+`jstyle.ops.flow.warping_error`) added.
 
 The workdir (jstyle.results.load_metrics reads metrics.jsonl):
   images/<method>__<pair>.png and .json   each output and the command's record of it
@@ -64,9 +64,15 @@ from absl import flags, logging
 
 import common
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "scripts"))
-from jstyle import cli, flow, image, interrupt, losses, methods, results, runs, train, vgg
-from jstyle import weights as weights_lib
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tools"))
+from jstyle import cli, image, methods, results
+from jstyle.ops import flow
+from jstyle.system import interrupt
+from jstyle.ops import losses
+from jstyle.engine import runs
+from jstyle.methods.fast import train
+from jstyle.nets import vgg
+from jstyle.nets import weights as weights_lib
 from jstyle.errors import InputError, JStyleError
 
 FLAGS = flags.FLAGS
@@ -84,7 +90,7 @@ flags.DEFINE_integer("fast_size", 128, "Crop edge of the fast network's training
 flags.DEFINE_string("vgg_weights", None, "VGG-19 weights file (default: the cached download).")
 flags.DEFINE_integer("video_frames", 4, "Frames of the clip a clip method stylises per pair.")
 flags.DEFINE_list("composites", [], "Extra rows for harmonize: folders each holding "
-                  "composite.png, painting.png and mask.png (scripts/make_composite.py).")
+                  "composite.png, painting.png and mask.png (tools/make_composite.py).")
 flags.DEFINE_bool("resume", False, "Continue the runs an interruption left unfinished from "
                   "their checkpoints (finished runs are always reused).")
 
@@ -144,7 +150,7 @@ def composite_pairs() -> list[Pair]:
         missing = [f.name for f in files if not f.is_file()]
         if missing:
             raise InputError(f"--composites={d} lacks {', '.join(missing)}; give folders that "
-                             "scripts/make_composite.py wrote")
+                             "tools/make_composite.py wrote")
         rows.append(Pair(f"composite-{d.name}", *files))
     return rows
 

@@ -36,8 +36,9 @@ import pathlib
 from absl import flags, logging
 
 import common
-from jstyle import files, image, sweep
-from jstyle import weights as weights_lib
+from jstyle import image, sweep
+from jstyle.system import files
+from jstyle.nets import weights as weights_lib
 from jstyle.methods import gatys
 
 FLAGS = flags.FLAGS

@@ -31,8 +31,10 @@ import numpy as np
 from absl import flags, logging
 
 import common
-from jstyle import image, losses, results, vgg
-from jstyle import weights as weights_lib
+from jstyle import image, results
+from jstyle.ops import losses
+from jstyle.nets import vgg
+from jstyle.nets import weights as weights_lib
 from jstyle.errors import InputError
 from jstyle.methods import gatys
 

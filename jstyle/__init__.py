@@ -11,12 +11,17 @@ The public API, re-exported:
   jstyle.methods.get("mrf")                            # any method by name or module path
 """
 
-from jstyle import image, losses, masks, methods, optimize, results, runs, vgg
+from jstyle import image, methods, results
+from jstyle.ops import losses
+from jstyle.ops import masks
+from jstyle.engine import optimize
+from jstyle.engine import runs
+from jstyle.nets import vgg
 from jstyle.errors import InputError, JStyleError, WeightsError
 from jstyle.methods import gatys
-from jstyle.runs import RunOptions
-from jstyle.weights import VGGWeights
-from jstyle.weights import load as load_weights
+from jstyle.engine.runs import RunOptions
+from jstyle.nets.weights import VGGWeights
+from jstyle.nets.weights import load as load_weights
 
 __all__ = ["image", "losses", "masks", "methods", "optimize", "results", "runs", "vgg", "gatys",
            "RunOptions", "load_weights", "VGGWeights", "JStyleError", "InputError",

@@ -5,7 +5,7 @@ optimise it (gatys; video, which adds a temporal term) and by sweeps.
 The pixels of an image O are optimised so that its VGG-19 features match the content image I
 at the content layers and its Gram matrices match the style image(s) S at the style layers:
 
-  L = alpha * L_c + beta * L_s + w_tv * L_tv + w_hist * L_hist   (see jstyle.losses)
+  L = alpha * L_c + beta * L_s + w_tv * L_tv + w_hist * L_hist   (see jstyle.ops.losses)
 
 with the histogram loss (Wilmot et al. 2017) and semantic masks whose regions take their style
 only from the matching style region (Chen & Hsu 2016; Champandard 2016; Gatys et al. 2017's
@@ -30,11 +30,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jstyle import losses, masks, runs, tiles, vgg
+from jstyle.ops import losses
+from jstyle.ops import masks
+from jstyle.engine import runs
+from jstyle.ops import tiles
+from jstyle.nets import vgg
 from jstyle.errors import InputError
 from jstyle.params import field, pytree
-from jstyle.runs import RunOptions
-from jstyle.weights import VGGWeights
+from jstyle.engine.runs import RunOptions
+from jstyle.nets.weights import VGGWeights
 
 NORMALIZATIONS = ("jstyle", "neural-style")
 
@@ -366,7 +370,7 @@ def loss_terms(image: jax.Array, data: Data, convention, remat: bool = False,
     With semantic masks, each region's guided-Gram and histogram losses are averaged, weighted
     by the region's share of the output's area (one region covering everything is the plain
     loss). With `tiles_grid` (rows, columns), the terms and their gradient are computed tile
-    by tile (jstyle.tiles): the same values, exactly, at one tile's memory.
+    by tile (jstyle.ops.tiles): the same values, exactly, at one tile's memory.
 
     Returns:
       `{"content": alpha L_c, "style": beta L_s, "tv": w_tv L_tv, "hist": w_hist L_hist,

@@ -25,11 +25,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from jstyle import image as image_lib
-from jstyle import memory, optimize, results, runs, vgg
+from jstyle import results
+from jstyle.system import memory
+from jstyle.engine import optimize
+from jstyle.engine import runs
+from jstyle.nets import vgg
 from jstyle.errors import InputError
 from jstyle.methods import gatys
-from jstyle.progress import Progress
-from jstyle.weights import VGGWeights
+from jstyle.system.progress import Progress
+from jstyle.nets.weights import VGGWeights
 
 
 def layer_kinds(hp) -> tuple[str, ...]:

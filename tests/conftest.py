@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from jstyle import weights
+from jstyle.nets import weights
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +43,7 @@ def tiny_params(seed: int = 0) -> dict:
     weights: for tests of shapes, jit/vmap parity and compilation, where real weights are not
     the point and would cost time."""
     import numpy as np
-    from jstyle import vgg
+    from jstyle.nets import vgg
     rng = np.random.default_rng(seed)
     params, c_in = {}, 3
     for name, _, _ in vgg.CONV_LAYERS:
@@ -58,7 +58,7 @@ def tiny_params(seed: int = 0) -> dict:
 @pytest.fixture(scope="session")
 def tiny_weights() -> weights.VGGWeights:
     """`tiny_params` as VGGWeights in the Caffe convention, with its filter means."""
-    from jstyle import vgg
+    from jstyle.nets import vgg
     params = tiny_params()
     return weights.VGGWeights(params, vgg.CAFFE, "random tiny VGG (tests)",
                               weights.params_digest(params), vgg.filter_means(params, vgg.CAFFE))

@@ -1,15 +1,25 @@
-"""jstyle's modules import only modules below them: no circle, no method importing another."""
+"""jstyle's floors: every module is placed in ORDER, imports only modules below it (no circle,
+nothing upward), and no method imports another method."""
 
 import ast
 import pathlib
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "jstyle"
-# bottom to top; a module may import only modules listed before it
-ORDER = ["errors", "interrupt", "files", "memory", "params", "progress", "conv", "image", "clips",
-         "flow", "vgg", "weights", "masks", "patches", "losses", "tiles", "optimize", "results",
-         "transform_net", "train", "runs", "objective", "methods", "methods.gatys",
-         "methods.mrf", "methods.fast", "methods.analogy", "methods.harmonize", "methods.video",
+# bottom to top; a module may import only modules listed before it. The floors: the
+# foundation (errors, params), system/, image/, nets/, ops/, engine/, the objective, methods/,
+# sweeps and results, cli/.
+ORDER = ["errors", "params", "system", "system.interrupt", "system.files", "system.memory",
+         "system.progress",
+         "image", "image.clips",
+         "nets", "nets.conv", "nets.vgg", "nets.weights",
+         "ops", "ops.flow", "ops.masks", "ops.patches", "ops.losses", "ops.tiles",
+         "results",
+         "engine", "engine.optimize", "methods.fast.network", "methods.fast.train",
+         "engine.runs", "objective",
+         "methods", "methods.gatys", "methods.mrf", "methods.fast", "methods.analogy",
+         "methods.harmonize", "methods.video",
          "sweep", "cli", "__main__"]
+METHODS = [m for m in ORDER if m.startswith("methods.")]
 
 
 def _imports(path: pathlib.Path) -> set[str]:
@@ -19,12 +29,16 @@ def _imports(path: pathlib.Path) -> set[str]:
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("jstyle"):
             base = node.module[len("jstyle."):] if node.module != "jstyle" else ""
             for alias in node.names:
-                name = f"{base}.{alias.name}".strip(".") if not base or base == "methods" \
-                    else base
+                name = f"{base}.{alias.name}".strip(".")
                 found.add(name if name in ORDER else base)
         elif isinstance(node, ast.Import):
             found |= {a.name[len("jstyle."):] for a in node.names if a.name.startswith("jstyle.")}
     return found - {""}
+
+
+def _module_path(module: str) -> pathlib.Path:
+    path = PACKAGE / (module.replace(".", "/") + ".py")
+    return path if path.exists() else PACKAGE / module.replace(".", "/") / "__init__.py"
 
 
 def test_every_module_is_placed_and_imports_only_modules_below_it():
@@ -32,8 +46,14 @@ def test_every_module_is_placed_and_imports_only_modules_below_it():
         ".__init__", "") for p in PACKAGE.rglob("*.py")} - {"__init__"}
     assert modules == set(ORDER), modules ^ set(ORDER)
     for module in ORDER:
-        path = PACKAGE / (module.replace(".", "/") + ".py")
-        if not path.exists():
-            path = PACKAGE / module.replace(".", "/") / "__init__.py"
-        above = [m for m in _imports(path) if ORDER.index(m) >= ORDER.index(module)]
+        above = [m for m in _imports(_module_path(module))
+                 if ORDER.index(m) >= ORDER.index(module)]
         assert not above, f"{module} imports {above}, which are not below it"
+
+
+def test_no_method_imports_another_method():
+    for module in METHODS:
+        own = module.split(".")[:2]
+        others = [m for m in _imports(_module_path(module))
+                  if m.startswith("methods.") and m.split(".")[:2] != own]
+        assert not others, f"{module} imports {others}, another method"

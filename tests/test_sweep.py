@@ -52,7 +52,8 @@ def test_vmapped_points_match_their_single_runs(tiny_weights, optimizer, steps):
 
 SHARDED = """
 import jax, jax.numpy as jnp, numpy as np
-from jstyle import image, sweep, weights
+from jstyle import image, sweep
+from jstyle.nets import weights
 from jstyle.methods import gatys
 assert jax.device_count() == 8
 content, style = (image.load(p, 48) for p in image.sample_paths())
@@ -179,7 +180,7 @@ def test_a_sweep_of_another_method_matches_its_single_runs(tiny_weights):
 def test_a_sweep_too_large_for_the_memory_is_refused_before_it_writes(tmp_path, tiny_weights,
                                                                       monkeypatch):
     """The batch of points vmapped together counts once per point; nothing is written."""
-    from jstyle import memory
+    from jstyle.system import memory
     opts = gatys.RunOptions(size=256, steps=2, optimizer="adam", tol=0.0)
     one, four = (sweep.memory_gib(CONTENT.shape, [STYLE], opts, k) for k in (1, 4))
     h, w = image.fit_edge(*CONTENT.shape[:2], 256)

@@ -98,7 +98,7 @@ def _import(name: str) -> ModuleType:
 def contract(module: ModuleType) -> list[str]:
     """What `module` gets wrong of a method's contract (the module docstring), as far as it
     can be checked without running it: [] for a method."""
-    from jstyle.runs import RunOptions
+    from jstyle.engine.runs import RunOptions
     missing = [a for a in REQUIRED if not hasattr(module, a)]
     if missing:
         return [f"it lacks {', '.join(missing)}"]
@@ -143,7 +143,7 @@ def contract(module: ModuleType) -> list[str]:
 
 def options(method: ModuleType) -> tuple[str, ...]:
     """The RunOptions fields `method` reads."""
-    from jstyle.runs import RunOptions
+    from jstyle.engine.runs import RunOptions
     return getattr(method, "OPTIONS", tuple(f.name for f in dataclasses.fields(RunOptions)))
 
 

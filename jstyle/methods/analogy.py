@@ -7,7 +7,7 @@ deep image analogy".
 
 A and B' are given; A' and B are unknown. Coarse to fine over VGG-19's relu5_1, relu4_1,
 relu3_1, relu2_1 and relu1_1, with both nearest-neighbour fields phi_a->b and phi_b->a
-(centre-based, one match per position; jstyle.patches):
+(centre-based, one match per position; jstyle.ops.patches):
 
   1. At relu5_1, F_A' = F_A and F_B = F_B', and the fields start as the identity.
   2. At each layer L, PatchMatch finds phi_a->b maximising the bidirectional similarity: the
@@ -61,12 +61,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from jstyle import image as image_lib
-from jstyle import memory, optimize, patches, results, runs, vgg
+from jstyle import results
+from jstyle.system import memory
+from jstyle.engine import optimize
+from jstyle.ops import patches
+from jstyle.engine import runs
+from jstyle.nets import vgg
 from jstyle.errors import InputError
 from jstyle.params import field
-from jstyle.progress import Progress
-from jstyle.runs import Result, RunOptions, Stopped
-from jstyle.weights import VGGWeights
+from jstyle.system.progress import Progress
+from jstyle.engine.runs import Result, RunOptions, Stopped
+from jstyle.nets.weights import VGGWeights
 
 LAYERS = ("relu5_1", "relu4_1", "relu3_1", "relu2_1", "relu1_1")  # DeepAnalogy.cu: the
 #   blobs conv5_1 .. conv1_1, which Caffe's in-place ReLUs make the relu outputs
@@ -333,7 +338,7 @@ def run(content: np.ndarray, styles: list[np.ndarray], hp: AnalogyParams, opts: 
 
     Args:
       hp: the method's settings; opts: the run options it reads (`OPTIONS`).
-      weights: VGG-19 weights (jstyle.weights.load).
+      weights: VGG-19 weights (jstyle.nets.weights.load).
       key: PRNG key of PatchMatch's random search (default: `jax.random.key(opts.seed)`); the
         same key gives the same fields and images.
       progress: a bar (or log lines) per layer and stage.

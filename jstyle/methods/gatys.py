@@ -17,12 +17,12 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from jstyle import runs
+from jstyle.engine import runs
 from jstyle.objective import (  # noqa: F401  (the objective's names, re-exported)
     NORMALIZATIONS, Data, GatysParams, Targets, compute_targets, deepest_layer, layer_scales,
     loss_terms, objective, prepare_data, validate)
-from jstyle.runs import RunOptions
-from jstyle.weights import VGGWeights
+from jstyle.engine.runs import RunOptions
+from jstyle.nets.weights import VGGWeights
 
 Params = GatysParams
 
@@ -47,7 +47,7 @@ def run(content: np.ndarray, styles: list[np.ndarray], hp: GatysParams, opts: Ru
 
     The arguments (labels, init, snapshot, checkpoint, progress as keywords) and the result
     are runs.run's; see PRESETS for the defaults. Print sizes are cut into tiles
-    (`--tile`, jstyle.tiles) where the whole image would not fit in memory.
+    (`--tile`, jstyle.ops.tiles) where the whole image would not fit in memory.
     """
     return runs.run("gatys", validate, setup, content, styles, hp, opts, weights, key,
                     deepest=deepest_layer(hp), **kwargs)

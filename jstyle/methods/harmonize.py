@@ -70,12 +70,19 @@ from PIL import Image
 from scipy import ndimage
 
 from jstyle import image as image_lib
-from jstyle import losses, masks, memory, optimize, patches, results, runs, vgg
+from jstyle import results
+from jstyle.ops import losses
+from jstyle.ops import masks
+from jstyle.system import memory
+from jstyle.engine import optimize
+from jstyle.ops import patches
+from jstyle.engine import runs
+from jstyle.nets import vgg
 from jstyle.errors import InputError
 from jstyle.params import field, pytree
-from jstyle.progress import Progress
-from jstyle.runs import RunOptions
-from jstyle.weights import VGGWeights
+from jstyle.system.progress import Progress
+from jstyle.engine.runs import RunOptions
+from jstyle.nets.weights import VGGWeights
 
 OPTIONS = ("size", "steps", "print_every", "save_every")
 INPUTS = ("content", "style", "weights")

@@ -34,11 +34,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from jstyle import image as image_lib
-from jstyle import losses, masks, patches, runs, vgg
+from jstyle.ops import losses
+from jstyle.ops import masks
+from jstyle.ops import patches
+from jstyle.engine import runs
+from jstyle.nets import vgg
 from jstyle.errors import InputError
 from jstyle.params import field, pytree
-from jstyle.runs import RunOptions
-from jstyle.weights import VGGWeights
+from jstyle.engine.runs import RunOptions
+from jstyle.nets.weights import VGGWeights
 
 NORMALIZATIONS = ("cnnmrf", "paper")
 ROTATION_STEP = math.pi / 24  # transfer_CNNMRF_wrapper.lua: target_step_rotation

@@ -55,13 +55,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jstyle import flow, image as image_lib, losses, memory, objective, optimize, results, runs
+from jstyle import image as image_lib, objective, results
+from jstyle.ops import flow
+from jstyle.ops import losses
+from jstyle.system import memory
+from jstyle.engine import optimize
+from jstyle.engine import runs
 from jstyle.errors import InputError
 from jstyle.objective import GatysParams
 from jstyle.params import field, pytree
-from jstyle.progress import Progress
-from jstyle.runs import RunOptions
-from jstyle.weights import VGGWeights
+from jstyle.system.progress import Progress
+from jstyle.engine.runs import RunOptions
+from jstyle.nets.weights import VGGWeights
 
 CONTENT = "clip"  # --content is a clip and --output a folder (jstyle.methods)
 INPUTS = ("content", "style", "weights")

@@ -1,0 +1,1 @@
+"""Networks and their weights: VGG-19 as pure functions, its weights, convolutions."""

@@ -1,0 +1,1 @@
+"""Operations on images and features: losses, masks, tiles, patches, optical flow."""

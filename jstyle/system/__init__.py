@@ -1,0 +1,1 @@
+"""The machine a run lives on: files written atomically, memory, signals, progress."""
