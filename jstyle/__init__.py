@@ -1,28 +1,30 @@
 """jstyle: neural style transfer in JAX on one shared VGG-19.
 
-The public API, re-exported:
+The public API, re-exported (everything else may change):
 
   weights = jstyle.load_weights()                      # VGG-19, fetched once and cached
   content = jstyle.image.load("photo.jpg")             # float32[H, W, 3] in [0, 1]
   style = jstyle.image.load("painting.jpg")
-  result = jstyle.gatys.run(content, [style], jstyle.gatys.GatysParams(),
-                            jstyle.RunOptions(size=256), weights, jax.random.key(0))
+  gatys = jstyle.methods.get("gatys")                  # any method by name or module path
+  hp, opts = gatys.PRESETS["jstyle"]
+  result = gatys.run(jax.random.key(0), gatys.Inputs(content, [style]), hp,
+                     dataclasses.replace(opts, size=256), weights, session=jstyle.Session())
   result.images["output"], result.record, result.history
-  jstyle.methods.get("mrf")                            # any method by name or module path
+
+A Session(output=path) also keeps checkpoints and snapshots beside the output and writes the
+result with its record (`session.write(result)`).
 """
 
-from jstyle import image, methods, results
-from jstyle.ops import losses
-from jstyle.ops import masks
-from jstyle.engine import optimize
-from jstyle.engine import runs
-from jstyle.nets import vgg
+from jstyle import image, methods, objective, results
+from jstyle.engine import kinds
+from jstyle.engine.options import RunOptions
+from jstyle.engine.session import Result, Session, Stopped
 from jstyle.errors import InputError, JStyleError, WeightsError
-from jstyle.methods import gatys
-from jstyle.engine.runs import RunOptions
+from jstyle.nets import vgg
 from jstyle.nets.weights import VGGWeights
 from jstyle.nets.weights import load as load_weights
+from jstyle.ops import losses, masks
 
-__all__ = ["image", "losses", "masks", "methods", "optimize", "results", "runs", "vgg", "gatys",
-           "RunOptions", "load_weights", "VGGWeights", "JStyleError", "InputError",
-           "WeightsError"]
+__all__ = ["image", "methods", "objective", "results", "kinds", "vgg", "losses", "masks",
+           "RunOptions", "Session", "Result", "Stopped", "load_weights", "VGGWeights",
+           "JStyleError", "InputError", "WeightsError"]

@@ -32,12 +32,12 @@ import numpy as np
 
 from jstyle.ops import losses
 from jstyle.ops import masks
-from jstyle.engine import runs
+from jstyle.engine import options
 from jstyle.ops import tiles
 from jstyle.nets import vgg
 from jstyle.errors import InputError
 from jstyle.params import field, pytree
-from jstyle.engine.runs import RunOptions
+from jstyle.engine.options import RunOptions
 from jstyle.nets.weights import VGGWeights
 
 NORMALIZATIONS = ("jstyle", "neural-style")
@@ -114,18 +114,18 @@ def validate(hp: GatysParams, opts: RunOptions, num_styles: int) -> None:
                          f"use one of {', '.join(NORMALIZATIONS)}")
     if hp.pooling not in ("max", "avg"):
         raise InputError(f"unknown pooling {hp.pooling!r}; use max or avg")
-    runs.check_layer_weights(hp, ("content", "style", "hist"))
-    runs.check_nonnegative({
+    options.check_layer_weights(hp, ("content", "style", "hist"))
+    options.check_nonnegative({
         "content_weight": [hp.content_weight], "style_weight": [hp.style_weight],
         "tv_weight": [hp.tv_weight], "hist_weight": [hp.hist_weight],
         "content_layer_weights": hp.content_layer_weights,
         "style_layer_weights": hp.style_layer_weights,
         "hist_layer_weights": hp.hist_layer_weights})
-    runs.check_moves({
+    options.check_moves({
         "content_weight": hp.content_weight * sum(hp.content_layer_weights),
         "style_weight": hp.style_weight * sum(hp.style_layer_weights),
         "tv_weight": hp.tv_weight, "hist_weight": hp.hist_weight * sum(hp.hist_layer_weights)})
-    runs.validate_options(opts, num_styles)
+    options.validate_options(opts, num_styles)
 
 
 def _gram(features: jax.Array, hp: GatysParams, mask: jax.Array | None = None) -> jax.Array:
@@ -403,7 +403,7 @@ def prepare_data(content: np.ndarray, styles: list[np.ndarray], hp: GatysParams,
       (data, content float32[H, W, 3] and styles in 8-bit levels at this size, normalised
       blend weights).
     """
-    content, styles = runs.resize_inputs(content, styles, opts)
+    content, styles = options.resize_inputs(content, styles, opts)
     vgg.check_size(content.shape, hp.content_layers + hp.style_layers + hp.hist_layers,
                    "content")
     for s in styles:
@@ -420,7 +420,7 @@ def prepare_data(content: np.ndarray, styles: list[np.ndarray], hp: GatysParams,
         regions = (masks.one_hot(labels.content, count, *content.shape[:2]),
                    [masks.one_hot(l, count, *s.shape[:2]) for l, s in zip(labels.styles, styles)],
                    labels.present)
-    vgg_params = vgg.prepare(weights.params, runs.precision(opts))
+    vgg_params = vgg.prepare(weights.params, options.precision(opts))
     scales = layer_scales(weights, hp)
     targets = compute_targets(vgg_params, scales, jnp.asarray(content),
                               [jnp.asarray(s) for s in styles], tuple(blend), hp,

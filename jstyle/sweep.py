@@ -18,7 +18,7 @@ import re
 import sys
 import time
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +28,9 @@ from jstyle import image as image_lib
 from jstyle import results
 from jstyle.system import memory
 from jstyle.engine import optimize
-from jstyle.engine import runs
+from jstyle.engine import images as pixel_images
+from jstyle.engine import options, pyramid
+from jstyle.engine import program as program_lib
 from jstyle.nets import vgg
 from jstyle.errors import InputError
 from jstyle.methods import gatys
@@ -84,18 +86,18 @@ def stack(points: list):
     return _stacked(align(points))
 
 
-def program(opts: runs.RunOptions, convention, method: ModuleType = gatys) -> runs.Program:
+def program(opts: options.RunOptions, convention, method: ModuleType = gatys) -> program_lib.Program:
     """The compiled program of a batch of points: the optimiser chunk over the points' states
     and hyperparameters (batch axes from the method's `Data.sweep_axes`), and the batched loss
-    terms (images, data) -> {term: float32[K]}; cached (runs.program), so every batch of one
+    terms (images, data) -> {term: float32[K]}; cached (jstyle.engine.program), so every batch of one
     shape runs one compilation."""
-    return runs.compile_program(method.loss_terms, convention, opts,
+    return program_lib.compile_program(method.loss_terms, convention, opts,
                                 method.Data.sweep_axes())
 
 
-def setup(content: np.ndarray, styles: list[np.ndarray], points: list, opts: runs.RunOptions,
+def setup(content: np.ndarray, styles: list[np.ndarray], points: list, opts: options.RunOptions,
           weights: VGGWeights, inits: np.ndarray, method: ModuleType = gatys,
-          sweep_points: list | None = None) -> runs.Problem:
+          sweep_points: list | None = None) -> program_lib.Problem:
     """One compiled program for all `points`: targets for the union of their layers, computed
     once, and a chunk vmapped over the points.
 
@@ -107,7 +109,7 @@ def setup(content: np.ndarray, styles: list[np.ndarray], points: list, opts: run
       sweep_points: the whole sweep's points (default: `points`), whose layers and largest
         weights decide the compiled terms, so that every batch of a sweep runs one program.
     Returns:
-      a runs.Problem whose state and `terms` are batched (leading axis K); its data is the
+      a program_lib.Problem whose state and `terms` are batched (leading axis K); its data is the
       method's Data with stacked hyperparameters.
     """
     everyone = align(sweep_points or points)
@@ -117,14 +119,14 @@ def setup(content: np.ndarray, styles: list[np.ndarray], points: list, opts: run
     used = {kind: getattr(data.hp, f"{kind}_layers") for kind in layer_kinds(data.hp)}
     data = data._replace(hp=_stacked([on_layers(p, used) for p in points]))
     compiled = program(opts, weights.convention, method)
-    starts = np.stack([runs.start_image(None, opts, content, styles, np.asarray(i))
+    starts = np.stack([pixel_images.start_image(None, opts, content, styles, np.asarray(i))
                        for i in inits])
     state = jax.vmap(lambda image: optimize.init(compiled.optimizer, image))(jnp.asarray(starts))
-    return runs.Problem(chunk=compiled.chunk, state=state, data=data, terms=compiled.terms,
+    return program_lib.Problem(chunk=compiled.chunk, state=state, data=data, terms=compiled.terms,
                         content=content, styles=styles, blend=blend, init=starts)
 
 
-local_mesh, shard = runs.local_mesh, runs.shard  # the batch over the devices (runs.py)
+local_mesh, shard = program_lib.local_mesh, program_lib.shard  # the batch over the devices
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,22 +163,22 @@ def planned_outputs(workdir: pathlib.Path, points: list[Point]) -> list[pathlib.
 def initial_images(points: list[Point], content: np.ndarray) -> np.ndarray:
     """Each point's starting image: float32[K, H, W, 3] in 8-bit levels; `content`
     float32[H, W, 3] in 8-bit levels."""
-    return np.stack([runs.initial_image(jax.random.key(p.seed), p.init, content, [],
+    return np.stack([pixel_images.initial_image(jax.random.key(p.seed), p.init, content, [],
                                           p.init_noise) for p in points]).astype(np.float32)
 
 
 def memory_gib(content_shape: tuple[int, ...], styles: list[np.ndarray],
-               opts: runs.RunOptions, batch: int) -> float:
+               opts: options.RunOptions, batch: int) -> float:
     """Estimated peak memory (GiB) of `batch` points optimised as one program at `opts.size`:
     the runtime once, and one point's pixel run above it (memory.pixel_run_gib) `batch` times
-    over; or computing the style targets first (runs.style_targets_gib), if that is more."""
+    over; or computing the style targets first (pyramid.style_targets_gib), if that is more."""
     h, w = image_lib.fit_edge(*content_shape[:2], opts.size)
     point = memory.pixel_run_gib(h, w, opts.optimizer, opts.lbfgs_memory, None,
-                                 runs.precision(opts)) - memory.BASE_GIB
-    return max(memory.BASE_GIB + batch * point, runs.style_targets_gib(styles, opts, None, 1))
+                                 options.precision(opts)) - memory.BASE_GIB
+    return max(memory.BASE_GIB + batch * point, pyramid.style_targets_gib(styles, opts, None, 1))
 
 
-def _check(points: list[Point], opts: runs.RunOptions, batch_size: int, num_styles: int,
+def _check(points: list[Point], opts: options.RunOptions, batch_size: int, num_styles: int,
            method: ModuleType) -> None:
     names = [p.name for p in points]
     bad = [n for n in names if not _NAME.match(n)]
@@ -211,7 +213,7 @@ def _check_not_another_sweeps(workdir: pathlib.Path, todo: list[Point], made: di
 
 
 def run(workdir: str | pathlib.Path, content: np.ndarray, styles: list[np.ndarray],
-        points: list[Point], opts: runs.RunOptions, weights: VGGWeights, *,
+        points: list[Point], opts: options.RunOptions, weights: VGGWeights, *,
         axes: dict[str, list], panels: list[dict] | None = None, batch_size: int = 8,
         extra: dict | None = None, progress: bool = True, method: ModuleType = gatys) -> None:
     """Runs the sweep into `workdir`, resuming: a point whose files are complete and were made
@@ -263,56 +265,79 @@ def run(workdir: str | pathlib.Path, content: np.ndarray, styles: list[np.ndarra
     if progress:
         print(f"sweep: process {jax.process_index()} of {jax.process_count()}: {len(todo)} of "
               f"its {len(mine)} points to compute", file=sys.stderr, flush=True)
-    work_content, work_styles = runs.prepare_colors(content, styles, opts)
-    levels = runs.resize_inputs(work_content, work_styles, opts)[0]
+    work_content, work_styles = pixel_images.prepare_colors(content, styles, opts)
+    levels = options.resize_inputs(work_content, work_styles, opts)[0]
     bar = Progress(len(todo) * opts.steps, "sweep", enabled=progress)
 
-    def compute(batch: list[Point], done: int) -> None:
-        """Optimises one batch and writes each point's image and record."""
-        started = time.perf_counter()
-        padded = batch + [batch[-1]] * (size - len(batch))  # one shape: no recompilation
-        problem = shard(setup(work_content, work_styles, [aligned[p.name] for p in padded],
-                              opts, weights, initial_images(padded, levels), method,
-                              list(aligned.values())))
-        histories: list[list[dict]] = [[] for _ in batch]
-
-        def log(images: jax.Array, steps: np.ndarray) -> None:
-            terms = problem.terms(images, problem.data)
-            for k, history in enumerate(histories):
-                if not history or history[-1]["step"] != int(steps[k]):
-                    history.append({"step": int(steps[k]),
-                                    **{t: float(v[k]) for t, v in terms.items()}})
-
-        def on_stop(state: optimize.LoopState) -> None:
-            steps = np.asarray(state.step)
-            log(_outputs(state), steps)
-            bar.update(done * opts.steps + len(batch) * int(steps.max()),
-                       f"points {done + len(batch)}/{len(todo)}")
-
-        log(jnp.asarray(problem.init), np.zeros(len(padded), int))
-        stops = optimize.boundaries(opts.steps, opts.print_every)
-        state = optimize.run(problem.chunk, problem.state, problem.data, stops, on_stop)
-        images = np.asarray(_outputs(state)) / 255.0
-        seconds = (time.perf_counter() - started) / len(batch)
-        for k, point in enumerate(batch):
-            stopped = ("nan" if bool(state.failed[k]) else
-                       "converged" if bool(state.converged[k]) else "steps")
-            results.write_point(workdir, {
-                "point": point.describe(), **made, "history": histories[k],
-                "final_loss": {t: v for t, v in histories[k][-1].items() if t != "step"},
-                "steps": int(state.step[k]), "stopped": stopped, "seconds": seconds,
-                "batch": len(padded), "process": jax.process_index(),
-                "memory": memory.measured(memory_entry)},
-                runs.finish_colors(images[k], content, opts))
-
+    batch = Batch(workdir, content, work_content, work_styles, levels, aligned, opts, weights,
+                  method, size, made, memory_entry, bar, len(todo))
     for start in range(0, len(todo), size):
-        compute(todo[start:start + size], start)
+        compute(batch, todo[start:start + size], start)
     bar.close()
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
         multihost_utils.sync_global_devices("jstyle sweep: every point written")
     if jax.process_index() == 0:
         results.write_sweep(workdir)
+
+
+class Batch(NamedTuple):
+    """What every batch of a sweep shares."""
+    workdir: pathlib.Path
+    content: np.ndarray  # float32[H, W, 3] in [0, 1], the original (colour control's)
+    work_content: np.ndarray  # after colour control
+    work_styles: list
+    levels: np.ndarray  # the content at --size, 8-bit levels (the points' starts)
+    aligned: dict  # point name -> its Params on the sweep's layers
+    opts: Any
+    weights: Any
+    method: ModuleType
+    size: int  # points per compiled program
+    made: dict  # what made the sweep (options, weights, inputs), for each point's record
+    memory_entry: dict
+    bar: Progress
+    total: int  # points to compute
+
+
+def compute(run: Batch, batch: list[Point], done: int) -> None:
+    """Optimises one batch of points and writes each point's image and record."""
+    (workdir, content, work_content, work_styles, levels, aligned, opts, weights, method, size,
+     made, memory_entry, bar, total) = run
+    started = time.perf_counter()
+    padded = batch + [batch[-1]] * (size - len(batch))  # one shape: no recompilation
+    problem = shard(setup(work_content, work_styles, [aligned[p.name] for p in padded],
+                          opts, weights, initial_images(padded, levels), method,
+                          list(aligned.values())))
+    histories: list[list[dict]] = [[] for _ in batch]
+
+    def log(images: jax.Array, steps: np.ndarray) -> None:
+        terms = problem.terms(images, problem.data)
+        for k, history in enumerate(histories):
+            if not history or history[-1]["step"] != int(steps[k]):
+                history.append({"step": int(steps[k]),
+                                **{t: float(v[k]) for t, v in terms.items()}})
+
+    def on_stop(state: optimize.LoopState) -> None:
+        steps = np.asarray(state.step)
+        log(_outputs(state), steps)
+        bar.update(done * opts.steps + len(batch) * int(steps.max()),
+                   f"points {done + len(batch)}/{total}")
+
+    log(jnp.asarray(problem.init), np.zeros(len(padded), int))
+    stops = optimize.boundaries(opts.steps, opts.print_every)
+    state = optimize.run(problem.chunk, problem.state, problem.data, stops, on_stop)
+    images = np.asarray(_outputs(state)) / 255.0
+    seconds = (time.perf_counter() - started) / len(batch)
+    for k, point in enumerate(batch):
+        stopped = ("nan" if bool(state.failed[k]) else
+                   "converged" if bool(state.converged[k]) else "steps")
+        results.write_point(workdir, {
+            "point": point.describe(), **made, "history": histories[k],
+            "final_loss": {t: v for t, v in histories[k][-1].items() if t != "step"},
+            "steps": int(state.step[k]), "stopped": stopped, "seconds": seconds,
+            "batch": len(padded), "process": jax.process_index(),
+            "memory": memory.measured(memory_entry)},
+            pixel_images.finish_colors(images[k], content, opts))
 
 
 def _outputs(state: optimize.LoopState) -> jax.Array:

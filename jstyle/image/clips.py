@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import pathlib
 import re
+from typing import NamedTuple
 
 import numpy as np
 
@@ -27,6 +28,24 @@ DEFAULT_FPS = 25.0  # for frames without a rate (folders, patterns)
 
 PLACEHOLDER = re.compile(r"%[-+ #0]*\d*[diu]")  # printf's whole-number conversions
 CLIP_KINDS = "give a video file, a folder of frames or a pattern such as frame_%04d.png"
+
+
+class Flows(NamedTuple):
+    """Precomputed optical flows of a clip: the authors' file patterns, such as
+    backward_[%d]_{%d}.flo (`[%d]` the frame being made, `{%d}` the frame its flow points to,
+    numbered as the clip's frames) and their reliability images."""
+    backward: str  # flows from each frame to earlier ones (.flo)
+    backward_weights: str  # their reliability (.pgm, white reliable)
+    forward: str = ""  # flows to later frames, for multi-pass runs
+    forward_weights: str = ""
+
+
+class Clip(NamedTuple):
+    """A clip as a method takes it (the input kind `Clip`)."""
+    frames: list  # float32[H, W, 3] in [0, 1] each, one size
+    fps: float  # frames per second (DEFAULT_FPS for frames without a rate)
+    first: int = 1  # the number of frames[0] in the source, from 1 (flow files are named so)
+    flows: Flows | None = None  # precomputed flows; None: computed in process
 
 
 def kind(source: str | os.PathLike) -> str:

@@ -1,51 +1,56 @@
-"""jstyle's style-transfer methods, one module each, found by name.
+"""jstyle's style-transfer methods, one module (or small package) each, found by name.
 
 `get("gatys")` imports jstyle's own method modules on demand (`BUILTIN`); any other name with
 a dot is a module path (`get("mypackage.mymethod")`), so anyone can add a method without
-editing jstyle. A method module defines:
+editing jstyle. The method contract, which `contract` checks and tests/test_api.py keeps for
+every built-in method and an outside one:
 
   Params      a frozen dataclass of its hyperparameters, each field made with
               `jstyle.params.field` (help text, flag kind, static or a leaf of the pytree);
-              every field is a flag of the `jstyle` command
-  PRESETS     {name: (Params, runs.RunOptions)}, the first the default; each default cites
+              every field is a flag of the `jstyle` command; no file paths (files are inputs)
+  PRESETS     {name: (Params, RunOptions)}, the first the default; each default cites
               where it comes from (the paper, the authors' code)
+  Inputs      a NamedTuple of what it takes, each field annotated with an input kind of
+              jstyle.engine.kinds (Image, Images, Mask, Labels, Clip, Model), so that the
+              command and the experiments map their flags onto it
   validate    validate(hp, opts, num_styles): raises InputError naming the fix
-  run         run(content, styles, hp, opts, weights, key=None, *, labels=None, init=None,
-              snapshot=None, checkpoint=None, progress=True) -> runs.Result (named images, a
-              record, a loss history); content and styles float32[H, W, 3] in [0, 1]
+  run         run(key, inputs, hp, opts, weights, *, session) -> Result (named images, a
+              record, a loss history): the algorithm; the session (jstyle.engine.session)
+              keeps the record, checkpoints, progress and outputs
 and may define
-  OPTIONS     the RunOptions fields it reads (default: all of them); flags of the others are
-              errors for it
-  INPUTS      what it takes of "content", "style", "labels", "weights" (default: all four)
+  OPTIONS     the RunOptions fields or groups (jstyle.engine.options.GROUPS) it reads
+              (default: all); flags of the others are errors for it
   OUTPUTS     the names of the images its Result holds (default: ("output",)), so that the
               command checks them against the inputs before the run
   outputs     outputs(hp) -> the names of the images a run with `hp` makes, where they depend on
-              a setting (default: OUTPUTS), so that an earlier run's extra image is found
-  RESUMABLE   True when run() keeps a checkpoint at `checkpoint` and continues from it (default:
-              whether it reads --save_every), so that the command offers --resume
-  CONTENT     "clip" when its content is a clip (a video file, a folder of frames or a printf
-              pattern; default "image"): its Params then has start_frame and num_frames, run()
-              takes the frames as a list and reports each finished frame to on_frame(pass,
-              index, image, record), and the command writes OUTPUT/frame_%04d.png with
-              their records, OUTPUT/video.mp4 and OUTPUT/video.json
-A method imports jstyle's core modules only, never another method. `get` checks what it
-can of this contract without running the method (`contract`), so that a broken module is
-one line naming its fault, under --help too.
+              a setting (default: OUTPUTS)
+  levels      levels(hp, opts) -> the steps of each optimisation in order, so that the command
+              plans the snapshots (default: the pyramid's, jstyle.engine.options.pyramid)
+  RESUMABLE   True when run() keeps a checkpoint and continues from it (default: whether it
+              reads --save_every), so that the command offers --resume
+  USES_VGG    False when it needs no VGG-19 weights (default True)
+  load_model  load_model(path) -> the Model its Inputs take (a method with a Model input)
+A method imports jstyle's floors below it only, never another method. `get` checks what it
+can of this contract without running the method, so that a broken module is one line naming
+its fault, under --help too.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 import traceback
 from types import ModuleType
 
+from jstyle.engine import kinds
+from jstyle.engine.options import GROUPS, RunOptions, fields_of, pyramid
 from jstyle.errors import InputError
 
 # jstyle's own methods, in table order
 BUILTIN = ("gatys", "mrf", "fast", "analogy", "harmonize", "video")
-REQUIRED = ("Params", "PRESETS", "validate", "run")
-ALL_INPUTS = ("content", "style", "labels", "weights")
+REQUIRED = ("Params", "PRESETS", "Inputs", "validate", "run")
+RUN_ARGUMENTS = ("key", "inputs", "hp", "opts", "weights")  # then the keyword `session`
 
 
 def get(name: str) -> ModuleType:
@@ -98,63 +103,92 @@ def _import(name: str) -> ModuleType:
 def contract(module: ModuleType) -> list[str]:
     """What `module` gets wrong of a method's contract (the module docstring), as far as it
     can be checked without running it: [] for a method."""
-    from jstyle.engine.runs import RunOptions
     missing = [a for a in REQUIRED if not hasattr(module, a)]
     if missing:
         return [f"it lacks {', '.join(missing)}"]
-    params, presets = module.Params, module.PRESETS
+    params = module.Params
     if not (isinstance(params, type) and dataclasses.is_dataclass(params)
             and params.__dataclass_params__.frozen):
         return ["its Params is not a frozen dataclass (@dataclasses.dataclass(frozen=True))"]
     problems = [f"its {a} is not a function" for a in ("validate", "run")
                 if not callable(getattr(module, a))]
-    if not isinstance(presets, dict):
-        problems.append("its PRESETS is not a dict {name: (Params(...), RunOptions(...))}")
-    elif not presets:
-        problems.append("its PRESETS is empty (a method needs a preset, the first its "
-                        "default)")
-    else:
-        problems += [f"its preset {p!r} is not a pair (Params(...), RunOptions(...))"
-                     for p, v in presets.items()
-                     if not (isinstance(p, str) and isinstance(v, tuple) and len(v) == 2
-                             and isinstance(v[0], params) and isinstance(v[1], RunOptions))]
-    run_options = {f.name for f in dataclasses.fields(RunOptions)}
-    for attr, allowed in (("OPTIONS", run_options), ("INPUTS", set(ALL_INPUTS))):
-        value = getattr(module, attr, ())
-        if not isinstance(value, (tuple, list)) or not set(value) <= allowed:
-            problems.append(f"its {attr} is not a tuple of names among "
-                            f"{', '.join(sorted(allowed))}")
+    problems += _presets(module) + _inputs(module) + _signature(module)
+    allowed = set(GROUPS) | {f.name for f in dataclasses.fields(RunOptions)}
+    value = getattr(module, "OPTIONS", ())
+    if not isinstance(value, (tuple, list)) or not set(value) <= allowed:
+        problems.append(f"its OPTIONS is not a tuple of names among {', '.join(sorted(allowed))}")
     outputs = getattr(module, "OUTPUTS", ("output",))
     if not isinstance(outputs, (tuple, list)) or not outputs or not all(
             isinstance(o, str) and o.isidentifier() for o in outputs):
         problems.append("its OUTPUTS is not a non-empty tuple of image names such as "
                         "(\"output\",)")
-    content = getattr(module, "CONTENT", "image")
-    if content not in ("image", "clip"):
-        problems.append(f"its CONTENT is {content!r}, not \"image\" or \"clip\"")
-    elif content == "clip" and not {"start_frame", "num_frames"} <= {
-            f.name for f in dataclasses.fields(params)}:
-        problems.append("its CONTENT is \"clip\" but its Params lacks start_frame and "
-                        "num_frames")
-    if not isinstance(getattr(module, "RESUMABLE", False), bool):
-        problems.append("its RESUMABLE is not True or False")
+    for flag in ("RESUMABLE", "USES_VGG"):
+        if not isinstance(getattr(module, flag, False), bool):
+            problems.append(f"its {flag} is not True or False")
     return problems
+
+
+def _presets(module: ModuleType) -> list[str]:
+    presets = module.PRESETS
+    if not isinstance(presets, dict):
+        return ["its PRESETS is not a dict {name: (Params(...), RunOptions(...))}"]
+    if not presets:
+        return ["its PRESETS is empty (a method needs a preset, the first its default)"]
+    return [f"its preset {p!r} is not a pair (Params(...), RunOptions(...))"
+            for p, v in presets.items()
+            if not (isinstance(p, str) and isinstance(v, tuple) and len(v) == 2
+                    and isinstance(v[0], module.Params) and isinstance(v[1], RunOptions))]
+
+
+def _inputs(module: ModuleType) -> list[str]:
+    cls = module.Inputs
+    if not (isinstance(cls, type) and issubclass(cls, tuple) and hasattr(cls, "_fields")):
+        return ["its Inputs is not a NamedTuple of input kinds (jstyle.engine.kinds)"]
+    try:
+        found = kinds.declared(cls)
+    except Exception as e:  # noqa: BLE001 (an annotation that names nothing)
+        return [f"its Inputs' annotations cannot be read ({e})"]
+    problems = [f"its Inputs field {name!r} has no input kind (annotate it with one of "
+                f"jstyle.engine.kinds: {', '.join(kinds.KINDS)})"
+                for name, (kind, _) in found.items() if kind is None]
+    if any(kind == "model" for kind, _ in found.values()) and not callable(
+            getattr(module, "load_model", None)):
+        problems.append("its Inputs take a Model but it has no load_model(path)")
+    return problems
+
+
+def _signature(module: ModuleType) -> list[str]:
+    try:
+        parameters = list(inspect.signature(module.run).parameters.values())
+    except (TypeError, ValueError):
+        return []
+    positional = [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY,
+                                                            p.POSITIONAL_OR_KEYWORD)]
+    keyword = [p.name for p in parameters if p.kind == p.KEYWORD_ONLY]
+    if positional != list(RUN_ARGUMENTS) or "session" not in keyword:
+        return [f"its run takes ({', '.join(positional)}{', *, ' if keyword else ''}"
+                f"{', '.join(keyword)}), not (key, inputs, hp, opts, weights, *, session)"]
+    return []
 
 
 def options(method: ModuleType) -> tuple[str, ...]:
     """The RunOptions fields `method` reads."""
-    from jstyle.engine.runs import RunOptions
-    return getattr(method, "OPTIONS", tuple(f.name for f in dataclasses.fields(RunOptions)))
+    return fields_of(getattr(method, "OPTIONS", tuple(GROUPS)))
 
 
-def inputs(method: ModuleType) -> tuple[str, ...]:
-    """What `method` takes of content, style, labels and weights."""
-    return getattr(method, "INPUTS", ALL_INPUTS)
+def inputs(method: ModuleType) -> dict[str, tuple[str, bool]]:
+    """{field of its Inputs: (kind, required)}."""
+    return kinds.declared(method.Inputs)
 
 
 def takes_clips(method: ModuleType) -> bool:
-    """Whether `method`'s content is a clip (CONTENT = "clip")."""
-    return getattr(method, "CONTENT", "image") == "clip"
+    """Whether `method`'s content is a clip."""
+    return any(kind == "clip" for kind, _ in inputs(method).values())
+
+
+def uses_vgg(method: ModuleType) -> bool:
+    """Whether `method` needs the VGG-19 weights."""
+    return getattr(method, "USES_VGG", True)
 
 
 def resumable(method: ModuleType) -> bool:
@@ -168,3 +202,10 @@ def outputs(method: ModuleType, hp) -> tuple[str, ...]:
     if callable(getattr(method, "outputs", None)):
         return tuple(method.outputs(hp))
     return tuple(getattr(method, "OUTPUTS", ("output",)))
+
+
+def levels(method: ModuleType, hp, opts) -> list[int]:
+    """The steps of each optimisation of a run, in order (for the snapshot plan)."""
+    if callable(getattr(method, "levels", None)):
+        return list(method.levels(hp, opts))
+    return [steps for _, steps in pyramid(opts)]

@@ -51,10 +51,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
-import pathlib
 import time
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -62,15 +61,15 @@ import numpy as np
 
 from jstyle import image as image_lib
 from jstyle import results
-from jstyle.system import memory
 from jstyle.engine import optimize
 from jstyle.ops import patches
-from jstyle.engine import runs
+from jstyle.engine import options
+from jstyle.engine.kinds import Image, Images
+from jstyle.engine.session import Result, Session
 from jstyle.nets import vgg
 from jstyle.errors import InputError
 from jstyle.params import field
-from jstyle.system.progress import Progress
-from jstyle.engine.runs import Result, RunOptions, Stopped
+from jstyle.engine.options import RunOptions
 from jstyle.nets.weights import VGGWeights
 
 LAYERS = ("relu5_1", "relu4_1", "relu3_1", "relu2_1", "relu1_1")  # DeepAnalogy.cu: the
@@ -82,11 +81,9 @@ DIRECTIONS = ("both", "forward")
 OPTIONS = ("size", "steps", "seed", "print_every")  # the run options it reads: --steps is the
 #   L-BFGS iterations of each deconvolution (100, Deconv.cpp's solver); --size the longer edge
 #   of both images in place of the size limits (0: the limits)
-INPUTS = ("content", "style", "weights")
 OUTPUTS = ("output", "b")  # "b" with directions=both only (`outputs`)
 RESUMABLE = True  # a checkpoint after every layer; --resume continues at the next
 RUN_GIB = (0.9, 8.7)  # peak memory: GiB, plus GiB per megapixel of A and B' together
-STATE = ("field_ab", "field_ba", "a_prime", "b")  # what a layer hands the next
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,7 +171,7 @@ def validate(hp: AnalogyParams, opts: RunOptions, num_styles: int) -> None:
             raise InputError(f"--{name}={getattr(opts, name)} must be >= 0; give a positive "
                              "whole number, or 0" + (" for the size limits" if name == "size"
                                                      else ""))
-    runs.check_size(opts)
+    options.check_size(opts)
     if hp.min_side > hp.max_side:
         raise InputError(f"--min_side={hp.min_side} is above --max_side={hp.max_side}; give "
                          "min_side <= max_side")
@@ -294,36 +291,27 @@ def invert(params: dict, target: jax.Array, start: str | None, end: str, init: j
     return x, float(error)
 
 
-def save(checkpoint: pathlib.Path, made: dict, layers: list[dict], state: dict) -> None:
-    """Writes the finished layers' record entries and the state the next layer starts from
-    (`STATE`) to `checkpoint` atomically, with `made` (what the run is)."""
-    record = json.dumps({"made": made, "layers": layers}).encode()
-    image_lib.write_atomic(checkpoint, lambda f: np.savez(
-        f, record=np.frombuffer(record, np.uint8), **{n: np.asarray(state[n]) for n in STATE}))
+class Inputs(NamedTuple):
+    """A and B', float32[H, W, 3] in [0, 1] each."""
+    content: Image  # A
+    styles: Images  # [B']
 
 
-def resume(checkpoint: pathlib.Path | None, made: dict) -> tuple[list[dict], dict] | None:
-    """(the finished layers' entries, the saved state) of the checkpoint at `checkpoint`, or
-    None when there is none.
+class State(NamedTuple):
+    """What a layer hands the next (and a checkpoint keeps)."""
+    field_ab: jax.Array  # int32[H_a, W_a, 2], phi_a->b at the layer
+    field_ba: jax.Array  # int32[H_b, W_b, 2], phi_b->a
+    a_prime: jax.Array  # float32[H_a, W_a, C], F_A' at the layer
+    b: jax.Array  # float32[H_b, W_b, C], F_B
 
-    Raises:
-      InputError: a checkpoint that cannot be read or that another run made; it is kept.
-    """
-    if checkpoint is None or not checkpoint.exists():
-        return None
-    saved = optimize.read_checkpoint(checkpoint)
-    record = optimize.checkpoint_record(checkpoint)
-    if record is None or any(n not in saved for n in STATE):
-        raise InputError(f"{checkpoint} is not a checkpoint of --method=analogy; it was kept: "
-                         "move it away to start over")
-    state = {n: saved[n] for n in STATE}
-    theirs, made = record.get("made", {}), json.loads(json.dumps(made))  # tuples as lists
-    if theirs != made:
-        differ = sorted({k for k in set(made) | set(theirs) if theirs.get(k) != made.get(k)})
-        raise InputError(f"{checkpoint} was made by another run (it differs in "
-                         f"{', '.join(differ)}); it was kept: rerun with the flags that made it,"
-                         " or move it away to start over")
-    return record["layers"], state
+
+class Network(NamedTuple):
+    """The network's view of A and B' at the working size."""
+    params: dict  # prepared VGG-19 weights
+    inputs_a: jax.Array  # A preprocessed, float32[H_a, W_a, 3]
+    inputs_bp: jax.Array  # B' preprocessed
+    feats_a: dict  # layer -> F_A
+    feats_bp: dict  # layer -> F_B'
 
 
 def _layer_below(index: int) -> str | None:
@@ -331,36 +319,18 @@ def _layer_below(index: int) -> str | None:
     return LAYERS[index + 1] if index + 1 < len(LAYERS) else None
 
 
-def run(content: np.ndarray, styles: list[np.ndarray], hp: AnalogyParams, opts: RunOptions,
-        weights: VGGWeights, key: jax.Array | None = None, *, progress: bool = True,
-        checkpoint: pathlib.Path | None = None, **unused) -> Result:
-    """A' and B from A (`content`) and B' (`styles[0]`), float32[H, W, 3] in [0, 1] each.
+def working_images(content: np.ndarray, style: np.ndarray, hp: AnalogyParams,
+                   opts: RunOptions) -> tuple[np.ndarray, ...]:
+    """(A, B' at the limited size; A, B' at the network's size, after --ratio).
 
-    Args:
-      hp: the method's settings; opts: the run options it reads (`OPTIONS`).
-      weights: VGG-19 weights (jstyle.nets.weights.load).
-      key: PRNG key of PatchMatch's random search (default: `jax.random.key(opts.seed)`); the
-        same key gives the same fields and images.
-      progress: a bar (or log lines) per layer and stage.
-      checkpoint: where the fields and features are saved after every layer; a checkpoint of
-        this run found there is continued from (`resume`).
-    Returns:
-      Result with images {"output": A' at A's size, "b": B at B''s size (unless
-      directions=forward)} and a record with per-layer timings and similarities.
     Raises:
-      InputError: bad settings, an image too small, a checkpoint of another run.
-      Stopped: Ctrl-C or SIGTERM; the finished layers are in `checkpoint`.
+      InputError: an image too small for relu5_1 after the sizing.
     """
-    del unused  # labels, init, snapshot: pixel methods' keywords
-    validate(hp, opts, len(styles))
-    started = time.perf_counter()
-    key = jax.random.key(opts.seed) if key is None else key
-    both = hp.directions == "both"
     if opts.size:  # the user's size for both, else the code's limits
-        a_full, bp_full = (image_lib.resize_to_edge(x, opts.size) for x in (content, styles[0]))
+        a_full, bp_full = (image_lib.resize_to_edge(x, opts.size) for x in (content, style))
     else:
         a_full = image_lib.resize(content, *fit_limits(content.shape[:2], hp, "--content"))
-        bp_full = image_lib.resize(styles[0], *fit_limits(styles[0].shape[:2], hp, "--style"))
+        bp_full = image_lib.resize(style, *fit_limits(style.shape[:2], hp, "--style"))
     scaled = lambda img: image_lib.resize(img, max(1, round(img.shape[0] * hp.ratio)),
                                           max(1, round(img.shape[1] * hp.ratio)))
     a, bp = scaled(a_full), scaled(bp_full)
@@ -372,122 +342,153 @@ def run(content: np.ndarray, styles: list[np.ndarray], hp: AnalogyParams, opts: 
                              f"and --ratio={hp.ratio}, but relu5_1 needs at least {need} px on "
                              "each side; give a larger --ratio or " +
                              ("--size" if opts.size else "--min_side"))
-    memory_entry = memory.require(run_gib(a.shape[:2], bp.shape[:2]),
-                                  "lower --size or --ratio, or give --directions=forward")
+    return a_full, bp_full, a, bp
+
+
+def network(a: np.ndarray, bp: np.ndarray, weights: VGGWeights) -> Network:
+    """A's and B''s features at every layer of LAYERS."""
     params = vgg.prepare(weights.params)
     pre = lambda img: vgg.preprocess(jnp.asarray(img * 255.0), weights.convention)
     features = jax.jit(lambda params, x: vgg.features(params, x, LAYERS))
     inputs_a, inputs_bp = pre(a), pre(bp)
-    feats_a, feats_bp = features(params, inputs_a), features(params, inputs_bp)
-    below = lambda feats, name, x: x if name is None else feats[name]  # a layer's or the image
+    return Network(params, inputs_a, inputs_bp, features(params, inputs_a),
+                   features(params, inputs_bp))
 
-    stages = 2 * len(LAYERS)  # PatchMatch per layer, a deconvolution per layer but the last,
-    bar = Progress(stages, "analogy", enabled=progress)  # and the pixel vote
-    alphas = BLEND_LEVELS[hp.blend_level]
-    radius0 = max(a.shape[:2]) // 16
-    a_prime, b = feats_a[LAYERS[0]], feats_bp[LAYERS[0]]
-    field_ab = patches.identity_field(*a_prime.shape[:2])
-    field_ba = patches.identity_field(*b.shape[:2])
 
-    def _layer(i, field_ab, field_ba, a_prime, b):
-        """One layer: the fields (from the coarser layer's), and unless it is the last the
-        next layer's A' and B by deconvolution; returns them with the record entry."""
-        nonlocal stage
-        layer = LAYERS[i]
-        fa, fbp = feats_a[layer], feats_bp[layer]
-        if i > 0:  # the coarser layer's fields, upsampled, and the blend (the paper's Eq. 4)
-            field_ab = patches.upsample_offsets(field_ab, *fa.shape[:2], *fbp.shape[:2])
-            field_ba = patches.upsample_offsets(field_ba, *fbp.shape[:2], *fa.shape[:2])
-            a_prime = blend(fa, a_prime, alphas[i - 1] * response_mask(fa, hp))
-            b = blend(fbp, b, alphas[i - 1] * response_mask(fbp, hp)) if both else fbp
-        settings = dict(size=hp.patch_sizes[i], iterations=hp.iterations,
-                        max_jump=hp.max_jump, radius=float(hp.radii[i] or radius0))
-        clock = time.perf_counter()
-        layer_key = jax.random.fold_in(key, i)
-        field_ab, sim_ab = match(jax.random.fold_in(layer_key, 0), (a_prime, fa), (fbp, b),
-                                 field_ab, **settings)
-        if both:
-            field_ba, sim_ba = match(jax.random.fold_in(layer_key, 1), (b, fbp), (fa, a_prime),
-                                     field_ba, **settings)
-        jax.block_until_ready((field_ab, field_ba))
-        entry = {"layer": layer, "patch_size": settings["size"], "radius": settings["radius"],
-                 "patchmatch_seconds": round(time.perf_counter() - clock, 3),
-                 "similarity_ab": float(jnp.mean(sim_ab))}
-        if both:
-            entry["similarity_ba"] = float(jnp.mean(sim_ba))
-        stage += 1
-        bar.update(stage, f"{layer}: PatchMatch {entry['patchmatch_seconds']:.1f}s, "
-                          f"similarity {entry['similarity_ab']:.3f}")
-        if i + 1 < len(LAYERS):  # the next layer's A' (and B): deconvolution
-            clock = time.perf_counter()
-            start = _layer_below(i + hp.deconv_depth - 1)
-            nxt = _layer_below(i)
+def first_state(net: Network) -> State:
+    """relu5_1: F_A' = F_A, F_B = F_B', identity fields."""
+    a_prime, b = net.feats_a[LAYERS[0]], net.feats_bp[LAYERS[0]]
+    return State(patches.identity_field(*a_prime.shape[:2]),
+                 patches.identity_field(*b.shape[:2]), a_prime, b)
 
-            def reconstruct(own_feats, own_input, source_map, field):
-                target = patches.vote_centred(source_map, field, settings["size"])
-                x, error = invert(params, target, start, layer,
-                                  below(own_feats, start, own_input), opts.steps)
-                return (x if start == nxt else vgg.forward(params, x, start, nxt)), error
 
-            a_prime, entry["deconv_error_a"] = reconstruct(feats_a, inputs_a, fbp, field_ab)
-            if both:
-                b, entry["deconv_error_b"] = reconstruct(feats_bp, inputs_bp, fa, field_ba)
-            jax.block_until_ready((a_prime, b))
-            entry["deconv_seconds"] = round(time.perf_counter() - clock, 3)
-            stage += 1
-            bar.update(stage, f"{layer} -> {nxt}: deconvolution {entry['deconv_seconds']:.1f}s, "
-                              f"relative error {entry['deconv_error_a']:.3f}")
-        return field_ab, field_ba, a_prime, b, entry
+def layer(i: int, state: State, net: Network, hp: AnalogyParams, opts: RunOptions,
+          key: jax.Array, radius0: int) -> tuple[State, dict]:
+    """Layer LAYERS[i]: the fields (from the coarser layer's, upsampled, after the blend of
+    the paper's Eq. 4) and the record entry; `deconvolve` then makes the next layer's A' and
+    B."""
+    name, both = LAYERS[i], hp.directions == "both"
+    fa, fbp = net.feats_a[name], net.feats_bp[name]
+    field_ab, field_ba, a_prime, b = state
+    if i > 0:
+        alpha = BLEND_LEVELS[hp.blend_level][i - 1]
+        field_ab = patches.upsample_offsets(field_ab, *fa.shape[:2], *fbp.shape[:2])
+        field_ba = patches.upsample_offsets(field_ba, *fbp.shape[:2], *fa.shape[:2])
+        a_prime = blend(fa, a_prime, alpha * response_mask(fa, hp))
+        b = blend(fbp, b, alpha * response_mask(fbp, hp)) if both else fbp
+    settings = dict(size=hp.patch_sizes[i], iterations=hp.iterations, max_jump=hp.max_jump,
+                    radius=float(hp.radii[i] or radius0))
+    clock, layer_key = time.perf_counter(), jax.random.fold_in(key, i)
+    field_ab, sim_ab = match(jax.random.fold_in(layer_key, 0), (a_prime, fa), (fbp, b),
+                             field_ab, **settings)
+    if both:
+        field_ba, sim_ba = match(jax.random.fold_in(layer_key, 1), (b, fbp), (fa, a_prime),
+                                 field_ba, **settings)
+    jax.block_until_ready((field_ab, field_ba))
+    entry = {"layer": name, "patch_size": settings["size"], "radius": settings["radius"],
+             "patchmatch_seconds": round(time.perf_counter() - clock, 3),
+             "similarity_ab": float(jnp.mean(sim_ab))}
+    if both:
+        entry["similarity_ba"] = float(jnp.mean(sim_ba))
+    return State(field_ab, field_ba, a_prime, b), entry
 
-    made = {"method": "analogy", "hyperparameters": dataclasses.asdict(hp),
-            "options": {n: getattr(opts, n) for n in OPTIONS if n != "print_every"},
-            "key": np.asarray(jax.random.key_data(key)).tolist(), "weights": weights.digest,
-            "inputs": results.array_digest(content, styles[0])}
-    layers, first = [], 0
-    saved = resume(checkpoint, made)
-    if saved is not None:
-        layers, state = saved
-        first = len(layers)
-        field_ab, field_ba, a_prime, b = (jnp.asarray(state[n]) for n in STATE)
-    stage = 2 * first
-    if first:
-        bar.update(stage, f"resumed after {LAYERS[first - 1]}")
-    try:
-        for i in range(first, len(LAYERS)):
-            field_ab, field_ba, a_prime, b, entry = _layer(i, field_ab, field_ba, a_prime, b)
-            layers.append(entry)
-            if checkpoint is not None:
-                save(checkpoint, made, layers, dict(zip(STATE, (field_ab, field_ba, a_prime, b))))
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the finished layers are saved
-        bar.close()
-        raise Stopped(len(layers), checkpoint if checkpoint is not None and layers else None
-                      ) from None
-    clock = time.perf_counter()  # pixels: the fields at full size, and the votes
-    field_ab = patches.upsample_offsets(field_ab, *a_full.shape[:2], *bp_full.shape[:2])
-    a_out = patches.vote_centred(jnp.asarray(bp_full), field_ab, hp.pixel_patch_size)
+
+def deconvolve(i: int, state: State, net: Network, hp: AnalogyParams, opts: RunOptions,
+               entry: dict) -> State:
+    """The next layer's A' (and B): B''s features warped by phi_a->b (A's by phi_b->a),
+    deconvolved to the layer below (Deconv.cpp); the timings and errors go into `entry`."""
+    clock, name = time.perf_counter(), LAYERS[i]
+    start, below = _layer_below(i + hp.deconv_depth - 1), _layer_below(i)
+    layer_of = lambda feats, x: x if start is None else feats[start]  # a layer's or the image
+
+    def reconstruct(own_feats, own_input, source_map, field):
+        target = patches.vote_centred(source_map, field, hp.patch_sizes[i])
+        x, error = invert(net.params, target, start, name, layer_of(own_feats, own_input),
+                          opts.steps)
+        return (x if start == below else vgg.forward(net.params, x, start, below)), error
+
+    a_prime, entry["deconv_error_a"] = reconstruct(net.feats_a, net.inputs_a,
+                                                   net.feats_bp[name], state.field_ab)
+    b = state.b
+    if hp.directions == "both":
+        b, entry["deconv_error_b"] = reconstruct(net.feats_bp, net.inputs_bp,
+                                                 net.feats_a[name], state.field_ba)
+    jax.block_until_ready((a_prime, b))
+    entry["deconv_seconds"] = round(time.perf_counter() - clock, 3)
+    return state._replace(a_prime=a_prime, b=b)
+
+
+def vote(state: State, a_full: np.ndarray, bp_full: np.ndarray, inputs: Inputs,
+         hp: AnalogyParams, opts: RunOptions) -> dict[str, np.ndarray]:
+    """The pixels: A' the vote of B''s pixels through phi_a->b at full size, B of A's through
+    phi_b->a; back at the inputs' sizes unless --size set the working size."""
     def back(out, original):  # --size keeps the working size; the code resizes back
         out = np.asarray(out, np.float32)
         return out if opts.size else image_lib.resize(out, *original.shape[:2])
-    images = {"output": back(a_out, content)}
-    if both:
-        field_ba = patches.upsample_offsets(field_ba, *bp_full.shape[:2], *a_full.shape[:2])
-        b_out = patches.vote_centred(jnp.asarray(a_full), field_ba, hp.pixel_patch_size)
-        images["b"] = back(b_out, styles[0])
-    vote_seconds = round(time.perf_counter() - clock, 3)
-    bar.update(stages, f"pixel vote {vote_seconds:.1f}s")
-    bar.close()
-    record = {
+    field_ab = patches.upsample_offsets(state.field_ab, *a_full.shape[:2], *bp_full.shape[:2])
+    images = {"output": back(patches.vote_centred(jnp.asarray(bp_full), field_ab,
+                                                  hp.pixel_patch_size), inputs.content)}
+    if hp.directions == "both":
+        field_ba = patches.upsample_offsets(state.field_ba, *bp_full.shape[:2],
+                                            *a_full.shape[:2])
+        images["b"] = back(patches.vote_centred(jnp.asarray(a_full), field_ba,
+                                                hp.pixel_patch_size), inputs.styles[0])
+    return images
+
+
+def run(key: jax.Array, inputs: Inputs, hp: AnalogyParams, opts: RunOptions,
+        weights: VGGWeights, *, session: Session) -> Result:
+    """A' and B from A and B' (`inputs`), coarse to fine over LAYERS; `key` seeds
+    PatchMatch's random search (the same key gives the same fields and images). A checkpoint
+    is kept after every layer; a matching one is continued from.
+
+    Returns:
+      Result with images {"output": A' at A's size, "b": B at B''s size (unless
+      directions=forward)} and a record with per-layer timings and similarities.
+    Raises:
+      InputError: bad settings, an image too small, a checkpoint of another run.
+      Stopped: Ctrl-C or SIGTERM; the finished layers are in the checkpoint.
+    """
+    validate(hp, opts, len(inputs.styles))
+    a_full, bp_full, a, bp = working_images(inputs.content, inputs.styles[0], hp, opts)
+    session.require(run_gib(a.shape[:2], bp.shape[:2]),
+                    "lower --size or --ratio, or give --directions=forward")
+    saved = session.begin({
         "method": "analogy", "hyperparameters": dataclasses.asdict(hp),
         "options": {n: getattr(opts, n) for n in OPTIONS},
         "key": np.asarray(jax.random.key_data(key)).tolist(), "weights": weights.digest,
-        "sizes": {"content": list(content.shape[:2]), "style": list(styles[0].shape[:2]),
-                  "content_limited": list(a_full.shape[:2]),
-                  "style_limited": list(bp_full.shape[:2]),
-                  "content_network": list(a.shape[:2]), "style_network": list(bp.shape[:2])},
-        "layers": layers, "vote_seconds": vote_seconds, "steps": opts.steps,
-        "resumed_after_layers": first,
-        "final_similarity": {k: layers[-1][f"similarity_{k}"] for k in ("ab", "ba")
-                             if f"similarity_{k}" in layers[-1]},
-        "memory": memory.measured(memory_entry),
-        "seconds": time.perf_counter() - started}
-    return Result(images=images, record=record, history=[])
+        "inputs": results.array_digest(inputs.content, inputs.styles[0])},
+        total=2 * len(LAYERS), unit="stage", may_change=("print_every",))
+    net = network(a, bp, weights)
+    layers = list(saved["layers"]) if saved else []
+    state = State(*(jnp.asarray(session.arrays[n]) for n in State._fields)) if saved \
+        else first_state(net)
+    if layers:
+        session.update(2 * len(layers), f"resumed after {LAYERS[len(layers) - 1]}")
+    try:
+        for i in range(len(layers), len(LAYERS)):
+            state, entry = layer(i, state, net, hp, opts, key, max(a.shape[:2]) // 16)
+            session.update(2 * i + 1, f"{LAYERS[i]}: PatchMatch "
+                           f"{entry['patchmatch_seconds']:.1f}s, similarity "
+                           f"{entry['similarity_ab']:.3f}")
+            if i + 1 < len(LAYERS):
+                state = deconvolve(i, state, net, hp, opts, entry)
+                session.update(2 * i + 2, f"{LAYERS[i]} -> {LAYERS[i + 1]}: deconvolution "
+                               f"{entry['deconv_seconds']:.1f}s, relative error "
+                               f"{entry['deconv_error_a']:.3f}")
+            layers.append(entry)
+            session.save({"layers": layers}, arrays=state._asdict())
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the finished layers are saved
+        raise session.stopped(f"layer {len(layers)} of {len(LAYERS)}", bool(layers)) from None
+    clock = time.perf_counter()
+    images = vote(state, a_full, bp_full, inputs, hp, opts)
+    vote_seconds = round(time.perf_counter() - clock, 3)
+    session.update(2 * len(LAYERS), f"pixel vote {vote_seconds:.1f}s")
+    return session.result(images, sizes={
+        "content": list(inputs.content.shape[:2]), "style": list(inputs.styles[0].shape[:2]),
+        "content_limited": list(a_full.shape[:2]), "style_limited": list(bp_full.shape[:2]),
+        "content_network": list(a.shape[:2]), "style_network": list(bp.shape[:2])},
+        layers=layers, vote_seconds=vote_seconds, steps=opts.steps,
+        resumed_after_layers=len(saved["layers"]) if saved else 0,
+        final_similarity={k: layers[-1][f"similarity_{k}"] for k in ("ab", "ba")
+                          if f"similarity_{k}" in layers[-1]})

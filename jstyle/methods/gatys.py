@@ -15,13 +15,13 @@ Presets:
 from __future__ import annotations
 
 import jax
-import numpy as np
 
-from jstyle.engine import runs
+from jstyle.engine import pyramid
 from jstyle.objective import (  # noqa: F401  (the objective's names, re-exported)
     NORMALIZATIONS, Data, GatysParams, Targets, compute_targets, deepest_layer, layer_scales,
     loss_terms, objective, prepare_data, validate)
-from jstyle.engine.runs import RunOptions
+from jstyle.engine.options import RunOptions
+from jstyle.engine.session import Result, Session
 from jstyle.nets.weights import VGGWeights
 
 Params = GatysParams
@@ -37,17 +37,17 @@ PRESETS: dict[str, tuple[GatysParams, RunOptions]] = {
 }
 
 
-setup = runs.level_setup(prepare_data, loss_terms)  # one level: prepare_data, then the
-#   problem on the shared compiled program (runs.level_setup)
+setup = pyramid.level_setup(prepare_data, loss_terms)  # one level: prepare_data, then the
+#   problem on the shared compiled program
+Inputs = pyramid.Inputs  # content, styles, and optionally labels and a start image
 
 
-def run(content: np.ndarray, styles: list[np.ndarray], hp: GatysParams, opts: RunOptions,
-        weights: VGGWeights, key: jax.Array | None = None, **kwargs) -> runs.Result:
-    """Stylises `content` with `styles`, coarse to fine with `opts.pyramid_levels` > 1.
-
-    The arguments (labels, init, snapshot, checkpoint, progress as keywords) and the result
-    are runs.run's; see PRESETS for the defaults. Print sizes are cut into tiles
-    (`--tile`, jstyle.ops.tiles) where the whole image would not fit in memory.
-    """
-    return runs.run("gatys", validate, setup, content, styles, hp, opts, weights, key,
-                    deepest=deepest_layer(hp), **kwargs)
+def run(key: jax.Array, inputs: Inputs, hp: GatysParams, opts: RunOptions, weights: VGGWeights,
+        *, session: Session) -> Result:
+    """Stylises `inputs.content` with `inputs.styles`, coarse to fine with
+    `opts.pyramid_levels` > 1 (jstyle.engine.pyramid.run); `key` draws the noise init. Print
+    sizes are cut into tiles (`--tile`, jstyle.ops.tiles) where the whole image would not fit
+    in memory. See PRESETS for the defaults."""
+    validate(hp, opts, len(inputs.styles))
+    return pyramid.run("gatys", setup, inputs, hp, opts, weights, key, session=session,
+                       deepest=deepest_layer(hp))

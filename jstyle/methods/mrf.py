@@ -37,11 +37,12 @@ from jstyle import image as image_lib
 from jstyle.ops import losses
 from jstyle.ops import masks
 from jstyle.ops import patches
-from jstyle.engine import runs
+from jstyle.engine import options, pyramid
 from jstyle.nets import vgg
 from jstyle.errors import InputError
 from jstyle.params import field, pytree
-from jstyle.engine.runs import RunOptions
+from jstyle.engine.options import RunOptions
+from jstyle.engine.session import Result, Session
 from jstyle.nets.weights import VGGWeights
 
 NORMALIZATIONS = ("cnnmrf", "paper")
@@ -133,28 +134,28 @@ def validate(hp: MRFParams, opts: RunOptions, num_styles: int) -> None:
                          f"{', '.join(NORMALIZATIONS)}")
     if hp.pooling not in ("max", "avg"):
         raise InputError(f"unknown pooling {hp.pooling!r}; use max or avg")
-    runs.check_layer_weights(hp, ("content", "mrf"))
-    runs.check_nonnegative({
+    options.check_layer_weights(hp, ("content", "mrf"))
+    options.check_nonnegative({
         "content_weight": [hp.content_weight], "mrf_weight": [hp.mrf_weight],
         "tv_weight": [hp.tv_weight], "semantic_weight": [hp.semantic_weight],
         "content_layer_weights": hp.content_layer_weights,
         "mrf_layer_weights": hp.mrf_layer_weights})
-    runs.check_at_least({n: getattr(hp, n) for n in ("patch_size", "style_stride",
+    options.check_at_least({n: getattr(hp, n) for n in ("patch_size", "style_stride",
                                                       "synthesis_stride")}, 1,
                         "give a positive whole number")
-    runs.check_at_least({n: getattr(hp, n) for n in ("rotations", "scales")}, 0,
+    options.check_at_least({n: getattr(hp, n) for n in ("rotations", "scales")}, 0,
                         "give a count of copies each way, or 0 for none")
     for name in ("content_layers", "mrf_layers"):
         if not getattr(hp, name):
             raise InputError(f"--{name} is empty; give at least one layer (to leave a term "
                              "out, set its weight to 0)")
-    runs.check_moves({
+    options.check_moves({
         "content_weight": hp.content_weight * sum(hp.content_layer_weights),
         "mrf_weight": hp.mrf_weight * sum(hp.mrf_layer_weights), "tv_weight": hp.tv_weight})
     if opts.style_blend_weights is not None:
         raise InputError("--style_blend_weights does not apply to --method=mrf: the patches of "
                          "all style images are candidates alike; leave it out")
-    runs.validate_options(opts, num_styles)
+    options.validate_options(opts, num_styles)
 
 
 def style_copies(image: np.ndarray, rotations: int, scales: int) -> list[np.ndarray]:
@@ -273,7 +274,7 @@ def prepare_data(content: np.ndarray, styles: list[np.ndarray], hp: MRFParams,
       (data, content float32[H, W, 3] and styles in 8-bit levels at this size, None: mrf has
       no blend weights).
     """
-    content, styles = runs.resize_inputs(content, styles, opts)
+    content, styles = options.resize_inputs(content, styles, opts)
     vgg.check_size(content.shape, hp.content_layers + hp.mrf_layers, "content", hp.patch_size)
     hp = dataclasses.replace(hp, **{f: tuple(float(w) for w in getattr(hp, f))
                                     for f in ("content_layer_weights", "mrf_layer_weights")})
@@ -282,20 +283,19 @@ def prepare_data(content: np.ndarray, styles: list[np.ndarray], hp: MRFParams,
     return Data(vgg_params, targets, hp), content, styles, None
 
 
-setup = runs.level_setup(prepare_data, loss_terms)  # one level: prepare_data, then the
-#   problem on the shared compiled program (runs.level_setup)
+setup = pyramid.level_setup(prepare_data, loss_terms)  # one level: prepare_data, then the
+#   problem on the shared compiled program
+Inputs = pyramid.Inputs  # content, styles, and optionally labels and a start image
 
 
-def run(content: np.ndarray, styles: list[np.ndarray], hp: MRFParams, opts: RunOptions,
-        weights: VGGWeights, key: jax.Array | None = None, **kwargs) -> runs.Result:
-    """Stylises `content` with the patches of `styles`, coarse to fine with
-    `opts.pyramid_levels` > 1.
-
-    The arguments (labels, init, snapshot, checkpoint, progress as keywords) and the result
-    are runs.run's; see PRESETS for the defaults.
-    """
-    return runs.run("mrf", validate, setup, content, styles, hp, opts, weights, key,
-                    extra_memory=candidates_gib, **kwargs)
+def run(key: jax.Array, inputs: Inputs, hp: MRFParams, opts: RunOptions, weights: VGGWeights,
+        *, session: Session) -> Result:
+    """Stylises `inputs.content` with the patches of `inputs.styles`, coarse to fine with
+    `opts.pyramid_levels` > 1 (jstyle.engine.pyramid.run); `key` draws the noise init. See
+    PRESETS for the defaults."""
+    validate(hp, opts, len(inputs.styles))
+    return pyramid.run("mrf", setup, inputs, hp, opts, weights, key, session=session,
+                       extra_memory=candidates_gib)
 
 
 def candidates_gib(hp: MRFParams, opts: RunOptions, size: tuple[int, int],

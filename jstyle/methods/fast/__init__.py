@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import pathlib
-import time
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -24,40 +24,43 @@ from flax import nnx
 from jstyle import image as image_lib
 from jstyle import results
 from jstyle.system import memory
-from jstyle.engine import runs
+from jstyle.engine import options
+from jstyle.engine.kinds import Image, Model
+from jstyle.engine.session import Result, Session
 from jstyle.methods.fast import network as transform_net
 from jstyle.errors import InputError
-from jstyle.params import field
-from jstyle.engine.runs import Result, RunOptions
-from jstyle.methods.fast.train import load_model
+from jstyle.engine.options import RunOptions
+from jstyle.methods.fast import train
 
 PRESERVE_COLORS = ("none", "luminance", "original")
 OPTIONS = ("size", "preserve_colors")  # the run options it reads
-INPUTS = ("content",)  # no style image, labels or VGG weights: the model holds its style
+USES_VGG = False  # the model holds its style: no style image, no VGG weights
 
 
 @dataclasses.dataclass(frozen=True)
 class FastParams:
-    """Which trained network to run."""
-    model: str | None = field(None, "The model.msgpack that `jstyle train` wrote.",
-                              kind="string")
+    """Nothing to set: the trained network (the `model` input) holds its style and training."""
 
 
 Params = FastParams
 PRESETS = {"model": (FastParams(), RunOptions(size=0))}  # the model holds everything else
 
 
+class Inputs(NamedTuple):
+    """The photo and the trained network."""
+    content: Image  # float32[H, W, 3] in [0, 1]
+    model: Model  # a Stylist (`load_model`)
+
+
 def validate(hp: FastParams, opts: RunOptions, num_styles: int) -> None:
     """Raises InputError for option values that cannot work, naming the fix."""
-    del num_styles
-    if not hp.model:
-        raise InputError("--method=fast needs --model (the model.msgpack from jstyle train)")
+    del hp, num_styles
     if opts.preserve_colors not in PRESERVE_COLORS:
         raise InputError(f"--preserve_colors={opts.preserve_colors} does not apply to "
                          f"--method=fast; use one of {', '.join(PRESERVE_COLORS)}")
     if opts.size < 0:
         raise InputError(f"--size={opts.size} must be >= 0 (0: the photo's own size)")
-    runs.check_size(opts)
+    options.check_size(opts)
 
 
 def estimate_gib(height: int, width: int, multiplier: float) -> float:
@@ -72,8 +75,8 @@ class Stylist:
     """A loaded model and its jitted forward pass (compiled once per image size)."""
 
     def __init__(self, model: str | pathlib.Path):
-        net, self.record = load_model(model)
-        self.digest = results.file_sha256(model)
+        net, self.record = train.load_model(model)
+        self.path, self.digest = pathlib.Path(model), results.file_sha256(model)
         graphdef, params = nnx.split(net)
         self.params = params
         self.forward = jax.jit(lambda params, x: nnx.merge(graphdef, params)(x))
@@ -93,34 +96,39 @@ def _stylist(path: str, stamp: tuple[int, int]) -> Stylist:
     return Stylist(path)
 
 
-def run(content: np.ndarray, styles: list[np.ndarray], hp: FastParams, opts: RunOptions,
-        weights=None, key: jax.Array | None = None, **unused) -> Result:
-    """Stylises `content` (float[H, W, 3] in [0, 1]) with the model `hp.model`.
+def load_model(path: str | pathlib.Path) -> Stylist:
+    """The model.msgpack that `jstyle train` wrote, loaded once per file and version.
 
-    `styles`, `weights`, `key` and the keywords of pixel methods (labels, snapshot, ...) are
-    not used: the network is deterministic and holds its style.
+    Raises:
+      InputError: the file cannot be read, or is not a jstyle fast model (train.load_model).
     """
-    del styles, weights, key, unused
-    validate(hp, opts, 0)
-    path = pathlib.Path(hp.model)
+    path = pathlib.Path(path)
     try:
         stat = path.stat()
     except OSError as e:
         raise InputError(f"cannot read --model={path} ({e.strerror}); give the model.msgpack "
                          "that `jstyle train` wrote") from None
-    stylist = _stylist(str(path), (stat.st_mtime_ns, stat.st_size))
+    return _stylist(str(path), (stat.st_mtime_ns, stat.st_size))
+
+
+def run(key: jax.Array, inputs: Inputs, hp: FastParams, opts: RunOptions, weights,
+        *, session: Session) -> Result:
+    """Stylises `inputs.content` (float[H, W, 3] in [0, 1]) with the trained network
+    `inputs.model`. The network is deterministic and holds its style: `key` and the VGG
+    `weights` are not used."""
+    del key, weights
+    validate(hp, opts, 0)
+    content, stylist = inputs.content, inputs.model
     h, w = image_lib.fit_edge(*content.shape[:2], opts.size) if opts.size else content.shape[:2]
-    entry = memory.require(estimate_gib(h, w, stylist.record["hyperparameters"]["width"]),
-                           "give a smaller --size")  # before the photo is resized
+    session.require(estimate_gib(h, w, stylist.record["hyperparameters"]["width"]),
+                    "give a smaller --size")  # before the photo is resized
+    session.begin({"method": "fast", "model": str(stylist.path),
+                   "model_sha256": stylist.digest, "training": stylist.record,
+                   "options": {n: getattr(opts, n) for n in OPTIONS}}, total=0)
     photo = image_lib.resize_to_edge(content, opts.size) if opts.size else content
-    started = time.perf_counter()
     out = stylist(photo, opts.preserve_colors)
     if not np.isfinite(out).all():  # finite weights can still overflow
-        raise InputError(f"--model={path} makes NaN or infinite pixels (its weights overflow); "
-                         "nothing was written; train the model again, with a lower "
+        raise InputError(f"--model={stylist.path} makes NaN or infinite pixels (its weights "
+                         "overflow); nothing was written; train the model again, with a lower "
                          "--learning_rate")
-    record = {"method": "fast", "model": str(path), "model_sha256": stylist.digest,
-              "training": stylist.record, "options": {n: getattr(opts, n) for n in OPTIONS},
-              "size": list(out.shape[:2]), "seconds": time.perf_counter() - started,
-              "memory": memory.measured(entry)}
-    return Result(images={"output": out}, record=record, history=[])
+    return session.result({"output": out}, size=list(out.shape[:2]))
