@@ -12,13 +12,18 @@ ORDER = ["errors", "params", "system", "system.interrupt", "system.files", "syst
          "system.progress",
          "image", "image.clips",
          "nets", "nets.conv", "nets.vgg", "nets.weights",
-         "ops", "ops.flow", "ops.masks", "ops.patches", "ops.losses", "ops.tiles",
+         "ops", "ops.flow", "ops.masks", "ops.patches", "ops.patchmatch", "ops.fields", "ops.losses", "ops.tiles",
          "results",
-         "engine", "engine.optimize", "methods.fast.network", "methods.fast.train",
-         "engine.runs", "objective",
-         "methods", "methods.gatys", "methods.mrf", "methods.fast", "methods.analogy",
-         "methods.harmonize", "methods.video",
-         "sweep", "cli", "__main__"]
+         "engine", "engine.optimize", "engine.checkpoint", "engine.options", "engine.kinds",
+         "engine.program", "engine.images", "engine.session", "engine.pyramid",
+         "objective",
+         "methods", "methods.gatys", "methods.mrf",
+         "methods.fast.network", "methods.fast.data", "methods.fast.train", "methods.fast",
+         "methods.analogy",
+         "methods.harmonize.settings", "methods.harmonize.regions", "methods.harmonize.passes",
+         "methods.harmonize",
+         "methods.video.settings", "methods.video.flows", "methods.video.frames", "methods.video",
+         "sweep", "cli.arguments", "cli.exits", "cli.stylise", "cli.train", "cli", "__main__"]
 METHODS = [m for m in ORDER if m.startswith("methods.")]
 
 

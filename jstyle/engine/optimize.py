@@ -17,16 +17,11 @@ jcjohnson/neural-style).
 
 from __future__ import annotations
 
-import json
-import pathlib
 import threading
-import zipfile
-import zlib
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from jstyle.system import interrupt
@@ -264,78 +259,3 @@ def run(chunk, state: LoopState, data: Any, stops: list[int],
     finally:
         restore()
     return state
-
-
-# ---------------------------------------------------------------------------------------------
-# Checkpoints: the LoopState's leaves in a plain .npz, with a JSON record of what made them.
-
-def save_checkpoint(path: pathlib.Path, state: LoopState, record: dict,
-                    keep: dict[str, np.ndarray] | None = None) -> None:
-    """Writes `state`, `record` and the named arrays `keep` to `path` atomically."""
-    from jstyle.image import write_atomic
-    leaves = jax.tree.leaves(state)
-    arrays = {f"leaf{i}": np.asarray(leaf) for i, leaf in enumerate(leaves)}
-    arrays.update({f"keep_{name}": np.asarray(a) for name, a in (keep or {}).items()})
-    arrays["record"] = np.frombuffer(json.dumps(record, sort_keys=True).encode(), np.uint8)
-    write_atomic(path, lambda f: np.savez(f, **arrays))
-
-
-def read_checkpoint(path: pathlib.Path, wanted: Callable[[str], bool] = lambda name: True
-                    ) -> dict[str, np.ndarray]:
-    """The arrays of the checkpoint at `path` whose names are `wanted`.
-
-    Raises:
-      InputError: the file cannot be read as a checkpoint (corrupt, truncated, not an .npz);
-        it is left as it is.
-    """
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            return {name: f[name] for name in f.files if wanted(name)}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):
-        raise InputError(f"{path} is not a readable checkpoint (corrupt or truncated); it was "
-                         "kept: move it away to start over") from None
-
-
-def load_checkpoint(path: pathlib.Path, like: LoopState, record: dict | None = None
-                    ) -> LoopState | None:
-    """Returns the state saved at `path` if it fits `like` and (when `record` is given) was
-    made by the same record, else None.
-
-    Raises:
-      InputError: an unreadable file (`read_checkpoint`).
-    """
-    saved = read_checkpoint(path)
-    leaves, treedef = jax.tree.flatten(like)
-    names = [f"leaf{i}" for i in range(len(leaves))]
-    if record is not None and _decoded(saved) != json.loads(json.dumps(record, sort_keys=True)):
-        return None
-    if any(n not in saved or np.shape(saved[n]) != np.shape(b) for n, b in zip(names, leaves)):
-        return None
-    return jax.tree.unflatten(treedef, [jnp.asarray(saved[n], dtype=jnp.asarray(b).dtype)
-                                        for n, b in zip(names, leaves)])
-
-
-def _decoded(saved: dict[str, np.ndarray]) -> dict | None:
-    try:
-        return json.loads(bytes(saved["record"]).decode())
-    except (KeyError, ValueError):  # no record, or not JSON: written by something else
-        return None
-
-
-def checkpoint_record(path: pathlib.Path) -> dict | None:
-    """The record saved with the checkpoint at `path` (None if it has none).
-
-    Raises:
-      InputError: an unreadable file (`read_checkpoint`).
-    """
-    return _decoded(read_checkpoint(path, lambda name: name == "record"))
-
-
-def checkpoint_arrays(path: pathlib.Path) -> dict[str, np.ndarray]:
-    """The arrays saved with the checkpoint at `path` besides the state (`keep`).
-
-    Raises:
-      InputError: an unreadable file (`read_checkpoint`).
-    """
-    return {name[len("keep_"):]: a for name, a in
-            read_checkpoint(path, lambda name: name.startswith("keep_")).items()}

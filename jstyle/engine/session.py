@@ -96,10 +96,10 @@ def versions() -> dict[str, str]:
     return found
 
 
-def named(output: pathlib.Path, name: str) -> pathlib.Path:
+def named(output: pathlib.Path, name: str, folder: bool = False) -> pathlib.Path:
     """Where the image `name` of a result goes: OUTPUT itself for "output", else
-    OUTPUT_<name>; in a folder OUTPUT (a clip), OUTPUT/<name>.png."""
-    if not output.suffix:
+    OUTPUT_<name>; in a `folder` OUTPUT (a clip's), OUTPUT/<name>.png."""
+    if folder:
         return output / f"{name}.png"
     return output if name == "output" else output.with_name(f"{output.stem}_{name}"
                                                               f"{output.suffix}")
@@ -110,15 +110,15 @@ def snapshot_path(output: pathlib.Path, step: int) -> pathlib.Path:
     return output.with_name(f"{output.stem}_{step}{output.suffix}")
 
 
-def checkpoint_path(output: pathlib.Path, method: str) -> pathlib.Path:
+def checkpoint_path(output: pathlib.Path, method: str, folder: bool = False) -> pathlib.Path:
     """OUTPUT.ckpt.npz beside an image; OUTPUT/<method>.ckpt.npz in a folder."""
-    return output / f"{method}.ckpt.npz" if not output.suffix else \
+    return output / f"{method}.ckpt.npz" if folder else \
         output.with_name(f"{output.stem}.ckpt.npz")
 
 
-def record_path(output: pathlib.Path, method: str) -> pathlib.Path:
+def record_path(output: pathlib.Path, method: str, folder: bool = False) -> pathlib.Path:
     """OUTPUT.json beside an image; OUTPUT/<method>.json in a folder."""
-    return output / f"{method}.json" if not output.suffix else output.with_suffix(".json")
+    return output / f"{method}.json" if folder else output.with_suffix(".json")
 
 
 def snapshot_steps(levels: list[int], save_every: int) -> list[int]:
@@ -147,7 +147,8 @@ class Session:
     """One run's bookkeeping (the module docstring). Made by the caller, used by one method.
 
     Attributes:
-      output: the output image (or a clip's folder); None keeps nothing on disk.
+      output: the output image (or folder); None keeps nothing on disk.
+      folder: the output is a folder (a clip's): images go in it as <name>.png.
       method: the method's name (the checkpoint's and a folder's record name).
       fmt: the image format of OUTPUT (Pillow's name).
       progress: show a bar or log lines.
@@ -157,6 +158,7 @@ class Session:
       reads: (flag, path) of every file the run reads: no output may replace one.
     """
     output: pathlib.Path | None = None
+    folder: bool = False
     method: str = "run"
     fmt: str = "PNG"
     progress: bool = True
@@ -177,7 +179,8 @@ class Session:
     @property
     def checkpoint(self) -> pathlib.Path | None:
         """The run's checkpoint file (None without an output)."""
-        return None if self.output is None else checkpoint_path(self.output, self.method)
+        return None if self.output is None else checkpoint_path(self.output, self.method,
+                                                                 self.folder)
 
     # --- the run's course ------------------------------------------------------------------
 
@@ -307,7 +310,7 @@ class Session:
         return Progressed(state, image)
 
     def _snapshot(self, step: int, image: np.ndarray) -> None:
-        if self.output is not None and self.output.suffix:
+        if self.output is not None and not self.folder:
             image_lib.save(snapshot_path(self.output, step), image, self.fmt)
 
     # --- images kept as they finish (a clip's frames) --------------------------------------
@@ -317,7 +320,7 @@ class Session:
         finished while the run goes on); nothing without an output."""
         if self.output is None:
             return
-        path = named(self.output, name)
+        path = named(self.output, name, self.folder)
         path.parent.mkdir(parents=True, exist_ok=True)
         files.write_together({path: image_lib.encode(image), path.with_suffix(".json"):
                               json.dumps({**self.about, "output": str(path), **record},
@@ -325,7 +328,7 @@ class Session:
 
     def kept(self, name: str) -> np.ndarray:
         """The image `keep` wrote for `name`, float32[H, W, 3] in [0, 1] (a resumed run)."""
-        return image_lib.load(named(self.output, name))
+        return image_lib.load(named(self.output, name, self.folder))
 
     # --- the end ---------------------------------------------------------------------------
 
@@ -347,14 +350,14 @@ class Session:
         not with `images` False: a clip's frames, kept as they finished), the files `also`
         (a clip's movie) and the record, all or none, none over a file the run read; then
         drops the checkpoint, which the finished result replaces. Returns {name: path}."""
-        paths = {name: named(self.output, name) for name in result.images}
+        paths = {name: named(self.output, name, self.folder) for name in result.images}
         files.check_outputs(paths.values(), self.reads)
         blobs = {paths[n]: image_lib.encode(img, self.fmt) for n, img in result.images.items()
                  if images}
         blobs.update(also or {})
         record = {**self.about, "output": str(self.output), **result.record, **(extra or {}),
                   "history": result.history, "images": {n: str(p) for n, p in paths.items()}}
-        blobs[record_path(self.output, self.method)] = json.dumps(
+        blobs[record_path(self.output, self.method, self.folder)] = json.dumps(
             record, indent=2, default=str).encode()
         files.write_together(blobs)
         self.checkpoint.unlink(missing_ok=True)

@@ -62,7 +62,7 @@ import numpy as np
 from jstyle import image as image_lib
 from jstyle import results
 from jstyle.engine import optimize
-from jstyle.ops import patches
+from jstyle.ops import fields, patches, patchmatch
 from jstyle.engine import options
 from jstyle.engine.kinds import Image, Images
 from jstyle.engine.session import Result, Session
@@ -246,10 +246,10 @@ def match(key: jax.Array, source: tuple[jax.Array, jax.Array],
       (field int32[H, W, 2]; similarity float32[H, W] in [-1, 1]: the mean of the two clipped
       neighbourhoods' mean cosines).
     """
-    joined = lambda maps: jnp.concatenate([patches.unit_features(m) for m in maps], axis=-1)
+    joined = lambda maps: jnp.concatenate([fields.unit_features(m) for m in maps], axis=-1)
     s, t = joined(source), joined(target)
-    score = lambda field: patches.overlap_similarity(s, t, field, size) / 2.0
-    return patches.search(key, score, s.shape[:2], t.shape[:2], iterations, alpha=0.5,
+    score = lambda field: fields.overlap_similarity(s, t, field, size) / 2.0
+    return patchmatch.search(key, score, s.shape[:2], t.shape[:2], iterations, alpha=0.5,
                           samples=1, init=init, max_jump=max_jump, radius=radius)
 
 
@@ -358,8 +358,8 @@ def network(a: np.ndarray, bp: np.ndarray, weights: VGGWeights) -> Network:
 def first_state(net: Network) -> State:
     """relu5_1: F_A' = F_A, F_B = F_B', identity fields."""
     a_prime, b = net.feats_a[LAYERS[0]], net.feats_bp[LAYERS[0]]
-    return State(patches.identity_field(*a_prime.shape[:2]),
-                 patches.identity_field(*b.shape[:2]), a_prime, b)
+    return State(fields.identity_field(*a_prime.shape[:2]),
+                 fields.identity_field(*b.shape[:2]), a_prime, b)
 
 
 def layer(i: int, state: State, net: Network, hp: AnalogyParams, opts: RunOptions,
@@ -372,8 +372,8 @@ def layer(i: int, state: State, net: Network, hp: AnalogyParams, opts: RunOption
     field_ab, field_ba, a_prime, b = state
     if i > 0:
         alpha = BLEND_LEVELS[hp.blend_level][i - 1]
-        field_ab = patches.upsample_offsets(field_ab, *fa.shape[:2], *fbp.shape[:2])
-        field_ba = patches.upsample_offsets(field_ba, *fbp.shape[:2], *fa.shape[:2])
+        field_ab = fields.upsample_offsets(field_ab, *fa.shape[:2], *fbp.shape[:2])
+        field_ba = fields.upsample_offsets(field_ba, *fbp.shape[:2], *fa.shape[:2])
         a_prime = blend(fa, a_prime, alpha * response_mask(fa, hp))
         b = blend(fbp, b, alpha * response_mask(fbp, hp)) if both else fbp
     settings = dict(size=hp.patch_sizes[i], iterations=hp.iterations, max_jump=hp.max_jump,
@@ -402,7 +402,7 @@ def deconvolve(i: int, state: State, net: Network, hp: AnalogyParams, opts: RunO
     layer_of = lambda feats, x: x if start is None else feats[start]  # a layer's or the image
 
     def reconstruct(own_feats, own_input, source_map, field):
-        target = patches.vote_centred(source_map, field, hp.patch_sizes[i])
+        target = fields.vote_centred(source_map, field, hp.patch_sizes[i])
         x, error = invert(net.params, target, start, name, layer_of(own_feats, own_input),
                           opts.steps)
         return (x if start == below else vgg.forward(net.params, x, start, below)), error
@@ -425,13 +425,13 @@ def vote(state: State, a_full: np.ndarray, bp_full: np.ndarray, inputs: Inputs,
     def back(out, original):  # --size keeps the working size; the code resizes back
         out = np.asarray(out, np.float32)
         return out if opts.size else image_lib.resize(out, *original.shape[:2])
-    field_ab = patches.upsample_offsets(state.field_ab, *a_full.shape[:2], *bp_full.shape[:2])
-    images = {"output": back(patches.vote_centred(jnp.asarray(bp_full), field_ab,
+    field_ab = fields.upsample_offsets(state.field_ab, *a_full.shape[:2], *bp_full.shape[:2])
+    images = {"output": back(fields.vote_centred(jnp.asarray(bp_full), field_ab,
                                                   hp.pixel_patch_size), inputs.content)}
     if hp.directions == "both":
-        field_ba = patches.upsample_offsets(state.field_ba, *bp_full.shape[:2],
+        field_ba = fields.upsample_offsets(state.field_ba, *bp_full.shape[:2],
                                             *a_full.shape[:2])
-        images["b"] = back(patches.vote_centred(jnp.asarray(a_full), field_ba,
+        images["b"] = back(fields.vote_centred(jnp.asarray(a_full), field_ba,
                                                 hp.pixel_patch_size), inputs.styles[0])
     return images
 

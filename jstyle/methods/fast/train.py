@@ -23,7 +23,6 @@ import dataclasses
 import functools
 import json
 import pathlib
-import queue
 import threading
 from typing import Any, NamedTuple
 
@@ -34,22 +33,24 @@ import optax
 from flax import nnx
 
 from jstyle import image as image_lib
+from jstyle.engine import checkpoint
+from jstyle.engine.session import Stopped
 from jstyle import results
 from jstyle.system import interrupt
 from jstyle.ops import losses
 from jstyle.system import memory
 from jstyle.nets import vgg
-from jstyle.errors import EnvironmentFault, InputError, JStyleError
+from jstyle.errors import InputError
 from jstyle.params import field
 from jstyle.system.progress import Progress
+from jstyle.methods.fast.data import (  # noqa: F401  (training's data, re-exported)
+    IMAGE_SUFFIXES, PREFETCH, Batches, photo_paths)
 from jstyle.methods.fast.network import TransformNet
 from jstyle.nets.weights import VGGWeights
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 OUTPUTS = ("config.json", "metrics.jsonl", "model.msgpack")  # what `train` writes in its workdir,
 #   besides checkpoints/
 EARLIER = ("metrics.jsonl", "model.msgpack")  # with checkpoints: an earlier run's work
-PREFETCH = 4  # batches the data thread prepares ahead
 # Memory of a training step, calibrated on the 2-core development machine: peak resident memory
 # of two steps on batches of 2 crops is 1.44, 2.04 and 3.05 GiB at 128, 256 and 384 px (width 1)
 # and 1.91 GiB at 256 px (width 0.25); the line below is within 2% of each.
@@ -91,13 +92,21 @@ def estimate_gib(hp: TrainParams) -> float:
     return BASE_GIB + mpx * (PERCEPTUAL_GIB_PER_MPX + NETWORK_GIB_PER_MPX * hp.width) + held
 
 
+KEEP = 2  # checkpoints kept: the latest two
+
+
+def checkpoint_path(workdir: pathlib.Path, step: int) -> pathlib.Path:
+    """The checkpoint of `step`: WORKDIR/checkpoints/<step>.npz (jstyle.engine.checkpoint)."""
+    return pathlib.Path(workdir) / "checkpoints" / f"{step}.npz"
+
+
 def checkpoint_steps(workdir: pathlib.Path) -> list[int]:
-    """The steps of the finished checkpoints in `workdir`/checkpoints, ascending (orbax names
-    each by its step once it is complete)."""
+    """The steps of the checkpoints in `workdir`/checkpoints, ascending (each written
+    atomically: a file there is complete)."""
     folder = pathlib.Path(workdir) / "checkpoints"
     if not folder.is_dir():
         return []
-    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit() and p.is_dir())
+    return sorted(int(p.stem) for p in folder.glob("*.npz") if p.stem.isdigit())
 
 
 class Plan(NamedTuple):
@@ -140,121 +149,6 @@ def preflight(data_dir: str | pathlib.Path, workdir: str | pathlib.Path, hp: Tra
                          "to continue it, or a new --workdir")
     entry = memory.require(estimate_gib(hp), "lower --size or --batch_size")
     return Plan(paths, saved[-1] if resume else None, entry)
-
-
-def photo_paths(data_dir: str | pathlib.Path) -> list[pathlib.Path]:
-    """The JPEG and PNG files under `data_dir` (recursively), sorted.
-
-    Raises:
-      InputError: the folder is missing or holds no such file.
-    """
-    folder = pathlib.Path(data_dir)
-    if not folder.is_dir():
-        raise InputError(f"--data_dir={folder} is not a folder; give a folder of JPEG or PNG "
-                         "photos (e.g. COCO train2014)")
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise InputError(f"--data_dir={folder} holds no .jpg or .png files; give a folder of "
-                         "photos (e.g. COCO train2014)")
-    return paths
-
-
-class Batches:
-    """Batch `step` of random crops, float32[B, size, size, 3] in [0, 1], a pure function of
-    (key, step); a background thread prepares the next ones while the device trains.
-
-    A photo is resized so that its shorter edge is `size`, then cropped at random. Unreadable
-    files are skipped (the next file in a fixed order is used) and counted in `skipped`.
-    """
-
-    def __init__(self, paths: list[pathlib.Path], key: jax.Array, batch_size: int, size: int,
-                 first_step: int = 0, prefetch: int = PREFETCH):
-        self.paths, self.key, self.batch_size, self.size = paths, key, batch_size, size
-        self.skipped: set[pathlib.Path] = set()
-        self.queue: queue.Queue = queue.Queue(maxsize=prefetch)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._fill, args=(first_step,), daemon=True)
-        self.thread.start()
-
-    def _crop(self, index: int, rng: np.random.Generator) -> np.ndarray:
-        for offset in range(len(self.paths)):
-            path = self.paths[(index + offset) % len(self.paths)]
-            if path in self.skipped:
-                continue
-            try:
-                img = image_lib.load(path)
-            except InputError:
-                self.skipped.add(path)
-                continue
-            h, w = img.shape[:2]
-            scale = self.size / min(h, w)
-            h, w = max(self.size, round(h * scale)), max(self.size, round(w * scale))
-            img = image_lib.resize(img, h, w)
-            y, x = rng.integers(0, h - self.size + 1), rng.integers(0, w - self.size + 1)
-            return img[y:y + self.size, x:x + self.size]
-        raise InputError("no photo in --data_dir could be read; give readable JPEG or PNG files")
-
-    def make(self, step: int) -> np.ndarray:
-        """Batch `step`, computed here (the thread calls this too)."""
-        seed = np.asarray(jax.random.key_data(jax.random.fold_in(self.key, step)))
-        rng = np.random.default_rng(seed.astype(np.uint32))
-        picks = rng.integers(0, len(self.paths), self.batch_size)
-        return np.stack([self._crop(int(i), rng) for i in picks]).astype(np.float32)
-
-    def _fill(self, step: int) -> None:
-        while not self.stop.is_set():
-            try:
-                batch = self.make(step)
-            except BaseException as e:  # noqa: BLE001 (the main thread waits for every batch)
-                self._put((step, e))
-                return  # the main thread raises it
-            self._put((step, batch))
-            step += 1
-
-    def _put(self, item) -> None:
-        while not self.stop.is_set():
-            try:
-                self.queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def get(self, stop: threading.Event | None = None) -> tuple[int, np.ndarray] | None:
-        """The next (step, batch), or None once `stop` is set (checked while waiting, so that
-        Ctrl-C and SIGTERM end the wait).
-
-        Raises:
-          InputError: no photo could be read, or the thread ran out of memory.
-          EnvironmentFault: the thread could not read the disk.
-          RuntimeError: the thread ended without a batch or a reason.
-        """
-        while stop is None or not stop.is_set():
-            try:
-                step, batch = self.queue.get(timeout=0.1)
-            except queue.Empty:
-                if not self.thread.is_alive() and self.queue.empty():
-                    raise RuntimeError("the batch thread ended without a reason") from None
-                continue
-            if isinstance(batch, BaseException):
-                raise self._failure(batch)
-            return step, batch
-        return None
-
-    def _failure(self, error: BaseException) -> BaseException:
-        """What the main thread raises for an exception of the batch thread."""
-        if isinstance(error, JStyleError):
-            return error
-        if isinstance(error, MemoryError):
-            return InputError(f"the memory ran out while preparing a batch of {self.batch_size} "
-                              f"crops of {self.size} px; lower --size or --batch_size")
-        if isinstance(error, OSError):
-            return EnvironmentFault(f"cannot read the photos in --data_dir ({error}); check the "
-                                    "disk and the permissions, then run again")
-        return error  # a fault of jstyle's: its own traceback
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join()
 
 
 class Loss(NamedTuple):
@@ -301,7 +195,7 @@ def loss_terms(outputs: jax.Array, photos: jax.Array, loss: Loss, hp: TrainParam
 
 
 class TrainState(NamedTuple):
-    """Everything a resumed run needs; a pytree (saved by orbax)."""
+    """Everything a resumed run needs; a pytree (jstyle.engine.checkpoint saves it)."""
     params: Any  # the network's parameters, a pure dict of float32 arrays
     opt_state: Any  # Adam's state
     step: jax.Array  # int32[], steps taken
@@ -343,22 +237,18 @@ def make_step(graphdef: nnx.GraphDef, loss: Loss, hp: TrainParams, convention):
 
 
 # ---------------------------------------------------------------------------------------------
-# The loop: checkpoints (orbax), metrics, resume, export.
+# The loop: checkpoints, metrics, resume, export.
 
-class Stopped(KeyboardInterrupt):
-    """A training interrupted (Ctrl-C, SIGTERM); `saved` says what was kept and how to go on,
-    for the command's message."""
-
-    def __init__(self, saved: str):
-        super().__init__(saved)
-        self.saved = saved
-
-
-def _manager(workdir: pathlib.Path, create: bool):
-    import orbax.checkpoint as ocp
-    return ocp.CheckpointManager(
-        (workdir / "checkpoints").absolute(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=2, create=create))
+def _save(workdir: pathlib.Path, state: TrainState, record: dict) -> int:
+    """Keeps `state` as the checkpoint of its step (jstyle's one format), dropping all but the
+    latest KEEP; returns the step."""
+    step = int(state.step)
+    path = checkpoint_path(workdir, step)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.save(path, state, {"made": record, "position": {"step": step}})
+    for old in checkpoint_steps(workdir)[:-KEEP]:
+        checkpoint_path(workdir, old).unlink(missing_ok=True)
+    return step
 
 
 def _record(hp: TrainParams, style_digest: str, weights: VGGWeights, seed: int) -> dict:
@@ -370,21 +260,14 @@ def _restore(workdir: pathlib.Path, step: int, state: TrainState) -> TrainState:
     """The checkpoint of `step` in `workdir`, shaped as `state`.
 
     Raises:
-      InputError: its files are damaged (orbax's own complaints stay off the terminal).
+      InputError: its file is damaged or holds another network's shapes.
     """
-    import orbax.checkpoint as ocp
-    from absl import logging
-    verbosity = logging.get_verbosity()
-    logging.set_verbosity(logging.FATAL)  # orbax logs a damaged file as an ERROR line
-    try:
-        return _manager(workdir, create=False).restore(
-            step, args=ocp.args.StandardRestore(state))
-    except Exception:  # noqa: BLE001 (any decoding failure means the same to the user)
-        raise InputError(f"{workdir / 'checkpoints' / str(step)} is not a readable checkpoint "
-                         "(damaged or cut short); remove that folder to resume from an earlier "
-                         "one, or give a new --workdir") from None
-    finally:
-        logging.set_verbosity(verbosity)
+    path = checkpoint_path(workdir, step)
+    restored = checkpoint.restore(path, state)
+    if restored is None:
+        raise InputError(f"{path} is not a checkpoint of this network (other shapes); remove it "
+                         "to resume from an earlier one, or give a new --workdir")
+    return restored
 
 
 def train(style: np.ndarray, data_dir: str | pathlib.Path, workdir: str | pathlib.Path,
@@ -393,7 +276,7 @@ def train(style: np.ndarray, data_dir: str | pathlib.Path, workdir: str | pathli
           progress: bool = True, plan: Plan | None = None) -> TrainState:
     """Trains the network for `style` (float[H, W, 3] in [0, 1]) on the photos in `data_dir`
     up to `steps` steps, writing to `workdir`: config.json, metrics.jsonl (one line per logged
-    step: step, every loss term, seconds), checkpoints/ (orbax: parameters, Adam's state, step;
+    step: step, every loss term, seconds), checkpoints/ (<step>.npz: parameters, Adam's state, step;
     every `save_every` steps, at the end and on interruption) and, at the end, model.msgpack
     (`export`). With `resume`, the latest checkpoint made by the same configuration is
     continued: the same batches follow, so the loss curve is the uninterrupted run's.
@@ -426,7 +309,6 @@ def _train(style, data_dir, workdir: pathlib.Path, hp: TrainParams, weights: VGG
            steps: int, seed: int, save_every: int, log_every: int, progress: bool,
            interrupted: threading.Event, plan: Plan) -> TrainState:
     """`train`'s work once its signals are deferred; resumes where `plan` says."""
-    import orbax.checkpoint as ocp  # imported here: the command loads this module at start
     key = jax.random.key(seed)
     init_key, data_key = jax.random.split(key)
     record = _record(hp, results.array_digest(style), weights, seed)
@@ -443,23 +325,21 @@ def _train(style, data_dir, workdir: pathlib.Path, hp: TrainParams, weights: VGG
     start = int(state.step)
     where = workdir / "checkpoints"
 
-    def stopped_at(step: int | None) -> str:
-        return ("nothing was saved" if step is None else
-                f"its state at step {step} is in {where}: rerun the same command with --resume "
-                "to continue")
+    def stopped_at(step: int | None) -> Stopped:
+        return Stopped(f"step {step}", None if step is None else where)
 
     if interrupted.is_set():
-        raise Stopped(stopped_at(saved_step))
-    manager = None
+        raise stopped_at(saved_step)
+    opened = False
 
-    def open_workdir():
+    def open_workdir() -> bool:
         """Makes the workdir and its record: once the first step has finished."""
         workdir.mkdir(parents=True, exist_ok=True)
         results.write_json(workdir / "config.json", {
             "record": record, "steps": steps, "data_dir": str(data_dir),
             "photos": len(plan.paths), "memory": plan.memory})
         _truncate_metrics(workdir / "metrics.jsonl", start)
-        return _manager(workdir, create=True)
+        return True
 
     batches = Batches(plan.paths, data_key, hp.batch_size, hp.size, first_step=start)
     bar = Progress(steps, "train", enabled=progress)
@@ -477,7 +357,7 @@ def _train(style, data_dir, workdir: pathlib.Path, hp: TrainParams, weights: VGG
             if done == step:  # not finite: the state is the last finite one
                 diverged = {k: float(v) for k, v in terms.items()}
                 break
-            manager = manager or open_workdir()
+            opened = opened or open_workdir()
             if done % log_every == 0 or done == steps:
                 line = {"step": done, **{k: float(v) for k, v in terms.items()},
                         "skipped_files": len(batches.skipped)}
@@ -485,18 +365,14 @@ def _train(style, data_dir, workdir: pathlib.Path, hp: TrainParams, weights: VGG
                     f.write(json.dumps(line) + "\n")
                 bar.update(done, f"loss={line['total']:.4g}")
             if save_every and done % save_every == 0:
-                manager.save(done, args=ocp.args.StandardSave(state))
-                saved_step = done
+                saved_step = _save(workdir, state, record)
     finally:
         batches.close()
         bar.close()
     done = int(state.step)
     if done != (saved_step if saved_step is not None else 0):  # keep every finished step
-        manager = manager or open_workdir()
-        manager.save(done, args=ocp.args.StandardSave(state), force=True)
-        saved_step = done
-    if manager is not None:
-        manager.wait_until_finished()
+        opened = opened or open_workdir()
+        saved_step = _save(workdir, state, record)
     if diverged is not None:
         kept = ("nothing was saved" if saved_step is None else
                 f"{where} holds the last finite state (step {saved_step})")
@@ -504,7 +380,7 @@ def _train(style, data_dir, workdir: pathlib.Path, hp: TrainParams, weights: VGG
                          f"{done + 1}; {kept} and no model was exported; lower --learning_rate "
                          "(or the loss weights) and train again in a new --workdir")
     if interrupted.is_set():  # keep what was done; --resume continues from here
-        raise Stopped(stopped_at(saved_step))
+        raise stopped_at(saved_step)
     export(workdir / "model.msgpack", state.params,
            {**record, "steps": done, "data_dir": str(data_dir), "photos": len(plan.paths),
             "skipped_files": len(batches.skipped), "memory": memory.measured(plan.memory)})

@@ -9,13 +9,13 @@ pixels of a loose mask around it (the tight mask dilated as the authors' dilate_
 
 Pass 1 (neural_gram.lua): at relu3_1, relu4_1 and relu5_1 every composite position is matched
 independently to its most similar painting position (cosine of 3 x 3 neighbourhoods,
-`patches.nnf_centred`), and the masked Grams of the matched painting features are the style
+`fields.nnf_centred`), and the masked Grams of the matched painting features are the style
 targets; content at relu4_1 and total variation; weights 5 / 100 / 1e-3; L-BFGS.
 
 Pass 2 (neural_paint.lua): one field at the reference layer from pass 1's image to the painting
-(exact, on features normalised per position), made consistent (`patches.refine_field`: each
+(exact, on features normalised per position), made consistent (`fields.refine_field`: each
 position takes the neighbours' proposal closest in the painting's colours to the others) and
-stripped of duplicates (`patches.used_positions`: the painting positions used, each counted
+stripped of duplicates (`fields.used_positions`: the painting positions used, each counted
 once, with their neighbours). The style targets are the masked Grams (relu1_1 ... relu4_1) and
 the histograms (relu1_1, relu4_1) of the painting's features at the used positions, carried
 to each layer; content at relu4_1; total variation inside the mask. The weights follow a style

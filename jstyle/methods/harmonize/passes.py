@@ -15,7 +15,7 @@ from scipy import ndimage
 from jstyle import image as image_lib
 from jstyle.errors import InputError
 from jstyle.nets import vgg
-from jstyle.ops import losses, masks, patches
+from jstyle.ops import fields, losses, masks
 from jstyle.methods.harmonize.regions import Box, Working, crop_of, nearest
 from jstyle.methods.harmonize.settings import (CONTENT_LAYER, MASK_EPS, PASS1_STYLE, PASS2_HIST,
                                                PASS2_STYLE, HarmonizeParams)
@@ -232,7 +232,7 @@ def _common(inputs: Working, box: Box, layers: tuple[str, ...], vgg_params, conv
 
 def pass1_data(inputs: Working, box: Box, hp: HarmonizeParams, vgg_params, convention) -> Data:
     """Pass 1 (neural_gram.lua): at each style layer every composite position's most similar
-    painting position (cosine of patch_size neighbourhoods, `patches.nnf_centred`); the style
+    painting position (cosine of patch_size neighbourhoods, `fields.nnf_centred`); the style
     targets are the masked Grams of the matched painting features."""
     layers = tuple(l for l in vgg.LAYERS if l in PASS1_STYLE or l == CONTENT_LAYER)
     common = _common(inputs, box, layers, vgg_params, convention, {
@@ -250,16 +250,16 @@ def pass1_data(inputs: Working, box: Box, hp: HarmonizeParams, vgg_params, conve
 
 @functools.partial(jax.jit, static_argnums=2)
 def _match(source, target, size):
-    return patches.nnf_centred(source, target, size, normalize=True, keep_borders=False)
+    return fields.nnf_centred(source, target, size, normalize=True, keep_borders=False)
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))
 def _consistent(source, target, size, refine_size, refine_iterations, ring_radius, guide,
                 inside):
-    field = patches.nnf_centred(patches.unit_features(source), patches.unit_features(target),
+    field = fields.nnf_centred(fields.unit_features(source), fields.unit_features(target),
                                 size, normalize=False, keep_borders=True)
-    field = patches.refine_field(field, guide, inside, refine_size, refine_iterations)
-    return patches.used_positions(field, inside, target.shape[:2], ring_radius)
+    field = fields.refine_field(field, guide, inside, refine_size, refine_iterations)
+    return fields.used_positions(field, inside, target.shape[:2], ring_radius)
 
 
 def used_painting(inputs: Working, pass1: np.ndarray, hp: HarmonizeParams, vgg_params,
