@@ -52,6 +52,7 @@ def worker(spec: str) -> dict:
     memory."""
     import jax
     from jstyle import image
+    from jstyle.engine.session import Session
     from jstyle.system import memory
     from jstyle.nets import weights
     from jstyle.methods import analogy
@@ -61,7 +62,8 @@ def worker(spec: str) -> dict:
                              iterations=FLAGS.iterations)
     opts = dataclasses.replace(opts, steps=FLAGS.deconv_steps, size=FLAGS.size)
     a, bp = _square(FLAGS.content, FLAGS.size), _square(FLAGS.style, FLAGS.size)
-    result = analogy.run(a, [bp], hp, opts, weights.load(), jax.random.key(0), progress=True)
+    result = analogy.run(jax.random.key(0), analogy.Inputs(a, [bp]), hp, opts, weights.load(),
+                         session=Session())
     if FLAGS.save:
         image.save(FLAGS.save, result.image)
     layers = result.record["layers"]

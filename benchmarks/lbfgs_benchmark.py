@@ -7,7 +7,7 @@ image with L-BFGS and its zoom line search, one step per compiled chunk, and rea
 search's trials of every step (`num_linesearch_steps`: each is one evaluation of the loss and
 its gradient). "optax" is `optax.lbfgs`, whose first direction is capped at Euclidean norm 1;
 "jstyle" scales the first direction to 1 level RMS per pixel (`optimize.make_optimizer`,
-`runs.FIRST_STEP_LEVELS`). Output: one JSON line per run, and a Markdown table.
+`program.FIRST_STEP_LEVELS`). Output: one JSON line per run, and a Markdown table.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 from jstyle import image
 from jstyle.engine import optimize
-from jstyle.engine import runs
+from jstyle.engine import program
 from jstyle.nets import weights
 from jstyle.methods import gatys
 
@@ -43,7 +43,7 @@ def measure(size: int, variant: str, steps: int, vgg_weights) -> dict:
     opts = gatys.RunOptions(size=size, tol=0.0)
     problem = gatys.setup(image.load(FLAGS.content), [image.load(FLAGS.style)],
                           gatys.GatysParams(), opts, vgg_weights, jax.random.key(0))
-    first = runs.FIRST_STEP_LEVELS if variant == "jstyle" else None
+    first = program.FIRST_STEP_LEVELS if variant == "jstyle" else None
     optimizer = optimize.make_optimizer("lbfgs", 1.0, opts.lbfgs_memory, "zoom", first)
     objective = lambda x, d: gatys.objective(x, d, vgg_weights.convention)
     chunk = optimize.make_chunk(objective, optimizer, linesearch="zoom", tol=0.0,

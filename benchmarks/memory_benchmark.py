@@ -11,8 +11,8 @@ which includes JAX's runtime and the compiler) and, on a GPU, the device's peak 
 The objective is jstyle's default (content relu4_2, style relu1_1..relu5_1); the style is
 scaled to the same longer edge. Adam (the default here) evaluates once per step, so its step
 times compare across sizes; --optimizer=lbfgs adds L-BFGS's history and line search to the
-memory. --tiles=0 picks the tiles as a run does (runs.tile_count); the estimate is
-runs.level_gib's. Prints JSON lines and a Markdown table.
+memory. --tiles=0 picks the tiles as a run does (pyramid.tile_count); the estimate is
+pyramid.level_gib's. Prints JSON lines and a Markdown table.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def measure(size: int, remat: bool, steps: int, optimizer: str, content_path, st
     import jax.numpy as jnp
     from jstyle import image
     from jstyle.system import memory
-    from jstyle.engine import runs
+    from jstyle.engine import pyramid
     from jstyle.nets import weights
     from jstyle.methods import gatys
 
@@ -64,10 +64,10 @@ def measure(size: int, remat: bool, steps: int, optimizer: str, content_path, st
     opts = gatys.RunOptions(size=size, steps=steps + 1, remat=remat, tol=0.0,
                             optimizer=optimizer, precision=precision)
     h, w = image.fit_edge(*content.shape[:2], size)
-    tile = runs.tile_count(h, w, dataclasses.replace(opts, tile=tile), gatys.deepest_layer(hp),
-                           memory.available_gib())
+    tile = pyramid.tile_count(h, w, dataclasses.replace(opts, tile=tile),
+                              gatys.deepest_layer(hp), memory.available_gib())
     opts = dataclasses.replace(opts, tile=tile)
-    estimate = runs.level_gib(h, w, opts, gatys.deepest_layer(hp), tile)
+    estimate = pyramid.level_gib(h, w, opts, gatys.deepest_layer(hp), tile)
     start = time.perf_counter()
     problem = gatys.setup(content, [style], hp, opts, vgg_weights, jax.random.key(0))
     state = problem.chunk(problem.state, jnp.int32(1), problem.data)

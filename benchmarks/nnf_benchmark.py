@@ -4,13 +4,13 @@
       [--content=PATH --style=PATH] [--iterations=16]
 
 For each input size (longer edge) and layer, both images' features are computed, then the
-3 x 3 NNF from content to style (style stride 1) by `patches.nnf_exact` and by
-`patches.patchmatch`, each jitted, warmed up, and timed as the median of 3 runs. Reports the
-maps' sizes, both times, PatchMatch's mean similarity as a share of the exact field's, the
-iteration count at which it first reaches 98% (`--curve`), the coarse-to-fine variant (the
-half-size images' field upsampled, then `--refine_iterations` at full size: time and
-quality), and each compiled function's temporary memory (XLA's memory analysis). Prints JSON
-lines and a Markdown table.
+3 x 3 NNF from content to style (style stride 1) by `grid_fields.nnf_exact` and by
+`grid_fields.patchmatch` (benchmarks/grid_fields.py), each jitted, warmed up, and timed as
+the median of 3 runs. Reports the maps' sizes, both times, PatchMatch's mean similarity as a
+share of the exact field's, the iteration count at which it first reaches 98% (`--curve`),
+the coarse-to-fine variant (the half-size images' field upsampled, then `--refine_iterations`
+at full size: time and quality), and each compiled function's temporary memory (XLA's memory
+analysis). Prints JSON lines and a Markdown table.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags
 
+import grid_fields  # benchmarks/grid_fields.py, beside this script
 from jstyle import image
 from jstyle.ops import patches
 from jstyle.nets import vgg
@@ -66,9 +67,11 @@ def main(argv):
     layers = tuple(FLAGS.layers)
     extract = jax.jit(lambda x: vgg.features(
         params, vgg.preprocess(x, vgg_weights.convention), layers))
-    exact = jax.jit(lambda s, t: patches.nnf_exact(s, t, 3, 1))
-    match = jax.jit(lambda key, s, t: patches.patchmatch(key, s, t, 3, 1, FLAGS.iterations))
-    more = jax.jit(patches.patchmatch, static_argnames=("size", "target_stride", "iterations"))
+    exact = jax.jit(lambda s, t: grid_fields.nnf_exact(s, t, 3, 1))
+    match = jax.jit(lambda key, s, t: grid_fields.patchmatch(key, s, t, 3, 1,
+                                                             FLAGS.iterations))
+    more = jax.jit(grid_fields.patchmatch,
+                   static_argnames=("size", "target_stride", "iterations"))
 
     def curve(key, s, t, exact_mean):
         """{iterations: quality} along one run continued from count to count."""
@@ -84,7 +87,7 @@ def main(argv):
         """The half-size images' field (default iterations), upsampled, then refined."""
         coarse, _ = more(key, half_s, half_t, size=3, target_stride=1)
         rows, cols = patches.grid_shape(s.shape[0], s.shape[1], 3)
-        init = patches.upsample_field(coarse, rows, cols, *patches.grid_shape(
+        init = grid_fields.upsample_field(coarse, rows, cols, *patches.grid_shape(
             t.shape[0], t.shape[1], 3))
         return more(jax.random.fold_in(key, 1), s, t, size=3, target_stride=1,
                     iterations=FLAGS.refine_iterations, init=init)

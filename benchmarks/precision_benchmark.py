@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from jstyle import image
+from jstyle.engine.session import Session
 from jstyle.nets import weights
 from jstyle.methods import gatys
 
@@ -49,8 +50,8 @@ def main(argv):
     for precision in FLAGS.precisions:
         opts = gatys.RunOptions(size=FLAGS.size, steps=FLAGS.steps, optimizer=FLAGS.optimizer,
                                 tol=0.0, print_every=0, precision=precision)
-        result = gatys.run(content, [style], hp, opts, vgg_weights, jax.random.key(0),
-                           progress=False)
+        result = gatys.run(jax.random.key(0), gatys.Inputs(content, [style]), hp, opts,
+                           vgg_weights, session=Session(progress=False))
         terms = distances(jnp.asarray(image.to_levels(result.image)))
         rows.append({"precision": precision, "size": FLAGS.size, "steps": FLAGS.steps,
                      "optimizer": FLAGS.optimizer, "content_distance": float(terms["content"]),

@@ -79,6 +79,7 @@ def main(argv):
     from jstyle import image
     from jstyle.image import clips
     from jstyle.ops import flow
+    from jstyle.engine.session import Session
     from jstyle.nets import weights
     from jstyle.methods import video
     out = pathlib.Path(FLAGS.out)
@@ -94,7 +95,9 @@ def main(argv):
         for name in FLAGS.variants:
             hp, opts = variant(name, width)
             started = time.perf_counter()
-            result = video.run(frames, [style], hp, opts, vgg_weights, progress=True)
+            result = video.run(jax.random.key(opts.seed),
+                               video.Inputs(clips.Clip(frames, 10.0), [style]), hp, opts,
+                               vgg_weights, session=Session())
             seconds = time.perf_counter() - started
             stylised = list(result.images.values())
             folder = out / f"{name}_{size}"

@@ -107,7 +107,7 @@ def _parse(program: str, argv: list[str]) -> list[str]:
     try:
         rest = FLAGS(argv)
     except flags.Error as e:
-        _fail(program, cli._parse_error(e, f"{pathlib.Path(argv[0]).name} --help"), 2)
+        _fail(program, cli.arguments.parse_error(e, f"{pathlib.Path(argv[0]).name} --help"), 2)
     if len(rest) > 1:
         _fail(program, f"unexpected argument {rest[1]!r}; options are --flag=value", 2)
     return rest

@@ -65,11 +65,12 @@ from absl import flags, logging
 import common
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tools"))
-from jstyle import cli, image, methods, results
+from jstyle import image, methods, results
 from jstyle.ops import flow
 from jstyle.system import interrupt
 from jstyle.ops import losses
-from jstyle.engine import runs
+from jstyle.engine import options as run_options
+from jstyle.engine import session as session_lib
 from jstyle.methods.fast import train
 from jstyle.nets import vgg
 from jstyle.nets import weights as weights_lib
@@ -212,10 +213,8 @@ def unfinished(workdir: pathlib.Path, method: str, pair: Pair, data_dir: pathlib
             (folder / n).exists() for n in train.EARLIER)
         return folder if earlier and _trained(workdir, pair.style, data_dir) is None else None
     out, _ = outputs_of(workdir, method, pair)
-    if methods.takes_clips(methods.get(method)):
-        checkpoint = cli.clip_outputs(out, 0, 1)["checkpoint"][0]
-    else:
-        checkpoint = cli._checkpoint(out)
+    checkpoint = session_lib.checkpoint_path(out, method)  # OUTPUT.ckpt.npz; a clip's folder:
+    #   OUTPUT/<method>.ckpt.npz
     return checkpoint if checkpoint.exists() else None
 
 
@@ -276,7 +275,7 @@ def run_method(workdir: pathlib.Path, method: str, pair: Pair, fast_data: pathli
         film(workdir, pair)
         content = workdir / "clips" / pair.name / "frame_%04d.png"
     args = [f"--method={method}", f"--content={content}", f"--output={out}"]
-    args += [f"--style={pair.style}"] if "style" in takes else []
+    args += [f"--style={pair.style}"] if "styles" in takes else []  # its Inputs' style images
     if pair.mask is not None:  # harmonize: --steps counts in both passes
         args += [f"--mask={pair.mask}"] + ([f"--pass1_steps={FLAGS.steps}"] if FLAGS.steps
                                            else [])
@@ -285,8 +284,8 @@ def run_method(workdir: pathlib.Path, method: str, pair: Pair, fast_data: pathli
     args += [f"--size={FLAGS.size}"] if "size" in options else []
     args += ["--print_every=0"] if "print_every" in options else []
     args += [f"--steps={FLAGS.steps}"] if FLAGS.steps is not None and "steps" in options else []
-    args += [f"--vgg_weights={FLAGS.vgg_weights}"] if FLAGS.vgg_weights and "weights" in takes \
-        else []
+    args += [f"--vgg_weights={FLAGS.vgg_weights}"] if FLAGS.vgg_weights and \
+        methods.uses_vgg(module) else []
     training = {}
     if method == FAST:
         model, training = train_fast(workdir, pair.style, fast_data)
@@ -353,7 +352,7 @@ def plan(workdir: pathlib.Path) -> tuple[list[str], list[Pair], pathlib.Path]:
     """
     given = {n: getattr(FLAGS, n) for n in ("size", "steps", "fast_steps", "fast_size",
                                             "video_frames") if getattr(FLAGS, n) is not None}
-    runs.check_at_least(given, 1, "give a positive whole number")
+    run_options.check_at_least(given, 1, "give a positive whole number")
     names = FLAGS.methods or list(methods.BUILTIN)
     for name in names:  # jstyle's, or a module path; an unknown or broken one is an error here
         methods.get(name)

@@ -35,6 +35,7 @@ from jstyle import image, results
 from jstyle.ops import losses
 from jstyle.nets import vgg
 from jstyle.nets import weights as weights_lib
+from jstyle.engine.session import Session
 from jstyle.errors import InputError
 from jstyle.methods import gatys
 
@@ -92,7 +93,8 @@ def run_setting(workdir: pathlib.Path, content, style, hp, opts, weights, key):
         logging.info("%s: reusing %s", name, png)
         return image.load(png), record
     logging.info("%s: running %d steps at %d px", name, opts.steps, opts.size)
-    result = gatys.run(content, [style], hp, opts, weights, key)
+    result = gatys.run(key, gatys.Inputs(content, [style]), hp, opts, weights,
+                       session=Session())
     image.save(png, result.image)
     record = {**result.record, "history": result.history}
     results.write_json(record_path, record)

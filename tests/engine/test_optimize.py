@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jstyle.engine import optimize
+from jstyle.engine import checkpoint, optimize
 from jstyle.errors import InputError
 
 TARGET = jnp.asarray(np.random.default_rng(0).uniform(10, 200, size=(5, 7, 3)), jnp.float32)
@@ -93,20 +93,29 @@ def test_convergence_compared_over_an_interval_stops_at_a_multiple_of_it():
 
 def test_checkpoint_round_trip(tmp_path):
     _, state, _ = _run("lbfgs", steps=3, every=3)
-    record = {"a": 1}
+    record = {"made": {"a": 1}, "position": {"step": 3}, "history": []}
     path = tmp_path / "ckpt.npz"
-    optimize.save_checkpoint(path, state, record)
+    arrays = {"pass1": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    checkpoint.save(path, state, record, arrays)
     like = optimize.init(optimize.make_optimizer("lbfgs", 1.0), jnp.zeros((5, 7, 3)))
-    back = optimize.load_checkpoint(path, like, record)
+    back = checkpoint.restore(path, like)
     for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(state)):
         np.testing.assert_array_equal(a, b)
-    assert optimize.load_checkpoint(path, like, {"a": 2}) is None
+    saved = checkpoint.read(path)
+    assert saved.record == record and set(saved.arrays) == {"pass1"}
+    np.testing.assert_array_equal(saved.arrays["pass1"], arrays["pass1"])
+    checkpoint.check_made(path, saved, {"a": 1})  # the run that made it: no error
+    # another run's checkpoint is refused, naming what differs
+    assert checkpoint.differences({"a": 2}, saved.record["made"]) == ["a"]
+    with pytest.raises(InputError, match="made by another run .*differs in a"):
+        checkpoint.check_made(path, saved, {"a": 2})
+    other = optimize.init(optimize.make_optimizer("lbfgs", 1.0), jnp.zeros((4, 7, 3)))
+    assert checkpoint.restore(path, other) is None  # a state of other shapes does not fit
     whole = path.read_bytes()
     for broken in (b"garbage", whole[:len(whole) // 2], whole[:-40]):  # truncated files
         path.write_bytes(broken)
-        for read in (lambda: optimize.load_checkpoint(path, like, record),
-                     lambda: optimize.checkpoint_record(path),
-                     lambda: optimize.checkpoint_arrays(path)):
+        for read in (lambda: checkpoint.restore(path, like),
+                     lambda: checkpoint.read(path)):
             with pytest.raises(InputError, match="is not a readable checkpoint"):
                 read()
 
@@ -122,7 +131,7 @@ def test_ctrl_c_stops_after_the_running_chunk_with_a_state_that_can_be_saved(tmp
     with pytest.raises(optimize.Interrupted) as stopped:
         optimize.run(chunk, state, {"target": TARGET}, [4, 30], ask, interrupt_every=3)
     assert int(stopped.value.state.step) == 7  # the chunk running then (4 -> 7) finished
-    optimize.save_checkpoint(tmp_path / "c.npz", stopped.value.state, {})  # buffers intact
+    checkpoint.save(tmp_path / "c.npz", stopped.value.state, {})  # buffers intact
     assert signal.getsignal(signal.SIGINT) is before  # handler restored
 
 

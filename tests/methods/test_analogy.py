@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jstyle.ops import patches
-from jstyle.engine import runs
+from jstyle.ops import fields, patches
 from jstyle.nets import vgg
 from jstyle.errors import InputError
 from jstyle.methods import analogy
-from jstyle.engine.runs import RunOptions
+from jstyle.engine.options import RunOptions
+from jstyle.engine.session import Session, Stopped
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -51,8 +51,8 @@ def test_overlap_similarity_is_the_authors_clipped_distance(size):
     a, a1 = _maps(rng, (7, 9), (7, 9))
     b, b1 = _maps(rng, (6, 11), (6, 11))
     field = np.stack([rng.integers(0, 6, (7, 9)), rng.integers(0, 11, (7, 9))], -1)
-    got = patches.overlap_similarity(np.concatenate([a, a1], -1), np.concatenate([b, b1], -1),
-                                     jnp.asarray(field), size) / 2
+    got = fields.overlap_similarity(np.concatenate([a, a1], -1), np.concatenate([b, b1], -1),
+                                    jnp.asarray(field), size) / 2
     want = [[_distance(a, b, a1, b1, (y, x), field[y, x], size) for x in range(9)]
             for y in range(7)]
     np.testing.assert_allclose(got, want, atol=1e-5)
@@ -68,7 +68,7 @@ def test_bidirectional_field_finds_the_brute_force_best(seed):
     b_prime, b = _maps(rng, (8, 5), (8, 5))
     # analogy.match normalises per position itself; the maps are already unit vectors
     field, score = analogy.match(jax.random.key(0), (a_prime, a), (b_prime, b),
-                                 patches.identity_field(7, 9), size=3, iterations=30,
+                                 fields.identity_field(7, 9), size=3, iterations=30,
                                  max_jump=8, radius=8.0)
     best = np.array([[max(_distance(a_prime, b_prime, a, b, (y, x), (qy, qx), 3)
                           for qy in range(8) for qx in range(5)) for x in range(9)]
@@ -87,7 +87,7 @@ def test_vote_centred_is_the_authors_average_vote():
     rng = np.random.default_rng(2)
     target = rng.random((6, 8, 3)).astype(np.float32)
     field = np.stack([rng.integers(0, 6, (5, 7)), rng.integers(0, 8, (5, 7))], -1)
-    got = np.asarray(patches.vote_centred(jnp.asarray(target), jnp.asarray(field), 3))
+    got = np.asarray(fields.vote_centred(jnp.asarray(target), jnp.asarray(field), 3))
     want = np.zeros((5, 7, 3), np.float32)
     for y in range(5):
         for x in range(7):
@@ -106,7 +106,7 @@ def test_upsample_offsets_is_the_authors_upsampling():
     rng = np.random.default_rng(3)
     coarse = np.stack([rng.integers(0, 4, (5, 7)), rng.integers(0, 6, (5, 7))], -1)
     rows, cols, t_rows, t_cols = 11, 14, 9, 13
-    got = np.asarray(patches.upsample_offsets(jnp.asarray(coarse), rows, cols, t_rows, t_cols))
+    got = np.asarray(fields.upsample_offsets(jnp.asarray(coarse), rows, cols, t_rows, t_cols))
     want = np.zeros((rows, cols, 2), int)
     ry, rx = np.float32(rows / 5), np.float32(cols / 7)
     for y in range(rows):
@@ -145,9 +145,17 @@ TINY = analogy.AnalogyParams(min_side=16, iterations=2)
 OPTS = RunOptions(size=0, steps=3)
 
 
+def _run(a, bp, hp, weights, key=None, output=None):
+    """analogy.run on the new API: the key first (default: the options' seed), a quiet session
+    (keeping its checkpoint beside `output`)."""
+    key = jax.random.key(OPTS.seed) if key is None else key
+    return analogy.run(key, analogy.Inputs(content=a, styles=[bp]), hp, OPTS, weights,
+                       session=Session(output=output, progress=False))
+
+
 def test_identity_pair_gives_back_the_image(tiny_weights, tiny_pair):
     a = tiny_pair[0]
-    result = analogy.run(a, [a], TINY, OPTS, tiny_weights, progress=False)
+    result = _run(a, a, TINY, tiny_weights)
     np.testing.assert_allclose(result.images["output"], a, atol=1e-5)
     np.testing.assert_allclose(result.images["b"], a, atol=1e-5)
     assert result.record["final_similarity"]["ab"] > 0.9  # dead ReLUs of the random net: 0
@@ -155,8 +163,7 @@ def test_identity_pair_gives_back_the_image(tiny_weights, tiny_pair):
 
 def test_same_key_same_images_and_a_record_of_every_layer(tiny_weights, tiny_pair):
     a, bp = tiny_pair
-    run = lambda key: analogy.run(a, [bp], TINY, OPTS, tiny_weights, key,
-                                  progress=False)
+    run = lambda key: _run(a, bp, TINY, tiny_weights, key)
     first, again, other = run(jax.random.key(3)), run(jax.random.key(3)), run(jax.random.key(4))
     for name in ("output", "b"):
         np.testing.assert_array_equal(first.images[name], again.images[name])
@@ -166,9 +173,9 @@ def test_same_key_same_images_and_a_record_of_every_layer(tiny_weights, tiny_pai
     assert [l["layer"] for l in layers] == list(analogy.LAYERS)
     assert all(l["patchmatch_seconds"] > 0 and -1 <= l["similarity_ab"] <= 1 for l in layers)
     assert all(l["deconv_seconds"] > 0 and np.isfinite(l["deconv_error_b"]) for l in layers[:-1])
-    forward = analogy.run(a, [bp], analogy.AnalogyParams(
-        min_side=16, iterations=2, directions="forward"), OPTS,
-        tiny_weights, jax.random.key(3), progress=False)
+    forward = _run(a, bp, analogy.AnalogyParams(min_side=16, iterations=2,
+                                                 directions="forward"),
+                   tiny_weights, jax.random.key(3))
     assert set(forward.images) == {"output"} and "deconv_error_b" not in forward.record["layers"][0]
 
 
@@ -203,9 +210,9 @@ def test_the_command_writes_both_images_and_one_record(tmp_path, vgg_weights):
 def test_an_interrupted_run_resumes_to_the_same_images(tiny_weights, tiny_pair, tmp_path,
                                                         monkeypatch):
     a, bp = tiny_pair
-    run = lambda key=jax.random.key(3), **kw: analogy.run(a, [bp], TINY, OPTS, tiny_weights, key,
-                                                          progress=False, **kw)
+    run = lambda key=jax.random.key(3), **kw: _run(a, bp, TINY, tiny_weights, key, **kw)
     whole = run()
+    output = tmp_path / "out.png"
     checkpoint, real, calls = tmp_path / "out.ckpt.npz", analogy.invert, []
 
     def stop_in_the_third_layer(*args):
@@ -215,13 +222,13 @@ def test_an_interrupted_run_resumes_to_the_same_images(tiny_weights, tiny_pair, 
         return real(*args)
 
     monkeypatch.setattr(analogy, "invert", stop_in_the_third_layer)
-    with pytest.raises(runs.Stopped) as stopped:
-        run(checkpoint=checkpoint)
-    assert stopped.value.step == 2 and stopped.value.checkpoint == checkpoint
+    with pytest.raises(Stopped) as stopped:
+        run(output=output)
+    assert stopped.value.position == "layer 2 of 5" and stopped.value.checkpoint == checkpoint
     monkeypatch.setattr(analogy, "invert", real)
     with pytest.raises(InputError, match="made by another run .*differs in key"):
-        run(jax.random.key(4), checkpoint=checkpoint)
-    resumed = run(checkpoint=checkpoint)
+        run(jax.random.key(4), output=output)
+    resumed = run(output=output)
     assert resumed.record["resumed_after_layers"] == 2
     assert [l["layer"] for l in resumed.record["layers"]] == list(analogy.LAYERS)
     for name in ("output", "b"):

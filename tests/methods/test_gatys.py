@@ -9,7 +9,8 @@ import pytest
 
 from jstyle import image, methods
 from jstyle.ops import masks
-from jstyle.engine import runs
+from jstyle.engine import checkpoint, options
+from jstyle.engine.session import Session
 from jstyle.nets import vgg
 from jstyle.errors import InputError
 from jstyle.methods import gatys
@@ -29,6 +30,21 @@ CONTENT, STYLE = _image(40, 56, 1), _image(64, 64, 2)
 FAST = gatys.RunOptions(size=48, steps=8, print_every=4)
 
 
+def _run(content, styles, hp, opts, weights, key=None, *, labels=None, init=None, output=None,
+         method=gatys):
+    """method.run on the new API: the key first (default: the options' seed), the inputs
+    together, a quiet session (keeping checkpoints and snapshots beside `output`)."""
+    key = jax.random.key(opts.seed) if key is None else key
+    session = Session(output=output, save_every=opts.save_every, progress=False)
+    return method.run(key, method.Inputs(content, styles, labels=labels, init=init), hp, opts,
+                      weights, session=session)
+
+
+def _snapshots(folder, stem="run"):
+    """The steps of the snapshots STEM_<step>.png written in `folder`."""
+    return sorted(int(p.stem[len(stem) + 1:]) for p in folder.glob(f"{stem}_*.png"))
+
+
 def test_registered():
     assert methods.get("gatys") is gatys and callable(gatys.run)
     assert set(gatys.PRESETS) == {"jstyle", "neural-style"}
@@ -39,8 +55,7 @@ def test_registered():
 def test_tiny_run_lowers_the_loss(vgg_weights, optimizer, preset):
     hp, _ = gatys.PRESETS[preset]
     opts = dataclasses.replace(FAST, optimizer=optimizer, init="noise", init_noise=20.0)
-    result = gatys.run(CONTENT, [STYLE], hp, opts, vgg_weights, jax.random.key(0),
-                       progress=False)
+    result = _run(CONTENT, [STYLE], hp, opts, vgg_weights, jax.random.key(0))
     rec = result.record
     assert rec["final_loss"]["total"] < 0.8 * rec["initial_loss"]["total"]
     assert rec["steps"] == 8 and rec["stopped"] == "steps"
@@ -52,8 +67,7 @@ def test_tiny_run_lowers_the_loss(vgg_weights, optimizer, preset):
 def test_same_key_same_output_other_key_other_output(vgg_weights):
     opts = dataclasses.replace(FAST, steps=2, init="noise")
     hp = gatys.GatysParams()
-    run = lambda seed: gatys.run(CONTENT, [STYLE], hp, opts, vgg_weights, jax.random.key(seed),
-                                 progress=False).image
+    run = lambda seed: _run(CONTENT, [STYLE], hp, opts, vgg_weights, jax.random.key(seed)).image
     a, b, c = run(3), run(3), run(4)
     np.testing.assert_array_equal(a, b)
     assert np.abs(a - c).max() > 1e-3
@@ -98,17 +112,17 @@ def test_resume_continues_exactly(vgg_weights, tmp_path):
     opts = dataclasses.replace(FAST, steps=6, save_every=3, print_every=0)
     hp = gatys.GatysParams()
     key = jax.random.key(0)
-    full = gatys.run(CONTENT, [STYLE], hp, opts, vgg_weights, key, progress=False)
+    full = _run(CONTENT, [STYLE], hp, opts, vgg_weights, key)
+    output = tmp_path / "run.png"
     ckpt = tmp_path / "run.ckpt.npz"
-    snaps = []
-    gatys.run(CONTENT, [STYLE], hp, dataclasses.replace(opts, steps=3, save_every=3),
-              vgg_weights, key, checkpoint=ckpt, progress=False)
+    assert Session(output=output).checkpoint == ckpt
+    _run(CONTENT, [STYLE], hp, dataclasses.replace(opts, steps=3, save_every=3),
+         vgg_weights, key, output=output)
     assert not ckpt.exists()  # the last step writes the output, not a checkpoint
-    gatys.run(CONTENT, [STYLE], hp, opts, vgg_weights, key, checkpoint=ckpt,
-              snapshot=lambda step, img: snaps.append(step), progress=False)
-    assert ckpt.exists() and snaps == [3]
-    resumed = gatys.run(CONTENT, [STYLE], hp, opts, vgg_weights, key, checkpoint=ckpt,
-                        progress=False)
+    assert _snapshots(tmp_path) == []
+    _run(CONTENT, [STYLE], hp, opts, vgg_weights, key, output=output)
+    assert ckpt.exists() and _snapshots(tmp_path) == [3]
+    resumed = _run(CONTENT, [STYLE], hp, opts, vgg_weights, key, output=output)
     assert resumed.record["resumed_from_step"] == 3
     np.testing.assert_allclose(resumed.image, full.image, atol=1e-5)
 
@@ -135,8 +149,8 @@ def test_validation_errors():
 
 def test_too_small_for_the_deepest_layer(vgg_weights):
     with pytest.raises(InputError, match="needs at least 16 px"):
-        gatys.run(CONTENT, [STYLE], gatys.GatysParams(), dataclasses.replace(FAST, size=20),
-                  vgg_weights, jax.random.key(0), progress=False)
+        _run(CONTENT, [STYLE], gatys.GatysParams(), dataclasses.replace(FAST, size=20),
+             vgg_weights, jax.random.key(0))
 
 
 def _two_regions(h, w, split, left, right):
@@ -184,8 +198,8 @@ def test_regions_take_their_style_only_from_the_matching_region(vgg_weights):
     hp = gatys.GatysParams(style_weight=100.0)
 
     def redness(labels):
-        out = gatys.run(content, [style], hp, opts, vgg_weights, jax.random.key(0),
-                        labels=labels, progress=False).image
+        out = _run(content, [style], hp, opts, vgg_weights, jax.random.key(0),
+                   labels=labels).image
         red_minus_blue = out[..., 0] - out[..., 2]
         return red_minus_blue[:, 4:28].mean(), red_minus_blue[:, 36:60].mean()
 
@@ -212,35 +226,30 @@ def test_pyramid_runs_coarse_to_fine_and_resumes_at_its_level(vgg_weights, tmp_p
                                print_every=2, save_every=2)
     hp = gatys.GatysParams()
     key = jax.random.key(0)
-    assert runs.pyramid(opts) == [(32, 4), (64, 3)]
-    full = gatys.run(CONTENT, [STYLE], hp, opts, vgg_weights, key, progress=False)
+    assert options.pyramid(opts) == [(32, 4), (64, 3)]
+    full = _run(CONTENT, [STYLE], hp, opts, vgg_weights, key)
     assert full.image.shape == (46, 64, 3) and full.record["steps"] == 7
     assert [(h["step"], h["level"]) for h in full.history] == [(2, 0), (4, 0), (6, 1), (7, 1)]
     assert full.record["final_loss"]["total"] < full.record["initial_loss"]["total"]
     # interrupted after the snapshot at step 2 of level 1 (global step 6): resume from it
-    ckpt = tmp_path / "run.ckpt.npz"
-    steps = []
-    gatys.run(CONTENT, [STYLE], hp, opts, vgg_weights, key, checkpoint=ckpt, progress=False,
-              snapshot=lambda step, img: steps.append(step))
-    assert steps == [2, 6]  # the level-0 snapshot at 4 is its last step: no checkpoint
+    output, ckpt = tmp_path / "run.png", tmp_path / "run.ckpt.npz"
+    _run(CONTENT, [STYLE], hp, opts, vgg_weights, key, output=output)
+    assert _snapshots(tmp_path) == [2, 6]  # the level-0 snapshot at 4 is its last step: none
     assert optimize_level(ckpt) == 1
-    resumed = gatys.run(CONTENT, [STYLE], hp, opts, vgg_weights, key, checkpoint=ckpt,
-                        progress=False)
+    resumed = _run(CONTENT, [STYLE], hp, opts, vgg_weights, key, output=output)
     assert resumed.record["resumed_from_step"] == 6
     np.testing.assert_allclose(resumed.image, full.image, atol=1e-5)
 
 
 def optimize_level(path):
-    from jstyle.engine import optimize
-    return optimize.checkpoint_record(path)["level"]
+    return checkpoint.read(path).record["position"]["level"]
 
 
 @pytest.mark.parametrize("mode", ["luminance", "original", "match"])
 def test_preserve_colors_keeps_the_content_colours(vgg_weights, mode):
     opts = dataclasses.replace(FAST, steps=3, print_every=0, preserve_colors=mode)
     content = CONTENT * 0.5 + 0.25  # chroma well inside the gamut
-    result = gatys.run(content, [STYLE], gatys.GatysParams(), opts, vgg_weights,
-                       jax.random.key(0), progress=False)
+    result = _run(content, [STYLE], gatys.GatysParams(), opts, vgg_weights, jax.random.key(0))
     out_uv = image.rgb_to_yuv(result.image)[..., 1:]
     content_uv = image.rgb_to_yuv(image.resize(content, *result.image.shape[:2]))[..., 1:]
     if mode == "match":  # the style was recoloured: the output's colours are the content's
@@ -251,12 +260,11 @@ def test_preserve_colors_keeps_the_content_colours(vgg_weights, mode):
 
 def test_bfloat16_run_lowers_the_loss_and_records_its_precision(tiny_weights):
     opts = dataclasses.replace(FAST, precision="bfloat16", init="noise", init_noise=20.0)
-    result = gatys.run(CONTENT, [STYLE], gatys.GatysParams(), opts, tiny_weights,
-                       progress=False)
+    result = _run(CONTENT, [STYLE], gatys.GatysParams(), opts, tiny_weights)
     assert result.record["precision"] == "bfloat16"
     assert result.record["final_loss"]["total"] < 0.8 * result.record["initial_loss"]["total"]
-    auto = gatys.run(CONTENT, [STYLE], gatys.GatysParams(), dataclasses.replace(FAST, steps=1),
-                     tiny_weights, progress=False)
+    auto = _run(CONTENT, [STYLE], gatys.GatysParams(), dataclasses.replace(FAST, steps=1),
+                tiny_weights)
     assert auto.record["precision"] == (  # auto: by the backend
         "float32" if jax.default_backend() == "cpu" else "bfloat16")
 
@@ -267,4 +275,4 @@ def test_methods_off_the_gatys_objective_refuse_tiles_and_bfloat16(tiny_weights,
     hp, opts = mrf.PRESETS["cnnmrf"]
     opts = dataclasses.replace(opts, size=48, steps=1, **option)
     with pytest.raises(InputError, match="--tile and --precision=bfloat16"):
-        mrf.run(CONTENT, [STYLE], hp, opts, tiny_weights, progress=False)
+        _run(CONTENT, [STYLE], hp, opts, tiny_weights, method=mrf)

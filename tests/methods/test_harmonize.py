@@ -14,8 +14,11 @@ from PIL import Image
 
 from jstyle.ops import losses
 from jstyle.ops import masks
-from jstyle.ops import patches
+from jstyle.ops import fields
+from jstyle.engine import checkpoint as checkpoints
+from jstyle.engine.session import Session
 from jstyle.methods import harmonize
+from jstyle.methods.harmonize import passes, regions
 
 
 def _np_nnf(a, b, k, normalize, keep_borders):
@@ -53,12 +56,12 @@ def test_centred_field_matches_the_authors_loops(normalize):
     rng = np.random.default_rng(3)
     a = rng.normal(size=(5, 7, 3)).astype(np.float32)
     b = rng.normal(size=(6, 5, 3)).astype(np.float32)
-    got = patches.nnf_centred(a, b, 3, normalize=normalize, keep_borders=not normalize,
-                              budget_bytes=4 * 35 * 4)  # several chunks
+    got = fields.nnf_centred(a, b, 3, normalize=normalize, keep_borders=not normalize,
+                             budget_bytes=4 * 35 * 4)  # several chunks
     np.testing.assert_array_equal(np.asarray(got), _np_nnf(a, b, 3, normalize, not normalize))
     # a crop of the source, placed in its full map, finds the same matches
-    crop = patches.nnf_centred(a[1:4, 2:6], b, 3, normalize=normalize,
-                               keep_borders=not normalize, origin=(1, 2), full_shape=(5, 7))
+    crop = fields.nnf_centred(a[1:4, 2:6], b, 3, normalize=normalize,
+                              keep_borders=not normalize, origin=(1, 2), full_shape=(5, 7))
     inner = _np_nnf(a, b, 3, normalize, not normalize)[2:3, 3:5]
     np.testing.assert_array_equal(np.asarray(crop)[1:2, 1:3], inner)
 
@@ -114,13 +117,13 @@ def test_consistent_mapping_and_duplicate_suppression_match_the_authors_loops():
     field = np.stack([rng.integers(0, h2, (h, w)), rng.integers(0, w2, (h, w))], -1)
     guide = rng.integers(0, 4, (h2, w2, 3)).astype(np.float32) / 3  # ties happen
     inside = rng.random((h, w)) < 0.6
-    got = np.asarray(patches.refine_field(field, guide, inside, 5, 1))
+    got = np.asarray(fields.refine_field(field, guide, inside, 5, 1))
     want = _np_refine(field, guide, inside, 5)
     np.testing.assert_array_equal(got, want)
     assert (got != field).any()  # the refinement did something
-    twice = np.asarray(patches.refine_field(field, guide, inside, 5, 2))
+    twice = np.asarray(fields.refine_field(field, guide, inside, 5, 2))
     np.testing.assert_array_equal(twice, _np_refine(want, guide, inside, 5))
-    used = np.asarray(patches.used_positions(got, inside, (h2, w2), 1))
+    used = np.asarray(fields.used_positions(got, inside, (h2, w2), 1))
     np.testing.assert_array_equal(used, _np_used(got, inside, (h2, w2), 1))
     assert 0 < used.sum() < h2 * w2
 
@@ -137,15 +140,15 @@ def test_masked_losses_match_numpy():
     mf = (x * m[..., None]).reshape(-1, 4)
     gram = mf.T @ mf / (4 * m.sum())
     np.testing.assert_allclose(losses.masked_gram_matrix(x, m), gram, rtol=1e-5)
-    np.testing.assert_allclose(harmonize._style_loss(x, m, np.eye(4, dtype=np.float32)),
+    np.testing.assert_allclose(passes._style_loss(x, m, np.eye(4, dtype=np.float32)),
                                np.mean((gram - np.eye(4)) ** 2), rtol=1e-5)
-    np.testing.assert_allclose(harmonize._content_loss(x, m, (t, np.float32(99.0))),
+    np.testing.assert_allclose(passes._content_loss(x, m, (t, np.float32(99.0))),
                                np.sum(((x - t) * m[..., None]) ** 2) / 99.0, rtol=1e-5)
     image = rng.uniform(0, 255, size=(6, 8, 3)).astype(np.float32)
     core = image[:-1, :-1]
     tv = 0.5 * np.sum((((core - image[:-1, 1:]) ** 2 + (core - image[1:, :-1]) ** 2)
                        * m[:5, :7, None]))
-    np.testing.assert_allclose(harmonize._tv_loss(image, np.pad(m, ((0, 1), (0, 1)))), tv,
+    np.testing.assert_allclose(passes._tv_loss(image, np.pad(m, ((0, 1), (0, 1)))), tv,
                                rtol=1e-5)
     # histogram: the inside positions' ranks read the sorted style values (distinct values)
     style = np.sort(rng.normal(size=(11, 4)).astype(np.float32), axis=0)
@@ -156,7 +159,7 @@ def test_masked_losses_match_numpy():
     want = np.stack([np.interp((ranks[:, c] + 0.5) * 11 / n - 0.5, np.arange(11), style[:, c])
                      for c in range(4)], -1).reshape(5, 7, 4)
     loss = np.sum(((x - want) ** 2)[inside]) / (n * 4)
-    np.testing.assert_allclose(harmonize._hist_loss(x, np.where(inside, 0.5, 0.05),
+    np.testing.assert_allclose(passes._hist_loss(x, np.where(inside, 0.5, 0.05),
                                                      (padded, np.float32(11))), loss, rtol=1e-4)
 
 
@@ -167,12 +170,12 @@ def test_the_codes_gradient_is_each_terms_unit_gradient_masked_at_its_layer():
     g = jnp.asarray(rng.normal(size=(6, 5, 3)), jnp.float32)
     targets = ((jnp.zeros((6, 5, 3)), jnp.float32(90.0)), jnp.eye(3))
     weights = (jnp.float32(2.0), jnp.float32(7.0))
-    tap = harmonize._tap((harmonize._content_loss, harmonize._style_loss))
+    tap = passes._tap((passes._content_loss, passes._style_loss))
     out, back = jax.vjp(lambda v: tap(v, m, weights, targets), x)
     np.testing.assert_array_equal(out, x)
     unit = lambda v: v / (jnp.linalg.norm(v) + 1e-8)
-    gs = jax.grad(harmonize._style_loss)(x, m, targets[1])
-    gc = jax.grad(harmonize._content_loss)(x, m, targets[0])
+    gs = jax.grad(passes._style_loss)(x, m, targets[1])
+    gc = jax.grad(passes._content_loss)(x, m, targets[0])
     want = m[..., None] * (m[..., None] * (g + 7.0 * unit(gs)) + 2.0 * unit(gc))
     np.testing.assert_allclose(back(g)[0], want, rtol=1e-5, atol=1e-6)
 
@@ -185,7 +188,7 @@ def _inputs(h, w, top, left, side, seed=0):
     tight = np.zeros((h, w), bool)
     tight[top:top + side, left:left + side] = True
     composite = np.where(tight[..., None], composite, painting)
-    return harmonize.Inputs(composite, painting, tight, masks.dilate(tight))
+    return harmonize.Working(composite, painting, tight, masks.dilate(tight))
 
 
 @pytest.mark.parametrize("which", ["pass1", "pass2", "pass2 normalized"])
@@ -211,14 +214,14 @@ def test_a_crop_gives_the_whole_images_loss_and_gradient_inside_the_mask(tiny_we
         lambda u: terms(u, d, convention)["total"])(v)))
 
     def at(b):
-        value, grad = evaluate(jnp.asarray(harmonize._crop(image, b)), make(b))
+        value, grad = evaluate(jnp.asarray(harmonize.crop_of(image, b)), make(b))
         return {k: float(v) for k, v in value.items()}, np.asarray(grad)
 
     (full_terms, full_grad), (crop_terms, crop_grad) = at(harmonize.whole(image.shape)), at(box)
     for name in ("content", "style", "hist", "tv", "total"):
         np.testing.assert_allclose(crop_terms[name], full_terms[name], rtol=2e-4, err_msg=name)
-    inside = harmonize._crop(inputs.loose, box)
-    full_inside = harmonize._crop(full_grad, box)[inside]
+    inside = harmonize.crop_of(inputs.loose, box)
+    full_inside = harmonize.crop_of(full_grad, box)[inside]
     assert np.abs(full_inside).max() > 0
     np.testing.assert_allclose(crop_grad[inside], full_inside,
                                atol=2e-4 * np.abs(full_inside).max())
@@ -279,15 +282,18 @@ def test_a_checkpoint_in_pass_2_resumes_to_the_same_images(tiny_weights, tmp_pat
     opts = dataclasses.replace(harmonize.PRESETS["code"][1], size=80, steps=4, save_every=2,
                                print_every=0)
     checkpoint = tmp_path / "out.ckpt.npz"
-    run = lambda: harmonize.run(inputs.composite / 255, [inputs.painting / 255], hp, opts,
-                                tiny_weights, checkpoint=checkpoint, progress=False,
-                                mask=inputs.tight[..., None] * np.ones(3))
+    run = lambda: harmonize.run(
+        jax.random.key(opts.seed),
+        harmonize.Inputs(content=inputs.composite / 255, styles=[inputs.painting / 255],
+                         mask=inputs.tight[..., None] * np.ones(3), dilated_mask=None),
+        hp, opts, tiny_weights,
+        session=Session(output=tmp_path / "out.png", save_every=opts.save_every,
+                        progress=False))
     first = run()  # leaves the checkpoint of pass 2's step 2 behind (the command deletes it)
-    from jstyle.engine import optimize
-    saved = optimize.checkpoint_record(checkpoint)
-    assert saved["level"] == 1 and saved["step"] == 4 and len(saved["passes"]) == 1
-    np.testing.assert_allclose(optimize.checkpoint_arrays(checkpoint)["pass1"] / 255,
-                               first.images["pass1"], atol=1e-6)
+    saved = checkpoints.read(checkpoint)
+    position = saved.record["position"]
+    assert position["level"] == 1 and position["step"] == 4 and len(position["passes"]) == 1
+    np.testing.assert_allclose(saved.arrays["pass1"] / 255, first.images["pass1"], atol=1e-6)
     again = run()
     assert [p["steps"] for p in again.record["passes"]] == [2, 4]
     for name in ("output", "pass1"):
@@ -301,7 +307,7 @@ def test_a_mask_with_a_transparent_background_marks_only_its_opaque_pixels(tmp_p
     rgba[..., 3] = 0
     rgba[10:20, 30:40, 3] = 255
     Image.fromarray(rgba, "RGBA").save(tmp_path / "selection.png")
-    mask = harmonize._mask_image(None, str(tmp_path / "selection.png"))
+    mask = regions._mask_image(None, str(tmp_path / "selection.png"))
     composite = np.full((48, 64, 3), 0.5, np.float32)
     inputs = harmonize.prepare_inputs(composite, composite, mask, None, 64)
     assert inputs.tight.sum() == 100 and inputs.tight[10:20, 30:40].all()

@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from jstyle import image, methods
-from jstyle.engine import runs
+from jstyle.engine import program
+from jstyle.engine.session import Session
 from jstyle.errors import InputError
 from jstyle.methods import gatys, mrf
 
@@ -54,15 +55,19 @@ BROKEN = {  # module source -> the words of its one-line error
     "import no_such_dependency_of_jstyle": "failed while importing (ModuleNotFoundError: No "
                                            "module named 'no_such_dependency_of_jstyle'",
     "x = (": "has a syntax error (",
-    "Params = PRESETS = validate = 1": "it lacks run",
-    "class Params: pass\nPRESETS = {'a': (Params(), None)}\nvalidate = run = print":
-        "its Params is not a frozen dataclass",
+    "Params = PRESETS = validate = 1": "it lacks Inputs, run",
+    "class Params: pass\nPRESETS = {'a': (Params(), None)}\nvalidate = run = print\n"
+    "Inputs = None": "its Params is not a frozen dataclass",
     "import dataclasses\n@dataclasses.dataclass\nclass Params: pass\n"
-    "PRESETS = {}\nvalidate = run = print": "its Params is not a frozen dataclass",
+    "PRESETS = {}\nvalidate = run = print\nInputs = None": "its Params is not a frozen dataclass",
 }
-GOOD_PARAMS = ("import dataclasses\nfrom jstyle.engine.runs import RunOptions\n"
+GOOD_PARAMS = ("import dataclasses\nfrom typing import NamedTuple\n"
+               "from jstyle.engine.kinds import Image, Images, Model\n"
+               "from jstyle.engine.options import RunOptions\n"
                "@dataclasses.dataclass(frozen=True)\nclass Params: pass\n"
-               "validate = run = print\n")
+               "class Inputs(NamedTuple):\n    content: Image\n    styles: Images\n"
+               "validate = print\n"
+               "def run(key, inputs, hp, opts, weights, *, session): pass\n")
 BROKEN.update({
     GOOD_PARAMS + "PRESETS = {}": "its PRESETS is empty",
     GOOD_PARAMS + "PRESETS = [Params()]": "its PRESETS is not a dict",
@@ -72,14 +77,21 @@ BROKEN.update({
         "its validate is not a function",
     GOOD_PARAMS + "PRESETS = {'a': (Params(), RunOptions())}\nOPTIONS = ('size', 'colour')":
         "its OPTIONS is not a tuple of names among",
-    GOOD_PARAMS + "PRESETS = {'a': (Params(), RunOptions())}\nINPUTS = ('sound',)":
-        "its INPUTS is not a tuple of names among content, labels, style, weights",
+    # the contract's INPUTS and CONTENT became the Inputs NamedTuple: its checks instead
+    GOOD_PARAMS + "PRESETS = {'a': (Params(), RunOptions())}\n"
+    "class Inputs(NamedTuple):\n    sound: list\n":
+        "its Inputs field 'sound' has no input kind",
     GOOD_PARAMS + "PRESETS = {'a': (Params(), RunOptions())}\nOUTPUTS = ()":
         "its OUTPUTS is not a non-empty tuple",
-    GOOD_PARAMS + "PRESETS = {'a': (Params(), RunOptions())}\nCONTENT = 'relu4_1'":
-        "its CONTENT is 'relu4_1', not",
-    GOOD_PARAMS + "PRESETS = {'a': (Params(), RunOptions())}\nCONTENT = 'clip'":
-        "its Params lacks start_frame and num_frames",
+    GOOD_PARAMS + "PRESETS = {'a': (Params(), RunOptions())}\nInputs = ('content',)":
+        "its Inputs is not a NamedTuple of input kinds",
+    GOOD_PARAMS + "PRESETS = {'a': (Params(), RunOptions())}\n"
+    "class Inputs(NamedTuple):\n    model: Model\n":
+        "its Inputs take a Model but it has no load_model(path)",
+    GOOD_PARAMS + "PRESETS = {'a': (Params(), RunOptions())}\n"
+    "def run(content, styles, hp, opts, weights, key=None): pass\n":
+        "its run takes (content, styles, hp, opts, weights, key), not (key, inputs, hp, opts, "
+        "weights, *, session)",
     GOOD_PARAMS + "PRESETS = {'a': (Params(), RunOptions())}\nRESUMABLE = 'yes'":
         "its RESUMABLE is not True or False",
 })
@@ -127,7 +139,7 @@ def test_same_shape_problems_with_other_data_compile_once(tiny_weights, method):
     hp, opts = method.PRESETS[next(iter(method.PRESETS))]
     opts = dataclasses.replace(opts, size=48, steps=2, pyramid_levels=1, tol=0.0)
     content = _image(40, 56, 1)
-    compiled = runs.compile_program(method.loss_terms, tiny_weights.convention, opts)
+    compiled = program.compile_program(method.loss_terms, tiny_weights.convention, opts)
     before = compiled.chunk._cache_size()
     chunks, images = set(), []
     for seed, weight in ((2, 1.0), (3, 5.0), (4, 0.5)):
@@ -151,14 +163,16 @@ def test_sweep_batch_axes_come_from_the_data_type():
 def test_a_run_starts_from_an_array_and_seeds_its_own_key(tiny_weights):
     content, style = _image(40, 56, 1), _image(64, 64, 2)
     opts = gatys.RunOptions(size=48, steps=2, print_every=0, init="noise", seed=3)
-    run = lambda **kw: gatys.run(content, [style], gatys.GatysParams(), opts, tiny_weights,
-                                 progress=False, **kw)
-    seeded, keyed = run(), run(key=jax.random.key(3))
+    # the key is now required: the seed's key (what the command passes) is key(3)
+    run = lambda key: gatys.run(key, gatys.Inputs(content, [style]), gatys.GatysParams(), opts,
+                                tiny_weights, session=Session(progress=False))
+    seeded, keyed = run(jax.random.key(opts.seed)), run(jax.random.key(3))
     np.testing.assert_array_equal(seeded.image, keyed.image)
     start = np.full((20, 28, 3), 0.5, np.float32)
     zero = dataclasses.replace(opts, steps=1, learning_rate=1e-6, optimizer="adam")
-    from_array = gatys.run(content, [style], gatys.GatysParams(), zero, tiny_weights,
-                           init=start, progress=False)
+    from_array = gatys.run(jax.random.key(opts.seed), gatys.Inputs(content, [style], init=start),
+                           gatys.GatysParams(), zero, tiny_weights,
+                           session=Session(progress=False))
     np.testing.assert_allclose(from_array.images["output"], 0.5, atol=1 / 255)
     assert set(from_array.images) == {"output"}
 
@@ -166,12 +180,13 @@ def test_a_run_starts_from_an_array_and_seeds_its_own_key(tiny_weights):
 TINY_METHOD = '''
 """A test method outside jstyle: the content tinted towards the style's mean colour."""
 import dataclasses
-import time
 import numpy as np
 from jstyle import image
 from jstyle.errors import InputError
 from jstyle.params import field
-from jstyle.engine.runs import Result, RunOptions
+from typing import NamedTuple
+from jstyle.engine.kinds import Image, Images
+from jstyle.engine.options import RunOptions
 
 OPTIONS = ("size",)
 OUTPUTS = ("output", "b")
@@ -192,16 +207,20 @@ def validate(hp, opts, num_styles):
         raise InputError(f"--tint={hp.tint} must be in [0, 1]; give a fraction")
 
 
-def run(content, styles, hp, opts, weights, key=None, **unused):
-    started = time.perf_counter()
-    photo = image.resize_to_edge(content, opts.size)
-    mean = styles[0].reshape(-1, 3).mean(0)
+class Inputs(NamedTuple):
+    content: Image
+    styles: Images
+
+
+def run(key, inputs, hp, opts, weights, *, session):
+    photo = image.resize_to_edge(inputs.content, opts.size)
+    mean = inputs.styles[0].reshape(-1, 3).mean(0)
     out = (1 - hp.tint) * photo + hp.tint * mean
-    return Result(images={"output": out.astype(np.float32),
-                          "b": np.broadcast_to(mean, photo.shape).astype(np.float32)},
-                  record={"method": "tinted", "tint": hp.tint, "steps": 0,
-                          "mix": dict(zip(hp.mix_layers, hp.mix_layer_weights)),
-                          "seconds": time.perf_counter() - started}, history=[])
+    session.begin({"method": "tinted", "tint": hp.tint,
+                   "mix": dict(zip(hp.mix_layers, hp.mix_layer_weights))}, total=0)
+    return session.result({"output": out.astype(np.float32),
+                           "b": np.broadcast_to(mean, photo.shape).astype(np.float32)},
+                          steps=0)
 '''
 
 

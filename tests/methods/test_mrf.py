@@ -14,6 +14,7 @@ from jstyle.ops import patches
 from jstyle.errors import InputError
 from jstyle import methods
 from jstyle.methods import mrf
+from jstyle.engine.session import Session
 
 CONTENT_PATH, STYLE_PATH = image.sample_paths()
 CONTENT, STYLE = image.load(CONTENT_PATH, 96), image.load(STYLE_PATH, 96)
@@ -59,7 +60,8 @@ def test_gradient_is_finite_and_a_tiny_real_run_lowers_the_loss(vgg_weights, pre
     objective = lambda x: mrf.objective(x, problem.data, vgg_weights.convention)
     grad = jax.jit(jax.grad(objective))(jnp.asarray(problem.init))
     assert np.all(np.isfinite(grad)) and np.any(grad != 0)
-    result = mrf.run(CONTENT, [STYLE], hp, FAST, vgg_weights, jax.random.key(0), progress=False)
+    result = mrf.run(jax.random.key(0), mrf.Inputs(CONTENT, [STYLE]), hp, FAST, vgg_weights,
+                     session=Session(progress=False))
     assert result.record["method"] == "mrf" and result.record["steps"] == FAST.steps
     first, last = result.record["initial_loss"], result.record["final_loss"]
     assert last["total"] < first["total"] and last["mrf"] < first["mrf"]
@@ -68,8 +70,8 @@ def test_gradient_is_finite_and_a_tiny_real_run_lowers_the_loss(vgg_weights, pre
 
 def test_same_seed_same_output_and_the_pyramid_runs(vgg_weights):
     opts = dataclasses.replace(FAST, size=96, pyramid_levels=2, steps=3, init="noise")
-    runs = [mrf.run(CONTENT, [STYLE], mrf.PRESETS["cnnmrf"][0], opts, vgg_weights,
-                    jax.random.key(3), progress=False) for _ in range(2)]
+    runs = [mrf.run(jax.random.key(3), mrf.Inputs(CONTENT, [STYLE]), mrf.PRESETS["cnnmrf"][0],
+                    opts, vgg_weights, session=Session(progress=False)) for _ in range(2)]
     np.testing.assert_array_equal(runs[0].image, runs[1].image)
     assert [h["level"] for h in runs[0].history] == [0, 1]
 

@@ -3,12 +3,16 @@ every frame, the temporal term and its long-term weights, multi-pass (sequential
 parallel), resume after an interruption, the authors' file naming."""
 
 import dataclasses
+import json
 
+import jax
 import numpy as np
 import pytest
 
+from jstyle.image import clips
 from jstyle.ops import flow
-from jstyle.engine import runs
+from jstyle.engine import program
+from jstyle.engine.session import Session, Stopped
 from jstyle.methods import video
 
 SIZE = 40
@@ -31,15 +35,29 @@ def _hp(**changes):
     return hp, dataclasses.replace(opts, size=SIZE, steps=4, print_every=0, tol=0.0)
 
 
-def test_every_frame_runs_on_one_compiled_program_tied_to_the_previous(clip, tiny_weights):
+def _run(frames, styles, hp, opts, weights, session=None):
+    """video.run on the new API: the key of the options' seed, the frames as a clip numbered
+    from 1, a quiet session without files unless given."""
+    return video.run(jax.random.key(opts.seed),
+                     video.Inputs(clip=clips.Clip(frames, 25.0, first=1, flows=None),
+                                  styles=styles),
+                     hp, opts, weights, session=session or Session(progress=False))
+
+
+def test_every_frame_runs_on_one_compiled_program_tied_to_the_previous(clip, tiny_weights,
+                                                                         tmp_path):
     frames, styles = clip
     hp, opts = _hp(flow_relative_indices=(1, 2))
-    got = []
-    result = video.run(frames, styles, hp, opts, tiny_weights, progress=False,
-                       on_frame=lambda number, t, image, record: got.append((t, record)))
-    compiled = runs.compile_program(video.loss_terms, tiny_weights.convention, opts)
+    folder = tmp_path / "vid"
+    result = _run(frames, styles, hp, opts, tiny_weights,
+                  Session(output=folder, folder=True, method="video", progress=False))
+    compiled = program.compile_program(video.loss_terms, tiny_weights.convention, opts)
     assert compiled.chunk._cache_size() == 1  # five frames, first and later step counts
-    assert [t for t, _ in got] == [0, 1, 2, 3, 4] and len(result.images) == 5
+    # every frame was written as it finished, in order, with its record
+    got = [json.loads((folder / f"frame_{t:04d}.json").read_text()) for t in range(1, 6)]
+    assert all((folder / f"frame_{t:04d}.png").is_file() for t in range(1, 6))
+    assert [r["frame"] for r in result.record["frames"]] == [1, 2, 3, 4, 5]
+    assert [r["frame"] for r in got] == [1, 2, 3, 4, 5] and len(result.images) == 5
     records = result.record["frames"]
     assert records[0]["steps"] == 6 and records[1]["steps"] == 4
     assert [r["tied_to"] for r in records] == [[], [1], [2, 1], [3, 2], [4, 3]]
@@ -90,22 +108,26 @@ def test_an_interrupted_clip_resumes_to_the_same_frames(clip, tiny_weights, tmp_
     frames, styles = clip
     frames = frames[:3]
     hp, opts = _hp()
-    whole = video.run(frames, styles, hp, opts, tiny_weights, progress=False)
-    written = {}
+    whole = _run(frames, styles, hp, opts, tiny_weights)
+    folder = tmp_path / "vid"
 
-    def stop_after_two(number, t, image, record):
-        written[number, t] = image
-        if t == 1:
-            raise KeyboardInterrupt
+    class StopAfterTwo(Session):
+        """Interrupted (Ctrl-C) while frame 2 is written."""
+        def keep(self, name, image, record):
+            super().keep(name, image, record)
+            if name == "frame_0002":
+                raise KeyboardInterrupt
 
-    checkpoint = tmp_path / "video.ckpt.npz"
-    with pytest.raises(runs.Stopped) as stopped:
-        video.run(frames, styles, hp, opts, tiny_weights, progress=False,
-                  checkpoint=checkpoint, on_frame=stop_after_two)
+    checkpoint = folder / "video.ckpt.npz"
+    with pytest.raises(Stopped) as stopped:
+        _run(frames, styles, hp, opts, tiny_weights,
+             StopAfterTwo(output=folder, folder=True, method="video", progress=False))
     # stopped while frame 2 was handed over, before its place was saved: the resume redoes it
     assert stopped.value.position.startswith("frame 2 of pass 1") and checkpoint.exists()
-    resumed = video.run(frames, styles, hp, opts, tiny_weights, progress=False,
-                        checkpoint=checkpoint, finished=lambda n, t: written[n, t])
+    assert stopped.value.checkpoint == checkpoint
+    # the resumed run reads the finished frames back from the folder
+    resumed = _run(frames, styles, hp, opts, tiny_weights,
+                   Session(output=folder, folder=True, method="video", progress=False))
     assert [r["frame"] for r in resumed.record["frames"]] == [1, 2, 3]
     for name, image in whole.images.items():
         np.testing.assert_array_equal(resumed.images[name], image)
@@ -115,7 +137,7 @@ def test_an_interrupted_clip_resumes_to_the_same_frames(clip, tiny_weights, tmp_
 def test_multi_pass_blends_neighbours_and_ties_from_its_pass(clip, tiny_weights, mode):
     frames, styles = clip
     hp, opts = _hp(passes=3, temporal_after=3, pass_mode=mode)
-    result = video.run(frames[:3], styles, hp, opts, tiny_weights, progress=False)
+    result = _run(frames[:3], styles, hp, opts, tiny_weights)
     records = result.record["frames"]
     assert [(r["pass"], r["frame"]) for r in records[:3]] == [(1, 1), (1, 2), (1, 3)]
     second = [r["frame"] for r in records[3:6]]
@@ -126,8 +148,8 @@ def test_multi_pass_blends_neighbours_and_ties_from_its_pass(clip, tiny_weights,
     assert tied == ({1: [2], 2: [1, 3], 3: [2]} if mode == "parallel" else
                     {1: [], 2: [1], 3: [2]})
     if mode == "parallel":
-        compiled = runs.compile_program(video.loss_terms, tiny_weights.convention, opts,
-                                        video.Data.sweep_axes())
+        compiled = program.compile_program(video.loss_terms, tiny_weights.convention, opts,
+                                           video.Data.sweep_axes())
         assert compiled.chunk._cache_size() == 1  # three passes, one program over the frames
 
 

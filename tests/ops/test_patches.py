@@ -1,11 +1,18 @@
 """Patch extraction, the exact NNF and voting against brute-force numpy on small odd maps."""
 
+import pathlib
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jstyle.ops import patches
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import grid_fields  # noqa: E402  (the grid-field family, benchmarks/grid_fields.py)
 
 RNG = np.random.default_rng(0)
 SOURCE = RNG.normal(size=(9, 7, 5)).astype(np.float32)  # H, W, C odd and unequal
@@ -44,7 +51,7 @@ def test_normalized_patches_have_unit_norm():
 
 @pytest.mark.parametrize("stride,source_stride", [(1, 1), (2, 1), (1, 2), (2, 3)])
 def test_exact_nnf_matches_brute_force(stride, source_stride):
-    field, sim = patches.nnf_exact(SOURCE, TARGET, 3, stride, source_stride=source_stride)
+    field, sim = grid_fields.nnf_exact(SOURCE, TARGET, 3, stride, source_stride=source_stride)
     t_cols = patches.grid_shape(*TARGET.shape[:2], 3, stride)[1]
     index = field[..., 0] * t_cols + field[..., 1]
     want_index, want_sim = np_nnf(SOURCE, TARGET, 3, stride, source_stride)
@@ -53,10 +60,11 @@ def test_exact_nnf_matches_brute_force(stride, source_stride):
 
 
 def test_chunked_and_unchunked_nnf_agree_and_jit_matches():
-    whole = patches.nnf_exact(SOURCE, TARGET, 3, 1, budget_bytes=2**30)
+    whole = grid_fields.nnf_exact(SOURCE, TARGET, 3, 1, budget_bytes=2**30)
     assert patches.chunk_size(35, 54, 35 * 4 * 7) == 7  # 8 chunks, the last one padded
-    chunked = patches.nnf_exact(SOURCE, TARGET, 3, 1, budget_bytes=35 * 4 * 7)
-    jitted = jax.jit(patches.nnf_exact, static_argnums=(2, 3, 4))(SOURCE, TARGET, 3, 1, 35 * 4 * 7)
+    chunked = grid_fields.nnf_exact(SOURCE, TARGET, 3, 1, budget_bytes=35 * 4 * 7)
+    jitted = jax.jit(grid_fields.nnf_exact, static_argnums=(2, 3, 4))(SOURCE, TARGET, 3, 1,
+                                                                      35 * 4 * 7)
     for got in (chunked, jitted):
         np.testing.assert_array_equal(got[0], whole[0])
         np.testing.assert_allclose(got[1], whole[1], rtol=1e-6)
@@ -77,10 +85,10 @@ def test_index_to_field_and_upsampled_fields():
     t_rows, t_cols = patches.grid_shape(11, 8, 3)
     index = patches.nearest_patches(SOURCE, patches.extract_patches(TARGET, 3, 1), 3)[0]
     field = patches.index_to_field(index, t_cols)
-    np.testing.assert_array_equal(field, patches.nnf_exact(SOURCE, TARGET, 3, 1)[0])
+    np.testing.assert_array_equal(field, grid_fields.nnf_exact(SOURCE, TARGET, 3, 1)[0])
     np.testing.assert_array_equal(field[..., 0] * t_cols + field[..., 1], index)
     # each fine position takes its parent's match, doubled, plus its offset within the parent
-    fine = np.asarray(patches.upsample_field(field, 15, 9, 2 * t_rows + 1, 2 * t_cols))
+    fine = np.asarray(grid_fields.upsample_field(field, 15, 9, 2 * t_rows + 1, 2 * t_cols))
     assert fine.shape == (15, 9, 2)
     for y, x in [(0, 0), (5, 3), (14, 8), (7, 6)]:
         parent = np.asarray(field)[min(y // 2, field.shape[0] - 1), min(x // 2, field.shape[1] - 1)]
@@ -89,15 +97,15 @@ def test_index_to_field_and_upsampled_fields():
 
 
 def test_patchmatch_continues_from_a_given_field():
-    exact_field, sim = patches.nnf_exact(SOURCE, TARGET, 3, 1)
-    field, got = patches.patchmatch(jax.random.key(0), SOURCE, TARGET, 3, 1, iterations=1,
-                                    init=exact_field)
+    exact_field, sim = grid_fields.nnf_exact(SOURCE, TARGET, 3, 1)
+    field, got = grid_fields.patchmatch(jax.random.key(0), SOURCE, TARGET, 3, 1, iterations=1,
+                                        init=exact_field)
     np.testing.assert_array_equal(field, exact_field)  # nothing beats the exact field
     np.testing.assert_allclose(got, sim, rtol=1e-5)
 
 
 def test_a_map_matched_to_itself_finds_itself():
-    field, sim = patches.nnf_exact(TARGET, TARGET, 3, 1)
+    field, sim = grid_fields.nnf_exact(TARGET, TARGET, 3, 1)
     rows, cols = patches.grid_shape(11, 8, 3)
     np.testing.assert_array_equal(field[..., 0] * cols + field[..., 1],
                                   np.arange(rows * cols).reshape(rows, cols))
@@ -107,7 +115,7 @@ def test_a_map_matched_to_itself_finds_itself():
 def test_voting_with_the_identity_field_reproduces_the_input():
     rows, cols = patches.grid_shape(9, 7, 3)
     identity = patches.index_to_field(jnp.arange(rows * cols).reshape(rows, cols), cols)
-    rebuilt = patches.vote(SOURCE, identity, 3)
+    rebuilt = grid_fields.vote(SOURCE, identity, 3)
     np.testing.assert_allclose(rebuilt, SOURCE, rtol=1e-6)
 
 
@@ -115,7 +123,8 @@ def test_voting_averages_overlapping_patches():
     """Two constant patches, chosen left and right: the overlap columns are their mean."""
     const = jnp.concatenate([jnp.zeros((3, 3, 1)), jnp.ones((3, 3, 1))], axis=1)  # 2 patches
     field = jnp.array([[0, 0, 1, 1]])  # one row of 4 patch positions on a 3 x 6 map
-    rebuilt = np.asarray(patches.vote(const, patches.index_to_field(field, 2), 3, 3))[0, :, 0]
+    rebuilt = np.asarray(grid_fields.vote(const, patches.index_to_field(field, 2), 3, 3)
+                         )[0, :, 0]
     # column j is covered by positions j-2..j; its value is the mean of their patches
     want = [np.mean([field[0, p] for p in range(max(0, j - 2), min(3, j) + 1)]) for j in range(6)]
     np.testing.assert_allclose(rebuilt, want, rtol=1e-6)
@@ -130,7 +139,8 @@ def test_similarity_of_a_field_matches_brute_force():
     tgt = np_patches(TARGET, 3, 2).reshape(t_rows, t_cols, -1).astype(np.float64)
     chosen = tgt[field[..., 0], field[..., 1]]
     want = np.sum(src * chosen, -1) / np.linalg.norm(src, axis=-1) / np.linalg.norm(chosen, axis=-1)
-    np.testing.assert_allclose(patches.similarity(SOURCE, TARGET, field, 3, 2), want, rtol=1e-5)
+    np.testing.assert_allclose(grid_fields.similarity(SOURCE, TARGET, field, 3, 2), want,
+                               rtol=1e-5)
 
 
 def test_patchmatch_reaches_98_percent_of_the_exact_similarity_on_real_features(vgg_weights):
@@ -145,19 +155,20 @@ def test_patchmatch_reaches_98_percent_of_the_exact_similarity_on_real_features(
         return vgg.features(params, x, ("relu3_1",))["relu3_1"]
 
     source, target = (relu3_1(p) for p in image.sample_paths())
-    _, exact = patches.nnf_exact(source, target, 3, 1)
-    field, sim = patches.patchmatch(jax.random.key(0), source, target, 3, 1)
-    np.testing.assert_allclose(sim, patches.similarity(source, target, field, 3, 1), rtol=1e-5)
+    _, exact = grid_fields.nnf_exact(source, target, 3, 1)
+    field, sim = grid_fields.patchmatch(jax.random.key(0), source, target, 3, 1)
+    np.testing.assert_allclose(sim, grid_fields.similarity(source, target, field, 3, 1),
+                               rtol=1e-5)
     assert np.all(np.asarray(sim) <= np.asarray(exact) + 1e-5)
     assert float(np.mean(sim)) >= 0.98 * float(np.mean(exact)), (np.mean(sim), np.mean(exact))
-    again, _ = patches.patchmatch(jax.random.key(0), source, target, 3, 1)
+    again, _ = grid_fields.patchmatch(jax.random.key(0), source, target, 3, 1)
     np.testing.assert_array_equal(again, field)  # same key, same field
-    other, _ = patches.patchmatch(jax.random.key(1), source, target, 3, 1)
+    other, _ = grid_fields.patchmatch(jax.random.key(1), source, target, 3, 1)
     assert np.any(np.asarray(other) != np.asarray(field))
 
 
 def test_patchmatch_fills_only_the_masked_positions_from_the_allowed_patches():
-    exact, _ = patches.nnf_exact(SOURCE, TARGET, 3, 1)
+    exact, _ = grid_fields.nnf_exact(SOURCE, TARGET, 3, 1)
     rows, cols = exact.shape[:2]
     t_rows, t_cols = patches.grid_shape(11, 8, 3)
     fill = np.zeros((rows, cols), bool)
@@ -165,8 +176,8 @@ def test_patchmatch_fills_only_the_masked_positions_from_the_allowed_patches():
     allowed = np.zeros((t_rows, t_cols), bool)
     allowed[:, : t_cols // 2] = True
     start = jnp.zeros_like(exact)
-    field, score = patches.patchmatch(jax.random.key(0), SOURCE, TARGET, 3, 1, iterations=8,
-                                      init=start, fill=fill, allowed=allowed)
+    field, score = grid_fields.patchmatch(jax.random.key(0), SOURCE, TARGET, 3, 1, iterations=8,
+                                          init=start, fill=fill, allowed=allowed)
     field = np.asarray(field)
     np.testing.assert_array_equal(field[~fill], 0)  # untouched: the init
     assert (field[fill][:, 1] < t_cols // 2).all()  # only allowed columns
@@ -174,6 +185,6 @@ def test_patchmatch_fills_only_the_masked_positions_from_the_allowed_patches():
     best = np_nnf(SOURCE, TARGET[:, : t_cols // 2 + 2], 3, 1)[1][fill]
     assert (np.asarray(score)[fill] <= best + 1e-5).all()
     assert np.asarray(score)[fill].mean() >= 0.9 * best.mean()  # approximate on random maps
-    free, _ = patches.patchmatch(jax.random.key(0), SOURCE, TARGET, 3, 1, iterations=4,
-                                 allowed=allowed)
+    free, _ = grid_fields.patchmatch(jax.random.key(0), SOURCE, TARGET, 3, 1, iterations=4,
+                                     allowed=allowed)
     assert (np.asarray(free)[..., 1] < t_cols // 2).all()

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from jstyle import objective
-from jstyle.engine import runs
+from jstyle.engine import pyramid
+from jstyle.engine.session import Session
 from jstyle.ops import tiles
 from jstyle.nets import vgg
 from jstyle.methods import gatys
@@ -118,9 +119,10 @@ def test_tiled_targets_equal_the_whole_images(tiny_weights, normalization):
 def test_a_tiled_run_makes_the_untiled_runs_image(tiny_weights):
     """--tile=2 through the whole run (targets, L-BFGS with its line search, progress terms)."""
     content, style = _field(300, 260, 7) / 255.0, _field(120, 100, 8) / 255.0
-    run = lambda tile: gatys.run(content, [style], gatys.GatysParams(),
-                                 gatys.RunOptions(size=300, steps=3, print_every=0, tile=tile),
-                                 tiny_weights, progress=False)
+    opts = lambda tile: gatys.RunOptions(size=300, steps=3, print_every=0, tile=tile)
+    run = lambda tile: gatys.run(jax.random.key(opts(tile).seed), gatys.Inputs(content, [style]),
+                                 gatys.GatysParams(), opts(tile), tiny_weights,
+                                 session=Session(progress=False))
     whole, tiled = run(1), run(2)
     assert whole.record["tiles"] == [[1, 1]] and tiled.record["tiles"] == [[2, 2]]
     assert np.abs(whole.image - content).max() > 0.01  # it moved
@@ -131,5 +133,5 @@ def test_a_tiled_run_makes_the_untiled_runs_image(tiny_weights):
 
 def test_the_record_names_the_tiles_used_not_those_asked():
     """A grid finer than the pooling grid allows is coarsened, and the record says so."""
-    assert runs.tiles_used((64, 48), 1000, "relu5_1") == [4, 3]  # 16 px cells at relu5_1
-    assert runs.tiles_used((64, 48), 1, "relu5_1") == [1, 1]
+    assert pyramid.tiles_used((64, 48), 1000, "relu5_1") == [4, 3]  # 16 px cells at relu5_1
+    assert pyramid.tiles_used((64, 48), 1, "relu5_1") == [1, 1]
