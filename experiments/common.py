@@ -19,9 +19,9 @@ import tempfile
 from absl import app, flags
 
 from jstyle import cli, image, sweep
+from jstyle.cli import exits
 from jstyle.system import interrupt
-from jstyle.system import memory
-from jstyle.errors import EnvironmentFault, InputError, JStyleError
+from jstyle.errors import InputError
 
 FLAGS = flags.FLAGS
 SHARED_IMAGES = pathlib.Path(__file__).resolve().parents[2] / "shared" / "images"
@@ -114,24 +114,9 @@ def _parse(program: str, argv: list[str]) -> list[str]:
 
 
 def _guarded(program: str, main, smaller: str):
-    """`main` with its failures as one line: JStyleError exit 2 (EnvironmentFault 1), the
-    machine's faults (OSError, memory exhausted) exit 1."""
-    def body(argv):
-        try:
-            main(argv)
-        except EnvironmentFault as e:
-            _fail(program, str(e), 1)
-        except JStyleError as e:
-            _fail(program, str(e), 2)
-        except OSError as e:  # the machine, not the input: bad paths are refused before
-            _fail(program, f"{e.filename or 'a file'}: {e.strerror or e}; free disk space or "
-                  "fix the permissions, then run again", 1)
-        except Exception as e:  # noqa: BLE001 (an allocation the estimate missed)
-            if not memory.exhausted(e):
-                raise
-            _fail(program, f"the machine ran out of memory ({memory.describe(e)}); lower "
-                  f"{smaller}, or free memory, then run again", 1)
-    return body
+    """`main` under the command's exit policy (jstyle.cli.exits); an interruption passes on
+    to jstyle.system.interrupt.main, which says how to resume."""
+    return lambda argv: exits.guarded(lambda: main(argv), program, smaller, stops=False)
 
 
 def _fail(program: str, message: str, status: int) -> None:

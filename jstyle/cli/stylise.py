@@ -210,6 +210,9 @@ def record_about(method_name: str, method, content_path, style_paths, vgg_weight
              "style": [str(p) for p in style_paths],
              "preset": FLAGS.preset or next(iter(method.PRESETS)),
              "content_mask": FLAGS.content_mask, "style_mask": FLAGS.style_mask}
+    for name, (kind, _) in methods.inputs(method).items():  # the other inputs' files
+        if kind in ("mask", "model") and name in FLAGS and getattr(FLAGS, name):
+            about[name] = getattr(FLAGS, name)
     if vgg_weights is not None:
         about["vgg_weights"] = {"source": vgg_weights.source, "sha256": vgg_weights.digest,
                                 "convention": vgg_weights.convention._asdict()}

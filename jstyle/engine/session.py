@@ -152,8 +152,6 @@ class Session:
       method: the method's name (the checkpoint's and a folder's record name).
       fmt: the image format of OUTPUT (Pillow's name).
       progress: show a bar or log lines.
-      save_every: snapshots and checkpoints every N steps of an optimisation (0: only when
-        interrupted).
       about: what the caller adds to the record (the command line, input paths).
       reads: (flag, path) of every file the run reads: no output may replace one.
     """
@@ -162,7 +160,6 @@ class Session:
     method: str = "run"
     fmt: str = "PNG"
     progress: bool = True
-    save_every: int = 0
     about: dict = dataclasses.field(default_factory=dict)
     reads: list = dataclasses.field(default_factory=list)
 
@@ -255,7 +252,7 @@ class Session:
                  ) -> Progressed:
         """Runs one problem (jstyle.engine.program.Problem) for `steps` steps: progress every
         `opts.print_every` (into the history; on the bar if `report`), snapshots and
-        checkpoints every `save_every`, a checkpoint of the last finished chunk when
+        checkpoints every `opts.save_every`, a checkpoint of the last finished chunk when
         interrupted.
 
         Args:
@@ -289,11 +286,11 @@ class Session:
 
         def on_stop(s: optimize.LoopState) -> None:
             out = log(s)
-            if self.save_every and int(s.step) % self.save_every == 0 and int(s.step) < steps:
+            if opts.save_every and int(s.step) % opts.save_every == 0 and int(s.step) < steps:
                 self._snapshot(offset + int(s.step), finish(out / 255.0))
                 self.save(where(s), s, arrays)
 
-        stops = optimize.boundaries(steps, opts.print_every, self.save_every)
+        stops = optimize.boundaries(steps, opts.print_every, opts.save_every)
         try:
             state = optimize.run(problem.chunk, state, data, stops, on_stop,
                                  # a tiled step takes minutes: answer Ctrl-C after each

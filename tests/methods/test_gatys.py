@@ -35,7 +35,7 @@ def _run(content, styles, hp, opts, weights, key=None, *, labels=None, init=None
     """method.run on the new API: the key first (default: the options' seed), the inputs
     together, a quiet session (keeping checkpoints and snapshots beside `output`)."""
     key = jax.random.key(opts.seed) if key is None else key
-    session = Session(output=output, save_every=opts.save_every, progress=False)
+    session = Session(output=output, progress=False)
     return method.run(key, method.Inputs(content, styles, labels=labels, init=init), hp, opts,
                       weights, session=session)
 

@@ -244,7 +244,7 @@ def test_the_command_paints_the_object_in_and_leaves_the_rest_bit_for_bit(tmp_pa
     assert record["images"] == {"output": "out.png", "pass1": "out_pass1.png"}
     assert [p["steps"] for p in record["passes"]] == [3, 3]
     assert all(p["final_loss"]["total"] < p["initial_loss"]["total"] for p in record["passes"])
-    assert record["passes"][1]["weights"]["hist"] > 0 and record["hyperparameters"]["mask"]
+    assert record["passes"][1]["weights"]["hist"] > 0 and record["mask"]
     composite = np.asarray(Image.open(tmp_path / "composite.png"))
     for name in ("out.png", "out_pass1.png"):
         out = np.asarray(Image.open(tmp_path / name))
@@ -287,7 +287,7 @@ def test_a_checkpoint_in_pass_2_resumes_to_the_same_images(tiny_weights, tmp_pat
         harmonize.Inputs(content=inputs.composite / 255, styles=[inputs.painting / 255],
                          mask=inputs.tight[..., None] * np.ones(3), dilated_mask=None),
         hp, opts, tiny_weights,
-        session=Session(output=tmp_path / "out.png", save_every=opts.save_every,
+        session=Session(output=tmp_path / "out.png",
                         progress=False))
     first = run()  # leaves the checkpoint of pass 2's step 2 behind (the command deletes it)
     saved = checkpoints.read(checkpoint)
