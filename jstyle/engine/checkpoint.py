@@ -90,16 +90,25 @@ def as_json(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str))
 
 
+def _without(obj: Any, names: tuple[str, ...]) -> Any:
+    """`obj` without the dict keys in `names`, at any depth."""
+    if isinstance(obj, dict):
+        return {k: _without(v, names) for k, v in obj.items() if k not in names}
+    if isinstance(obj, list):
+        return [_without(v, names) for v in obj]
+    return obj
+
+
 def differences(made: dict, theirs: dict, may_change: tuple[str, ...] = ()) -> list[str]:
     """The keys in which two records of what made a run differ ("options.size",
-    "hyperparameters.style_weight", "inputs"), but for the options in `may_change`."""
-    mine, theirs = as_json(made), as_json(theirs)
+    "hyperparameters.style_weight", "inputs"), but for the settings named in `may_change`
+    (wherever they appear: the options, each level's steps)."""
+    mine, theirs = _without(as_json(made), may_change), _without(as_json(theirs), may_change)
     found = set()
     for key in set(mine) | set(theirs):
         a, b = mine.get(key), theirs.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            found |= {f"{key}.{n}" for n in set(a) | set(b) if a.get(n) != b.get(n)
-                      and not (key == "options" and n in may_change)}
+            found |= {f"{key}.{n}" for n in set(a) | set(b) if a.get(n) != b.get(n)}
         elif a != b:
             found.add(key)
     return sorted(found)

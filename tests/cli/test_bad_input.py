@@ -401,13 +401,13 @@ BROKEN_METHODS = {  # module -> source: each breaks the method contract (jstyle.
     "syntax": "def run(:\n",
     "empty": "from dataclasses import dataclass\n@dataclass(frozen=True)\nclass Params:\n"
              "    pass\nPRESETS = {}\nvalidate = run = print\n",
-    "plain": "from jstyle.engine.runs import RunOptions\nclass Params:\n    pass\n"
+    "plain": "from jstyle.engine.options import RunOptions\nclass Params:\n    pass\n"
              "PRESETS = {'a': (Params(), RunOptions())}\nvalidate = run = print\n",
-    "norun": "from dataclasses import dataclass\nfrom jstyle.engine.runs import RunOptions\n"
+    "norun": "from dataclasses import dataclass\nfrom jstyle.engine.options import RunOptions\n"
              "@dataclass(frozen=True)\nclass Params:\n    pass\n"
              "PRESETS = {'a': (Params(), RunOptions())}\nvalidate = print\n",
     "clash": "from dataclasses import dataclass\nfrom jstyle.params import field\n"
-             "from jstyle.engine.runs import RunOptions\n@dataclass(frozen=True)\nclass Params:\n"
+             "from jstyle.engine.options import RunOptions\n@dataclass(frozen=True)\nclass Params:\n"
              "    output: str = field('x', 'A field named as a flag of the command.')\n"
              "PRESETS = {'a': (Params(), RunOptions())}\nvalidate = run = print\n",
 }

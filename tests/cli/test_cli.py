@@ -249,8 +249,8 @@ def test_after_kill_9_resume_with_other_steps_continues_from_the_periodic_checkp
         time.sleep(0.05)
     child.kill()
     child.wait()
-    from jstyle.engine import optimize
-    step = optimize.checkpoint_record(ckpt)["step"]
+    from jstyle.engine import checkpoint
+    step = checkpoint.read(ckpt).record["position"]["step"]
     resumed = jstyle(*args, f"--steps={step + 2}", "--resume", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     record = json.loads((tmp_path / "out.json").read_text())

@@ -157,7 +157,7 @@ def test_an_interruption_during_start_up_saves_nothing_and_changes_nothing(
         _interrupt_when_loss_is_prepared(patch)
         with pytest.raises(train.Stopped) as stopped:
             train.train(_style(), photos, fresh, TINY, tiny_weights, steps=5, progress=False)
-    assert stopped.value.saved == "nothing was saved"
+    assert stopped.value.checkpoint is None  # nothing was saved
     assert not fresh.exists()
 
     resumed = tmp_path / "resumed"
@@ -169,8 +169,8 @@ def test_an_interruption_during_start_up_saves_nothing_and_changes_nothing(
         with pytest.raises(train.Stopped) as stopped:
             train.train(_style(), photos, resumed, TINY, tiny_weights, steps=5, resume=True,
                         progress=False)
-    assert stopped.value.saved.startswith(
-        f"its state at step 2 is in {resumed / 'checkpoints'}: rerun")
+    assert stopped.value.position == "step 2"
+    assert stopped.value.checkpoint == resumed / "checkpoints"
     assert _state(resumed) == before
 
 
@@ -224,7 +224,8 @@ def test_a_failing_batch_thread_ends_the_wait_with_its_reason(tmp_path, photos, 
 def test_preflight_refuses_before_anything_is_written(tmp_path, photos, monkeypatch):
     from jstyle.system import memory
     earlier = tmp_path / "earlier"
-    (earlier / "checkpoints" / "7").mkdir(parents=True)
+    (earlier / "checkpoints").mkdir(parents=True)
+    (earlier / "checkpoints" / "7.npz").write_bytes(b"")
     (earlier / "metrics.jsonl").write_text("")
     check = lambda workdir, steps=10, resume=False: train.preflight(
         photos, workdir, TINY, steps=steps, resume=resume)
@@ -238,7 +239,7 @@ def test_preflight_refuses_before_anything_is_written(tmp_path, photos, monkeypa
                                          "--resume to start"):
         check(tmp_path / "new", resume=True)
     assert check(tmp_path / "new").resume_step is None
-    (earlier / "checkpoints" / "7").rmdir()
+    (earlier / "checkpoints" / "7.npz").unlink()
     with pytest.raises(InputError, match="holds no checkpoint to continue from; it holds "
                                          "metrics.jsonl of an earlier training"):
         check(earlier, resume=True)
@@ -265,7 +266,7 @@ def test_the_memory_estimates_match_their_measurements():
 def test_fast_refuses_a_run_larger_than_the_memory_before_resizing(tmp_path, monkeypatch):
     from jstyle.system import memory
     from jstyle.methods import fast
-    from jstyle.engine.runs import RunOptions
+    from jstyle.engine.options import RunOptions
     graphdef, state = train.init_state(TINY, __import__("jax").random.key(0))
     train.export(tmp_path / "model.msgpack", state.params, {"hyperparameters": {"width": 0.25}})
     monkeypatch.setattr(memory, "available_gib", lambda: 1.0)
