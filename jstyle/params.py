@@ -1,6 +1,6 @@
 """Hyperparameter and option dataclasses: documented fields that become command flags.
 
-A method's `Params` (and the shared `runs.RunOptions`) are frozen dataclasses whose fields are
+A method's `Params` (and the shared `jstyle.engine.options.RunOptions`) are frozen dataclasses whose fields are
 made with `field(default, help, ...)`: the help text and the flag's kind live on the field, so
 the `jstyle` command defines every flag from the dataclasses and a new method adds no line to
 it. `pytree` registers such a class as a JAX pytree: fields marked `static` (layer names,

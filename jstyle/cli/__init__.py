@@ -10,7 +10,7 @@ import sys
 from absl import app, flags, logging
 
 from jstyle import methods
-from jstyle.cli import arguments as flags_lib
+from jstyle.cli import arguments
 from jstyle.cli.exits import guarded
 from jstyle.cli.arguments import FLAGS
 from jstyle.errors import JStyleError
@@ -34,7 +34,7 @@ def _parse(argv: list[str]) -> list[str]:
         argv = [argv[0], *argv[2:]]
     names = _method_names(argv)
     try:
-        flags_lib.define_flags(names)
+        arguments.define_flags(names)
     except JStyleError as e:
         print(f"jstyle: error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -44,14 +44,14 @@ def _parse(argv: list[str]) -> list[str]:
                 a == "--method" and b == m for a, b in zip(argv, argv[1:]))]
         shown = ["train"] if training else chosen or [*names, "train"]
         try:
-            print(flags_lib.help_text(names, shown), flush=True)
+            print(arguments.help_text(names, shown), flush=True)
         except BrokenPipeError:  # `jstyle --help | head`: the reader has gone
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
     try:
         rest = FLAGS(argv)
     except flags.Error as e:
-        print(f"jstyle: error: {flags_lib.parse_error(e)}", file=sys.stderr)
+        print(f"jstyle: error: {arguments.parse_error(e)}", file=sys.stderr)
         sys.exit(2)
     if len(rest) > 1:
         print(f"jstyle: error: unexpected argument {rest[1]!r}; options are --flag=value",

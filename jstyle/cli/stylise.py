@@ -152,16 +152,18 @@ def planned_outputs(output: pathlib.Path, method, hp, opts) -> list[pathlib.Path
 
 
 def input_files(content_paths: list[pathlib.Path], style_paths: list[pathlib.Path],
-                masks: list[pathlib.Path], opts) -> list[tuple[str, pathlib.Path]]:
+                masks: list[pathlib.Path], hp, opts) -> list[tuple[str, pathlib.Path]]:
     """(flag, path) of every file the run reads: content, styles, label maps, the inputs of
-    kinds mask and model, the weights and an --init that names a file."""
+    kinds mask and model, the weights, and an --init or any hyperparameter that names a
+    file (an outside method's)."""
     found = [("--content", p) for p in content_paths] + [("--style", p) for p in style_paths]
     found += [("a mask", p) for p in masks]
     for name in ("mask", "dilated_mask", "model", "vgg_weights"):
         if name in FLAGS and getattr(FLAGS, name):
             found.append((f"--{name}", pathlib.Path(getattr(FLAGS, name))))
-    if opts.init not in ("content", "noise", "style") and pathlib.Path(opts.init).is_file():
-        found.append(("--init", pathlib.Path(opts.init)))
+    for name, value in [*dataclasses.asdict(hp).items(), ("init", opts.init)]:
+        if isinstance(value, str) and value and pathlib.Path(value).is_file():
+            found.append((f"--{name}", pathlib.Path(value)))
     return found
 
 
@@ -194,13 +196,23 @@ def other_inputs(method, method_name: str) -> dict:
 
 
 def fill(method, content, styles, labels, others: dict):
-    """The method's Inputs from what the flags gave."""
+    """The method's Inputs from what the flags gave, by kind: --content fills the first
+    required image (or clip), --style the images, the label maps the labels; masks and models
+    come in `others`; an optional image (a start) stays None."""
     given_kinds = {"image": content, "clip": content, "images": styles, "labels": labels}
     values = {}
-    for name, (kind, _) in methods.inputs(method).items():
-        values[name] = others[name] if name in others else (
-            given_kinds.get(kind) if name in ("content", "clip", "styles", "labels") else None)
+    for name, (kind, required) in methods.inputs(method).items():
+        if name in others:
+            values[name] = others[name]
+        elif kind in given_kinds and (required or kind == "labels"):
+            values[name] = given_kinds.pop(kind)
+        else:
+            values[name] = None
     return method.Inputs(**values)
+
+
+def _kinds(method) -> set[str]:
+    return {kind for kind, _ in methods.inputs(method).values()}
 
 
 def record_about(method_name: str, method, content_path, style_paths, vgg_weights) -> dict:
@@ -227,7 +239,7 @@ def run_command() -> None:
     if methods.takes_clips(method):
         return run_clip(method, method_name)
     output = pathlib.Path(FLAGS.output)
-    content_path, style_paths, sample = _inputs("styles" in methods.inputs(method))
+    content_path, style_paths, sample = _inputs("images" in _kinds(method))
     hp, opts = build_config(method, method_name)
     if sample:
         opts = dataclasses.replace(opts, size=opts.size if given("size") else SAMPLE["size"],
@@ -250,7 +262,7 @@ def run_command() -> None:
             skipped.append(str(e))
             continue
         labels = _labels(photo_path, style_paths, [content, *styles], opts.unmatched) \
-            if "labels" in methods.inputs(method) else None
+            if "labels" in _kinds(method) else None
         session = Session(output=out, fmt=fmt, progress=opts.print_every > 0, reads=read,
                           about=record_about(method_name, method, photo_path, style_paths,
                                              vgg_weights))
@@ -274,9 +286,8 @@ def _plan(method, hp, opts, content_path: pathlib.Path, style_paths, output: pat
                          "the photos; choose another output folder")
     fmt = _check_output(output) if not content_path.is_dir() else "PNG"
     pairs = content_and_outputs(content_path, output)
-    masks = _mask_paths(content_path, style_paths) if "labels" in methods.inputs(method) \
-        else []
-    read = input_files([p for p, _ in pairs], style_paths, masks, opts)
+    masks = _mask_paths(content_path, style_paths) if "labels" in _kinds(method) else []
+    read = input_files([p for p, _ in pairs], style_paths, masks, hp, opts)
     plan = {str(photo): planned_outputs(out, method, hp, opts) for photo, out in pairs}
     files.check_distinct(plan)
     planned = [p for paths in plan.values() for p in paths]
@@ -328,17 +339,25 @@ def clip_outputs(output: pathlib.Path, count: int, passes: int) -> dict[str, lis
             "checkpoint": [session_lib.checkpoint_path(output, CLIP_FOLDER, True)]}
 
 
-def read_clip(method_name: str, max_edge: int) -> clips.Clip:
-    """The clip of --content and the clip flags (frame range, precomputed flows)."""
+def clip_flags(method, hp) -> clips.Flows | None:
+    """The clip flags checked (frame range; precomputed flows, by the method's
+    `check_flows(flows, hp)` where it has one) before anything is read; returns the flows."""
     from jstyle.engine import options
     options.check_at_least({"start_frame": FLAGS.start_frame}, 1,
                            "give a positive whole number")
     options.check_at_least({"num_frames": FLAGS.num_frames}, 0,
                            "give a frame count, or 0 for all")
-    frames, fps = clips.read(FLAGS.content, FLAGS.start_frame - 1, FLAGS.num_frames, max_edge)
     patterns = [FLAGS.flow_pattern, FLAGS.flow_weight_pattern, FLAGS.forward_flow_pattern,
                 FLAGS.forward_flow_weight_pattern]
     flows = clips.Flows(*patterns) if any(patterns) else None
+    if callable(getattr(method, "check_flows", None)):
+        method.check_flows(flows, hp)
+    return flows
+
+
+def read_clip(flows: clips.Flows | None, max_edge: int) -> clips.Clip:
+    """The clip of --content (its frames from --start_frame on, at `max_edge`)."""
+    frames, fps = clips.read(FLAGS.content, FLAGS.start_frame - 1, FLAGS.num_frames, max_edge)
     return clips.Clip(frames, fps, FLAGS.start_frame, flows)
 
 
@@ -354,10 +373,11 @@ def run_clip(method, method_name: str) -> None:
     hp, opts = build_config(method, method_name)
     style_paths = [pathlib.Path(p) for p in FLAGS.style]
     method.validate(hp, opts, len(style_paths))  # before loading anything
+    flows = clip_flags(method, hp)
     output = pathlib.Path(FLAGS.output if given("output") else "out")
     frame_files = _check_clip_output(output, style_paths)
-    clip = read_clip(method_name, opts.size)
-    read = input_files(frame_files, style_paths, [], opts)
+    clip = read_clip(flows, opts.size)
+    read = input_files(frame_files, style_paths, [], hp, opts)
     planned = clip_outputs(output, len(clip.frames), getattr(hp, "passes", 1))
     _check_clip_earlier(output, planned, read)
     styles = [image.load(p) for p in style_paths]

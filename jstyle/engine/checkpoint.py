@@ -102,8 +102,10 @@ def _without(obj: Any, names: tuple[str, ...]) -> Any:
 def differences(made: dict, theirs: dict, may_change: tuple[str, ...] = ()) -> list[str]:
     """The keys in which two records of what made a run differ ("options.size",
     "hyperparameters.style_weight", "inputs"), but for the settings named in `may_change`
-    (wherever they appear: the options, each level's steps)."""
-    mine, theirs = _without(as_json(made), may_change), _without(as_json(theirs), may_change)
+    (in the options and in each level's entry: a level's steps)."""
+    strip = lambda record: {k: _without(v, may_change) if k in ("options", "levels") else v
+                            for k, v in as_json(record).items()}
+    mine, theirs = strip(made), strip(theirs)
     found = set()
     for key in set(mine) | set(theirs):
         a, b = mine.get(key), theirs.get(key)
@@ -118,7 +120,10 @@ def check_made(path: pathlib.Path, saved: Saved, made: dict,
                may_change: tuple[str, ...] = ()) -> None:
     """InputError unless the checkpoint at `path` (`saved`) was made as `made` says, but for
     the options in `may_change`; the file is kept."""
-    differ = differences(made, saved.record.get("made", {}), may_change)
+    if "made" not in saved.record:
+        raise InputError(f"{path} is a checkpoint of an older jstyle, which this one cannot "
+                         "continue; it was kept: move it away to start over")
+    differ = differences(made, saved.record["made"], may_change)
     if differ:
         raise InputError(f"{path} was made by another run (it differs in {', '.join(differ)});"
                          " it was kept: rerun with the flags that made it, or move it away to "

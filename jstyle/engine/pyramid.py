@@ -170,7 +170,8 @@ def run(method: str, setup: Callable, inputs: Inputs, hp, opts: RunOptions,
     initial = saved.get("initial_loss") if saved else None
     image = None if inputs.init is None else image_lib.to_levels(np.asarray(inputs.init,
                                                                              np.float32))
-    offset = sum(steps for _, steps in levels[:first])
+    # the steps the earlier levels took (fewer than planned where one converged)
+    offset = saved.get("offset", 0) if saved else 0
     for level, (size, steps) in enumerate(levels[first:], start=first):
         problem = setup(work_content, work_styles, hp,
                         dataclasses.replace(opts, size=size, steps=steps, tile=grids[level],
@@ -179,7 +180,7 @@ def run(method: str, setup: Callable, inputs: Inputs, hp, opts: RunOptions,
         if initial is None:
             initial = floats(problem.terms(jnp.asarray(problem.init), problem.data))
         done = session.optimise(problem, steps, opts, level=level, offset=offset,
-                                position={"initial_loss": initial},
+                                position={"initial_loss": initial, "offset": offset},
                                 resume=saved is not None and level == first,
                                 finish=lambda out: finish_colors(out, content, opts))
         image, state = done.image, done.state

@@ -169,30 +169,35 @@ class Session:
         self.arrays: dict[str, np.ndarray] = {}
         self.memory_entry: dict | None = None
         self.started = time.perf_counter()
+        self.resumable = True
         self.bar = Progress(0, self.method, enabled=False)
 
     # --- where things go -------------------------------------------------------------------
 
     @property
     def checkpoint(self) -> pathlib.Path | None:
-        """The run's checkpoint file (None without an output)."""
-        return None if self.output is None else checkpoint_path(self.output, self.method,
+        """The run's checkpoint file (None without an output, or for a method that keeps
+        none)."""
+        return None if self.output is None or not self.resumable else checkpoint_path(self.output, self.method,
                                                                  self.folder)
 
     # --- the run's course ------------------------------------------------------------------
 
     def begin(self, made: dict, *, total: int, unit: str = "step",
-              may_change: tuple[str, ...] = RESUMABLE) -> dict | None:
+              may_change: tuple[str, ...] = RESUMABLE, resumable: bool = True) -> dict | None:
         """Starts the record with `made` (what makes this run: method, hyperparameters,
         options, input digests, weights) and a progress bar of `total` units; returns where a
         checkpoint of this run stood (its `position`), or None to start afresh.
+
+        A method that keeps no checkpoints says `resumable` False: the session then neither
+        reads nor writes one.
 
         Raises:
           InputError: a checkpoint that cannot be read or that another run made (differing in
             more than the options `may_change`); it is kept.
         """
         self.made = checkpoint.as_json(made)
-        self.started = time.perf_counter()
+        self.resumable = resumable
         position = None
         path = self.checkpoint
         if path is not None and path.exists():
@@ -200,7 +205,10 @@ class Session:
             checkpoint.check_made(path, saved, self.made, may_change)
             self.history = list(saved.record.get("history", []))
             self.arrays = saved.arrays
-            position = saved.record.get("position", {})
+            position = saved.record.get("position")
+            if not position:
+                raise InputError(f"{path} holds no position to resume from; it was kept: move "
+                                 "it away to start over")
         self.bar = Progress(total, self.made.get("method", self.method),
                             enabled=self.progress and total > 0, unit=unit)
         return position
@@ -352,10 +360,12 @@ class Session:
         blobs = {paths[n]: image_lib.encode(img, self.fmt) for n, img in result.images.items()
                  if images}
         blobs.update(also or {})
-        record = {**self.about, "output": str(self.output), **result.record, **(extra or {}),
-                  "history": result.history, "images": {n: str(p) for n, p in paths.items()}}
+        record = {**self.about, "output": str(self.output), **result.record,
+                  "history": result.history, "images": {n: str(p) for n, p in paths.items()},
+                  **(extra or {})}
         blobs[record_path(self.output, self.method, self.folder)] = json.dumps(
             record, indent=2, default=str).encode()
         files.write_together(blobs)
-        self.checkpoint.unlink(missing_ok=True)
+        if self.checkpoint is not None:
+            self.checkpoint.unlink(missing_ok=True)
         return paths

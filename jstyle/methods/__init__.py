@@ -30,6 +30,8 @@ and may define
               reads --save_every), so that the command offers --resume
   USES_VGG    False when it needs no VGG-19 weights (default True)
   load_model  load_model(path) -> the Model its Inputs take (a method with a Model input)
+  check_flows check_flows(flows, hp): InputError for a clip's precomputed flows that cannot
+              work with `hp`, called before the clip is read (a method with a Clip input)
 A method imports jstyle's floors below it only, never another method. `get` checks what it
 can of this contract without running the method, so that a broken module is one line naming
 its fault, under --help too.

@@ -200,7 +200,7 @@ CASES = [
      "photos+trained"),
     ("train: --resume from a damaged checkpoint", (*TRAIN, *TINY_TRAIN, "--resume",
                                                   "--steps=5"),
-     "run/checkpoints/3 is not a readable checkpoint", "photos+trained"),
+     "run/checkpoints/3.npz is not a readable checkpoint", "photos+trained"),
     ("train: size beyond any device", (*TRAIN, "--size=100000"), "at most 16384 px", "photos"),
     ("train: a run larger than the memory", (*TRAIN, "--size=8000"), "GiB of memory, but",
      "photos"),
@@ -396,20 +396,22 @@ def _prepare(folder: pathlib.Path, setup: str | None, model: pathlib.Path) -> No
             _broken_methods(folder / "brokenpkg")
 
 
+INPUTS = "from typing import NamedTuple\nclass Inputs(NamedTuple):\n    pass\n"
 BROKEN_METHODS = {  # module -> source: each breaks the method contract (jstyle.methods) once
     "raises": 'raise RuntimeError("boom")\n',
     "syntax": "def run(:\n",
     "empty": "from dataclasses import dataclass\n@dataclass(frozen=True)\nclass Params:\n"
-             "    pass\nPRESETS = {}\nvalidate = run = print\n",
+             "    pass\nPRESETS = {}\nvalidate = run = print\n" + INPUTS,
     "plain": "from jstyle.engine.options import RunOptions\nclass Params:\n    pass\n"
-             "PRESETS = {'a': (Params(), RunOptions())}\nvalidate = run = print\n",
+             "PRESETS = {'a': (Params(), RunOptions())}\nvalidate = run = print\n" + INPUTS,
     "norun": "from dataclasses import dataclass\nfrom jstyle.engine.options import RunOptions\n"
              "@dataclass(frozen=True)\nclass Params:\n    pass\n"
-             "PRESETS = {'a': (Params(), RunOptions())}\nvalidate = print\n",
+             "PRESETS = {'a': (Params(), RunOptions())}\nvalidate = print\n" + INPUTS,
     "clash": "from dataclasses import dataclass\nfrom jstyle.params import field\n"
              "from jstyle.engine.options import RunOptions\n@dataclass(frozen=True)\nclass Params:\n"
              "    output: str = field('x', 'A field named as a flag of the command.')\n"
-             "PRESETS = {'a': (Params(), RunOptions())}\nvalidate = run = print\n",
+             "PRESETS = {'a': (Params(), RunOptions())}\nvalidate = print\n"
+             "def run(key, inputs, hp, opts, weights, *, session):\n    pass\n" + INPUTS,
 }
 
 
@@ -456,15 +458,14 @@ def model(tmp_path_factory, vgg_weights):
     path = tmp_path_factory.mktemp("model") / "model.msgpack"
     train.export(path, state.params, {"hyperparameters": {"width": 0.25}, "steps": 0})
     run = path.parent / "run"
-    (run / "checkpoints" / "3" / "default").mkdir(parents=True)
+    (run / "checkpoints").mkdir(parents=True)
     _picture(path.parent / "style.jpg", seed=1)
     record = train._record(train.TrainParams(size=32, batch_size=1, width=0.25),
                            results.array_digest(image.load(path.parent / "style.jpg")),
                            vgg_weights, 0)
     results.write_json(run / "config.json", {"record": record})
     (run / "metrics.jsonl").write_text('{"step": 3}\n')
-    for name in ("_CHECKPOINT_METADATA", "default/_METADATA", "default/manifest.ocdbt"):
-        (run / "checkpoints" / "3" / name).write_text("damaged")
+    (run / "checkpoints" / "3.npz").write_text("damaged")
     return path
 
 

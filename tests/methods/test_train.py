@@ -267,11 +267,13 @@ def test_fast_refuses_a_run_larger_than_the_memory_before_resizing(tmp_path, mon
     from jstyle.system import memory
     from jstyle.methods import fast
     from jstyle.engine.options import RunOptions
+    from jstyle.engine.session import Session
     graphdef, state = train.init_state(TINY, __import__("jax").random.key(0))
     train.export(tmp_path / "model.msgpack", state.params, {"hyperparameters": {"width": 0.25}})
     monkeypatch.setattr(memory, "available_gib", lambda: 1.0)
     content = np.zeros((48, 64, 3), np.float32)
     with pytest.raises(InputError, match="GiB of memory, but 1.0 GiB is available; give a "
                                          "smaller --size"):
-        fast.run(content, [], fast.FastParams(str(tmp_path / "model.msgpack")),
-                 RunOptions(size=8000))
+        fast.run(__import__("jax").random.key(0),
+                 fast.Inputs(content, fast.load_model(tmp_path / "model.msgpack")),
+                 fast.FastParams(), RunOptions(size=8000), None, session=Session())

@@ -124,7 +124,8 @@ def run(key: jax.Array, inputs: Inputs, hp: FastParams, opts: RunOptions, weight
                     "give a smaller --size")  # before the photo is resized
     session.begin({"method": "fast", "model": str(stylist.path),
                    "model_sha256": stylist.digest, "training": stylist.record,
-                   "options": {n: getattr(opts, n) for n in OPTIONS}}, total=0)
+                   "options": {n: getattr(opts, n) for n in OPTIONS}}, total=0,
+                  resumable=False)
     photo = image_lib.resize_to_edge(content, opts.size) if opts.size else content
     out = stylist(photo, opts.preserve_colors)
     if not np.isfinite(out).all():  # finite weights can still overflow

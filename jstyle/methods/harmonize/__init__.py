@@ -69,6 +69,7 @@ from jstyle.engine.kinds import Image, Images, Mask
 from jstyle.engine.options import RunOptions
 from jstyle.engine.program import make_problem
 from jstyle.engine.session import Result, Session, floats
+from jstyle.errors import InputError
 from jstyle.methods.harmonize.passes import (  # noqa: F401  (the method's pieces)
     Data, loss_terms, loss_terms_normalized, noise_level, pass1_data, pass2_data,
     pass2_weights, used_painting)
@@ -155,8 +156,11 @@ def run(key: jax.Array, inputs: Inputs, hp: HarmonizeParams, opts: RunOptions,
     """
     del key  # deterministic: no noise, no other start
     validate(hp, opts, len(inputs.styles))
-    work = prepare_inputs(inputs.content, inputs.styles[0], inputs.mask, inputs.dilated_mask,
-                          opts.size)
+    if inputs.mask is None:
+        raise InputError("--method=harmonize needs --mask (the pasted object, white on black)")
+    as_float = lambda m: None if m is None else np.asarray(m, np.float32)
+    work = prepare_inputs(inputs.content, inputs.styles[0], as_float(inputs.mask),
+                          as_float(inputs.dilated_mask), opts.size)
     boxes = (crop_box(work.loose, PASS1_STYLE[-1]),
              crop_box(work.loose, max(PASS2_STYLE, key=vgg.LAYERS.index)))
     session.require(
