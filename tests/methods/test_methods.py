@@ -120,8 +120,9 @@ def test_help_gives_each_method_its_own_text_of_a_shared_flag():
                            capture_output=True, text=True, timeout=600)
     assert shown.returncode == 0, shown.stderr
     sections = {s.split(":\n", 1)[0]: s for s in shown.stdout.split("\n\n")}
-    harmonize, analogy = sections["Flags of harmonize"], sections["Flags of analogy"]
-    assert "--mask: Mask of the pasted object" in harmonize and "hard" not in harmonize.split(
+    command, analogy = sections["Flags of the command"], sections["Flags of analogy"]
+    # harmonize's --mask is an input (a mask image), a flag of the command
+    assert "--mask: Mask of the pasted object" in command and "hard" not in command.split(
         "--mask:")[1].splitlines()[0]
     assert "--mask: Response mask of the blend" in analogy
     assert "(default by --preset: code hard, paper sigmoid," in analogy  # not harmonize's None
