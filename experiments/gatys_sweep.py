@@ -38,6 +38,7 @@ from absl import flags, logging
 import common
 from jstyle import image, sweep
 from jstyle.system import files
+from jstyle.engine.session import Session
 from jstyle.nets import weights as weights_lib
 from jstyle.methods import gatys
 
@@ -127,6 +128,7 @@ def main(argv):
                  content_path.name, style_path.name, FLAGS.size, FLAGS.steps)
     sweep.run(workdir, content, [style], points, opts, weights,
               axes=AXES, panels=panels(FLAGS.grid), batch_size=FLAGS.batch_size,
+              session=Session(method="sweep"),
               extra={"experiment": "gatys_sweep", "grid": FLAGS.grid,
                      "content": str(content_path), "style": str(style_path)})
     logging.info("wrote %s", FLAGS.workdir)

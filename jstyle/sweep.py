@@ -31,10 +31,10 @@ from jstyle.engine import optimize
 from jstyle.engine import images as pixel_images
 from jstyle.engine import options, pyramid
 from jstyle.engine import program as program_lib
+from jstyle.engine.session import Session
 from jstyle.nets import vgg
 from jstyle.errors import InputError
 from jstyle.methods import gatys
-from jstyle.system.progress import Progress
 from jstyle.nets.weights import VGGWeights
 
 
@@ -215,7 +215,8 @@ def _check_not_another_sweeps(workdir: pathlib.Path, todo: list[Point], made: di
 def run(workdir: str | pathlib.Path, content: np.ndarray, styles: list[np.ndarray],
         points: list[Point], opts: options.RunOptions, weights: VGGWeights, *,
         axes: dict[str, list], panels: list[dict] | None = None, batch_size: int = 8,
-        extra: dict | None = None, progress: bool = True, method: ModuleType = gatys) -> None:
+        extra: dict | None = None, session: Session | None = None,
+        method: ModuleType = gatys) -> None:
     """Runs the sweep into `workdir`, resuming: a point whose files are complete and were made
     the same way is kept; the others are computed, `batch_size` at a time (rounded up to a
     multiple of the local devices) as one program sharded over this process's devices.
@@ -233,6 +234,8 @@ def run(workdir: str | pathlib.Path, content: np.ndarray, styles: list[np.ndarra
         the axes after the first two.
       batch_size: points per compiled program; lower it when a batch does not fit in memory.
       extra: more JSON for config.json (what the experiment is, where its images came from).
+      session: the run's session (progress, the memory check, each point's record); default:
+        one that shows progress.
       method: the method module whose Params the points hold (its `prepare_data`,
         `loss_terms`, `Data.sweep_axes` and `validate`).
     Raises:
@@ -245,6 +248,7 @@ def run(workdir: str | pathlib.Path, content: np.ndarray, styles: list[np.ndarra
         raise InputError(f"--workdir={workdir} is a file; give a folder (made if missing)")
     made = {"options": dataclasses.asdict(opts), "weights": weights.digest,
             "inputs": results.array_digest(content, *styles)}
+    session = session or Session(method="sweep")
     aligned = dict(zip([p.name for p in points], align([p.hp for p in points])))
     mine = points[jax.process_index()::jax.process_count()]
     todo = [p for p in mine if results.read_point(workdir, {"point": p.describe(), **made})
@@ -254,26 +258,24 @@ def run(workdir: str | pathlib.Path, content: np.ndarray, styles: list[np.ndarra
     size = -(-min(batch_size, max(len(todo), 1)) // devices) * devices
     # the devices of a CPU share its memory; an accelerator holds its share of the batch
     held = size if jax.default_backend() == "cpu" else size // devices
-    memory_entry = memory.require(memory_gib(content.shape, styles, opts, held),
-                                  "lower --batch_size or --size")
+    session.begin(made, total=len(todo) * opts.steps, resumable=False)
+    session.require(memory_gib(content.shape, styles, opts, held), "lower --batch_size or --size")
     (workdir / "points").mkdir(parents=True, exist_ok=True)
     (workdir / "images").mkdir(exist_ok=True)
     if jax.process_index() == 0:
         results.write_json(workdir / "config.json", {
             **(extra or {}), "axes": axes, "panels": panels, **made,
             "points": [p.describe() for p in points]})
-    if progress:
+    if session.progress:
         print(f"sweep: process {jax.process_index()} of {jax.process_count()}: {len(todo)} of "
               f"its {len(mine)} points to compute", file=sys.stderr, flush=True)
     work_content, work_styles = pixel_images.prepare_colors(content, styles, opts)
     levels = options.resize_inputs(work_content, work_styles, opts)[0]
-    bar = Progress(len(todo) * opts.steps, "sweep", enabled=progress)
-
     batch = Batch(workdir, content, work_content, work_styles, levels, aligned, opts, weights,
-                  method, size, made, memory_entry, bar, len(todo))
+                  method, size, session, len(todo))
     for start in range(0, len(todo), size):
         compute(batch, todo[start:start + size], start)
-    bar.close()
+    session.bar.close()
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
         multihost_utils.sync_global_devices("jstyle sweep: every point written")
@@ -293,16 +295,14 @@ class Batch(NamedTuple):
     weights: Any
     method: ModuleType
     size: int  # points per compiled program
-    made: dict  # what made the sweep (options, weights, inputs), for each point's record
-    memory_entry: dict
-    bar: Progress
+    session: Session  # began with what made the sweep (options, weights, inputs)
     total: int  # points to compute
 
 
 def compute(run: Batch, batch: list[Point], done: int) -> None:
     """Optimises one batch of points and writes each point's image and record."""
     (workdir, content, work_content, work_styles, levels, aligned, opts, weights, method, size,
-     made, memory_entry, bar, total) = run
+     session, total) = run
     started = time.perf_counter()
     padded = batch + [batch[-1]] * (size - len(batch))  # one shape: no recompilation
     problem = shard(setup(work_content, work_styles, [aligned[p.name] for p in padded],
@@ -320,8 +320,8 @@ def compute(run: Batch, batch: list[Point], done: int) -> None:
     def on_stop(state: optimize.LoopState) -> None:
         steps = np.asarray(state.step)
         log(_outputs(state), steps)
-        bar.update(done * opts.steps + len(batch) * int(steps.max()),
-                   f"points {done + len(batch)}/{total}")
+        session.update(done * opts.steps + len(batch) * int(steps.max()),
+                       f"points {done + len(batch)}/{total}")
 
     log(jnp.asarray(problem.init), np.zeros(len(padded), int))
     stops = optimize.boundaries(opts.steps, opts.print_every)
@@ -331,12 +331,11 @@ def compute(run: Batch, batch: list[Point], done: int) -> None:
     for k, point in enumerate(batch):
         stopped = ("nan" if bool(state.failed[k]) else
                    "converged" if bool(state.converged[k]) else "steps")
-        results.write_point(workdir, {
-            "point": point.describe(), **made, "history": histories[k],
-            "final_loss": {t: v for t, v in histories[k][-1].items() if t != "step"},
-            "steps": int(state.step[k]), "stopped": stopped, "seconds": seconds,
-            "batch": len(padded), "process": jax.process_index(),
-            "memory": memory.measured(memory_entry)},
+        results.write_point(workdir, session.record(
+            point=point.describe(), history=histories[k],
+            final_loss={t: v for t, v in histories[k][-1].items() if t != "step"},
+            steps=int(state.step[k]), stopped=stopped, seconds=seconds,
+            batch=len(padded), process=jax.process_index()),
             pixel_images.finish_colors(images[k], content, opts))
 
 

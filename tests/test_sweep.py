@@ -9,6 +9,7 @@ import pytest
 
 from jstyle import image, sweep
 from jstyle.errors import InputError
+from jstyle.engine.session import Session
 from jstyle.methods import gatys
 
 CONTENT_PATH, STYLE_PATH = image.sample_paths()
@@ -196,7 +197,7 @@ def test_a_sweep_too_large_for_the_memory_is_refused_before_it_writes(tmp_path, 
     with pytest.raises(InputError, match=r"needs about .* GiB of memory, .*; lower "
                                          r"--batch_size or --size"):
         sweep.run(workdir, CONTENT, [STYLE], points, opts, tiny_weights, axes={"k": [0, 1, 2, 3]},
-                  batch_size=4, progress=False)
+                  batch_size=4, session=Session(progress=False))
     assert not workdir.exists()
 
     def reached(problem):  # a batch of one fits: the sweep goes on to its work
@@ -204,5 +205,5 @@ def test_a_sweep_too_large_for_the_memory_is_refused_before_it_writes(tmp_path, 
     monkeypatch.setattr(sweep, "shard", reached)
     with pytest.raises(RuntimeError, match="reached the work"):
         sweep.run(workdir, CONTENT, [STYLE], points, opts, tiny_weights, axes={"k": [0, 1, 2, 3]},
-                  batch_size=1, progress=False)
+                  batch_size=1, session=Session(progress=False))
     assert (workdir / "config.json").exists()

@@ -337,17 +337,21 @@ class Session:
 
     # --- the end ---------------------------------------------------------------------------
 
-    def result(self, images: dict[str, np.ndarray], **fields) -> Result:
-        """The run's Result: `images`, and the record (what made it, `fields`, memory,
-        seconds, device, versions) with the loss history."""
-        self.bar.close()
-        record = {**self.made, **fields}
+    def record(self, **fields) -> dict:
+        """The record so far: what made the run, `fields`, memory (estimate, available, peak),
+        seconds since the session began (unless `fields` gives them), device, backend and
+        versions."""
+        record = {**self.made, "seconds": time.perf_counter() - self.started, **fields}
         if self.memory_entry is not None:
             record["memory"] = memory.measured(self.memory_entry)
-        record.update({"seconds": time.perf_counter() - self.started,
-                       "backend": jax.default_backend(),
+        record.update({"backend": jax.default_backend(),
                        "device": str(jax.devices()[0].device_kind), "versions": versions()})
-        return Result(images=images, record=record, history=self.history)
+        return record
+
+    def result(self, images: dict[str, np.ndarray], **fields) -> Result:
+        """The run's Result: `images`, and the record (`record`) with the loss history."""
+        self.bar.close()
+        return Result(images=images, record=self.record(**fields), history=self.history)
 
     def write(self, result: Result, extra: dict | None = None, *, images: bool = True,
               also: dict[pathlib.Path, bytes] | None = None) -> dict[str, pathlib.Path]:
