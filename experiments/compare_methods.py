@@ -101,7 +101,6 @@ CONTENT_LAYER = "relu4_2"
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 FAST = "fast"  # needs a model: a network is trained per style (jstyle train) first
 COMPOSITE = "harmonize"  # needs a composite and its mask: runs on the --composites rows only
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +116,7 @@ def _images(flag: str, folder: str) -> list[pathlib.Path]:
         raise InputError(f"--{flag}={folder} is not a folder; give a folder of .jpg or .png "
                          "files")
     found = sorted(p for p in pathlib.Path(folder).iterdir()
-                   if p.suffix.lower() in IMAGE_SUFFIXES)
+                   if p.suffix.lower() in image.IMAGE_SUFFIXES)
     if not found:
         raise InputError(f"no images in --{flag}={folder}; give a folder of .jpg or .png files")
     return found

@@ -1,11 +1,11 @@
 """Hyperparameter and option dataclasses: documented fields that become command flags.
 
-A method's `Params` (and the shared `jstyle.engine.options.RunOptions`) are frozen dataclasses whose fields are
-made with `field(default, help, ...)`: the help text and the flag's kind live on the field, so
-the `jstyle` command defines every flag from the dataclasses and a new method adds no line to
-it. `pytree` registers such a class as a JAX pytree: fields marked `static` (layer names,
-patch sizes, choices) are part of the structure, the others (weights) are leaves that a sweep
-can vmap over.
+A method's `Params` (and the shared `jstyle.engine.options.RunOptions`) are frozen dataclasses
+whose fields are made with `field(default, help, ...)`: the help text and the flag's kind live
+on the field, so the `jstyle` command defines every flag from the dataclasses and a new method
+adds no line to it. `pytree` registers such a class as a JAX pytree: fields marked `static`
+(layer names, patch sizes, choices) are part of the structure, the others (weights) are leaves
+that a sweep can vmap over.
 
 Flag kinds: "list" (comma-separated names -> tuple of str), "floats" (comma-separated numbers
 -> tuple of float), "ints" (-> tuple of int), "float", "integer", "bool", "enum" (one of

@@ -29,19 +29,20 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from jstyle import image as image_lib
+from jstyle.system import files
 
 LABEL_HEIGHT = 22  # pixels of caption under each tile
 
 
 def write_json(path: pathlib.Path, obj) -> None:
     """Writes `obj` as indented JSON, atomically."""
-    image_lib.write_atomic(pathlib.Path(path), lambda f: f.write(
+    files.write_atomic(pathlib.Path(path), lambda f: f.write(
         json.dumps(obj, indent=2, default=str).encode()))
 
 
 def write_jsonl(path: pathlib.Path, lines: list[dict]) -> None:
     """Writes one JSON object per line, atomically."""
-    image_lib.write_atomic(pathlib.Path(path), lambda f: f.write(
+    files.write_atomic(pathlib.Path(path), lambda f: f.write(
         "".join(json.dumps(l) + "\n" for l in lines).encode()))
 
 
@@ -214,7 +215,7 @@ def write_sweep(workdir: str | pathlib.Path, tile: int = 160) -> None:
             if (i >= 0).all():
                 grid[tuple(i)] = final[k]
         arrays[f"final__{term}"], arrays[f"grid__{term}"] = final, grid
-    image_lib.write_atomic(workdir / "sweep.npz", lambda f: np.savez(f, **arrays))
+    files.write_atomic(workdir / "sweep.npz", lambda f: np.savez(f, **arrays))
     image_lib.save(workdir / "contact_sheet.png", _sheet(config, records, workdir, tile))
 
 

@@ -31,6 +31,7 @@ from jstyle.engine import optimize
 from jstyle.engine import images as pixel_images
 from jstyle.engine import options, pyramid
 from jstyle.engine import program as program_lib
+from jstyle.engine import session as session_lib
 from jstyle.engine.session import Session
 from jstyle.nets import vgg
 from jstyle.errors import InputError
@@ -86,13 +87,14 @@ def stack(points: list):
     return _stacked(align(points))
 
 
-def program(opts: options.RunOptions, convention, method: ModuleType = gatys) -> program_lib.Program:
+def program(opts: options.RunOptions, convention, method: ModuleType = gatys
+            ) -> program_lib.Program:
     """The compiled program of a batch of points: the optimiser chunk over the points' states
     and hyperparameters (batch axes from the method's `Data.sweep_axes`), and the batched loss
-    terms (images, data) -> {term: float32[K]}; cached (jstyle.engine.program), so every batch of one
-    shape runs one compilation."""
+    terms (images, data) -> {term: float32[K]}; cached (jstyle.engine.program), so every batch
+    of one shape runs one compilation."""
     return program_lib.compile_program(method.loss_terms, convention, opts,
-                                method.Data.sweep_axes())
+                                       method.Data.sweep_axes())
 
 
 def setup(content: np.ndarray, styles: list[np.ndarray], points: list, opts: options.RunOptions,
@@ -122,8 +124,9 @@ def setup(content: np.ndarray, styles: list[np.ndarray], points: list, opts: opt
     starts = np.stack([pixel_images.start_image(None, opts, content, styles, np.asarray(i))
                        for i in inits])
     state = jax.vmap(lambda image: optimize.init(compiled.optimizer, image))(jnp.asarray(starts))
-    return program_lib.Problem(chunk=compiled.chunk, state=state, data=data, terms=compiled.terms,
-                        content=content, styles=styles, blend=blend, init=starts)
+    return program_lib.Problem(chunk=compiled.chunk, state=state, data=data,
+                               terms=compiled.terms, content=content, styles=styles, blend=blend,
+                               init=starts)
 
 
 local_mesh, shard = program_lib.local_mesh, program_lib.shard  # the batch over the devices
@@ -246,8 +249,8 @@ def run(workdir: str | pathlib.Path, content: np.ndarray, styles: list[np.ndarra
     workdir = pathlib.Path(workdir)
     if workdir.exists() and not workdir.is_dir():
         raise InputError(f"--workdir={workdir} is a file; give a folder (made if missing)")
-    made = {"options": dataclasses.asdict(opts), "weights": weights.digest,
-            "inputs": results.array_digest(content, *styles)}
+    made = session_lib.made(method.__name__.rsplit(".", 1)[-1], None, opts, weights,
+                            [content, *styles])
     session = session or Session(method="sweep")
     aligned = dict(zip([p.name for p in points], align([p.hp for p in points])))
     mine = points[jax.process_index()::jax.process_count()]
@@ -319,14 +322,14 @@ def compute(run: Batch, batch: list[Point], done: int) -> None:
 
     def on_stop(state: optimize.LoopState) -> None:
         steps = np.asarray(state.step)
-        log(_outputs(state), steps)
+        log(optimize.last_good(state), steps)
         session.update(done * opts.steps + len(batch) * int(steps.max()),
                        f"points {done + len(batch)}/{total}")
 
     log(jnp.asarray(problem.init), np.zeros(len(padded), int))
     stops = optimize.boundaries(opts.steps, opts.print_every)
     state = optimize.run(problem.chunk, problem.state, problem.data, stops, on_stop)
-    images = np.asarray(_outputs(state)) / 255.0
+    images = np.asarray(optimize.last_good(state)) / 255.0
     seconds = (time.perf_counter() - started) / len(batch)
     for k, point in enumerate(batch):
         stopped = ("nan" if bool(state.failed[k]) else
@@ -337,13 +340,6 @@ def compute(run: Batch, batch: list[Point], done: int) -> None:
             steps=int(state.step[k]), stopped=stopped, seconds=seconds,
             batch=len(padded), process=jax.process_index()),
             pixel_images.finish_colors(images[k], content, opts))
-
-
-def _outputs(state: optimize.LoopState) -> jax.Array:
-    """Each point's image, float32[K, H, W, 3] in [0, 255]: the last good one where the loss
-    became NaN."""
-    failed = state.failed[:, None, None, None]
-    return jnp.clip(jnp.where(failed, state.good_image, state.image), 0.0, 255.0)
 
 
 def initialize_distributed(coordinator_address: str | None, num_processes: int | None,

@@ -6,8 +6,8 @@ import pathlib
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "jstyle"
 # bottom to top; a module may import only modules listed before it. The floors: the
-# foundation (errors, params), system/, image/, nets/, ops/, engine/, the objective, methods/,
-# sweeps and results, cli/.
+# foundation (errors, params), system/, image/, nets/, ops/, results (sweep workdirs), engine/,
+# the objective, methods/, sweeps, cli/.
 ORDER = ["errors", "params", "system", "system.interrupt", "system.files", "system.memory",
          "system.progress",
          "image", "image.clips",

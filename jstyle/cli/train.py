@@ -8,7 +8,8 @@ import pathlib
 import sys
 
 from jstyle import image
-from jstyle.cli.arguments import COMMON, DEFINED, FLAGS, TRAIN_COMMON, TRAIN_DEFAULTS, TRAIN_ONLY, given
+from jstyle.cli.arguments import (COMMON, FLAGS, TRAIN_COMMON, TRAIN_DEFAULTS, TRAIN_ONLY,
+                                  given, method_flags)
 from jstyle.engine import options
 from jstyle.engine.options import RunOptions
 from jstyle.errors import InputError
@@ -20,9 +21,10 @@ from jstyle.system import files
 
 def train_command() -> None:
     """`jstyle train --style=S --data_dir=D --workdir=W`: trains the fast network for S."""
+    defined = method_flags()
     allowed = {*TRAIN_COMMON, *TRAIN_ONLY,
-               *(n for n, (_, owners) in DEFINED.items() if "train" in owners)}
-    extra = [n for n in [*COMMON, *DEFINED] if given(n) and n not in allowed]
+               *(n for n, (_, owners) in defined.items() if "train" in owners)}
+    extra = [n for n in [*COMMON, *defined] if given(n) and n not in allowed]
     if extra:
         raise InputError(f"--{extra[0]} does not apply to jstyle train; leave it out")
     for name in ("style", "data_dir", "workdir"):

@@ -1,1 +1,2 @@
-"""The optimisation engine: options, the optax loop, compiled programs, checkpoints, the run session."""
+"""The optimisation engine: options, the optax loop, compiled programs, checkpoints, the run
+session."""

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jstyle.errors import InputError
-from jstyle.image import write_atomic
+from jstyle.system.files import write_atomic
 
 
 class Saved(NamedTuple):

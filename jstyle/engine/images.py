@@ -10,6 +10,7 @@ import numpy as np
 from jstyle import image as image_lib
 from jstyle.engine.options import IMAGENET_MEAN_RGB, RunOptions
 
+
 def prepare_colors(content: np.ndarray, styles: list[np.ndarray], opts: RunOptions
                    ) -> tuple[np.ndarray, list[np.ndarray]]:
     """The images the transfer works on, for `opts.preserve_colors` (Gatys et al. 2017):
@@ -27,12 +28,14 @@ def prepare_colors(content: np.ndarray, styles: list[np.ndarray], opts: RunOptio
                          for s in styles]
     return content, styles
 
+
 def finish_colors(output: np.ndarray, content: np.ndarray, opts: RunOptions) -> np.ndarray:
     """The result's final colours: output float[H, W, 3] in [0, 1]; content the original
     content (any size, float[h, w, 3] in [0, 1]). See `prepare_colors`."""
     if opts.preserve_colors in ("luminance", "original"):
         return image_lib.keep_colors(output, image_lib.resize(content, *output.shape[:2]))
     return output
+
 
 def initial_image(key: jax.Array, init: str | np.ndarray, content: np.ndarray,
                   styles: list[np.ndarray], noise: float) -> np.ndarray:
@@ -55,6 +58,7 @@ def initial_image(key: jax.Array, init: str | np.ndarray, content: np.ndarray,
     else:
         source = image_lib.load(init)
     return image_lib.to_levels(image_lib.resize(source, h, w))
+
 
 def start_image(key: jax.Array, opts: RunOptions, content: np.ndarray,
                 styles: list[np.ndarray], previous: np.ndarray | None) -> np.ndarray:

@@ -2,7 +2,7 @@
 annotated with these), so that the command, the experiments and a test can see what each
 method takes without running it.
 
-  Image    float32[H, W, 3] in [0, 1] (--content, --init)
+  Image    float32[H, W, 3] in [0, 1] (--content; a start image a library caller gives)
   Images   one or more Image (--style)
   Mask     float32[H, W, C] in [0, 1], white inside (--mask, --dilated_mask)
   Labels   semantic regions of content and styles, jstyle.ops.masks.Labels (--content_mask,

@@ -45,6 +45,14 @@ class LoopState(NamedTuple):
     failed: jax.Array  # bool[], the objective became NaN or infinite; `image` is not good
 
 
+def last_good(state: LoopState) -> jax.Array:
+    """The state's image in [0, 255], or where the loss became NaN the last good one:
+    float32[H, W, 3], or [K, H, W, 3] for a batch of K states."""
+    failed = jnp.reshape(state.failed, jnp.shape(state.failed)
+                         + (1,) * (state.image.ndim - jnp.ndim(state.failed)))
+    return jnp.clip(jnp.where(failed, state.good_image, state.image), 0.0, 255.0)
+
+
 def make_optimizer(name: str, learning_rate: float, memory_size: int = 10,
                    linesearch: str = "zoom", first_step: float | None = None
                    ) -> optax.GradientTransformationExtraArgs:

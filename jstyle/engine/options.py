@@ -116,6 +116,7 @@ def fields_of(names: tuple[str, ...]) -> tuple[str, ...]:
                    else {name})
     return tuple(f.name for f in dataclasses.fields(RunOptions) if f.name in wanted)
 
+
 def check_nonnegative(named: dict[str, list], what: str = "weights") -> None:
     """InputError unless every value of every `--name` is finite and >= 0."""
     for name, values in named.items():
@@ -123,11 +124,13 @@ def check_nonnegative(named: dict[str, list], what: str = "weights") -> None:
             if not math.isfinite(float(v)) or float(v) < 0:
                 raise InputError(f"--{name}={v} is invalid; {what} must be finite and >= 0")
 
+
 def check_at_least(named: dict[str, Any], low: int, fix: str) -> None:
     """InputError unless every `--name` value is >= low, the message ending in `fix`."""
     for name, value in named.items():
         if value < low:
             raise InputError(f"--{name}={value} must be >= {low}; {fix}")
+
 
 def check_layer_weights(hp, kinds: tuple[str, ...]) -> None:
     """InputError unless `--X_layer_weights` gives one weight per `--X_layers`, for each X of
@@ -138,12 +141,14 @@ def check_layer_weights(hp, kinds: tuple[str, ...]) -> None:
             raise InputError(f"{len(weights)} --{name}_layer_weights for {len(layers)} "
                              f"--{name}_layers; give one weight per layer")
 
+
 def check_moves(terms: dict[str, float]) -> None:
     """InputError when every term's weight (alpha times its layer weights...) is 0: nothing
     would change the image."""
     if not any(float(w) > 0 for w in terms.values()):
         raise InputError(f"every loss weight is 0 ({', '.join(f'--{n}' for n in terms)}), so the "
                          "image would not change; give one of them a positive value")
+
 
 def validate_options(opts: RunOptions, num_styles: int) -> None:
     """Raises InputError for run options that cannot work, naming the fix."""
@@ -187,6 +192,7 @@ def validate_options(opts: RunOptions, num_styles: int) -> None:
         raise InputError(f"--pyramid_steps needs {opts.pyramid_levels} step counts >= 1, one "
                          "per --pyramid_levels, coarsest first")
 
+
 def check_size(opts: RunOptions) -> None:
     """InputError unless --size and the style images' edge (--style_scale times it) are at
     most MAX_SIZE px: every method calls it before it resizes anything."""
@@ -198,11 +204,13 @@ def check_size(opts: RunOptions) -> None:
                          f"{style_edge(opts)} px, beyond what any device jstyle runs on could "
                          f"hold (at most {MAX_SIZE} px); give a smaller --style_scale")
 
+
 def pyramid(opts: RunOptions) -> list[tuple[int, int]]:
     """(longer edge, steps) of each level, coarsest first; the last is (size, steps)."""
     steps = opts.pyramid_steps or (opts.steps,) * opts.pyramid_levels
     return [(max(1, round(opts.size / opts.pyramid_ratio ** (opts.pyramid_levels - 1 - k))),
              steps[k]) for k in range(opts.pyramid_levels)]
+
 
 def resize_inputs(content: np.ndarray, styles: list[np.ndarray], opts: RunOptions
                   ) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -211,9 +219,11 @@ def resize_inputs(content: np.ndarray, styles: list[np.ndarray], opts: RunOption
     return (image_lib.to_levels(image_lib.resize_to_edge(content, opts.size)),
             [image_lib.to_levels(image_lib.resize_to_edge(s, style_edge(opts))) for s in styles])
 
+
 def style_edge(opts: RunOptions) -> int:
     """The style images' longer edge, px: `style_scale * size`."""
     return max(1, round(opts.size * opts.style_scale))
+
 
 def precision(opts: RunOptions) -> str:
     """The network's precision a run uses: `opts.precision`, with auto resolved by the

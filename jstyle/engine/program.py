@@ -23,11 +23,13 @@ from jstyle.errors import InputError
 
 FIRST_STEP_LEVELS = 1.0  # L-BFGS's first step: 1 level RMS per pixel (optimize.make_optimizer)
 
+
 class Program(NamedTuple):
     """An objective's compiled optimisation, shared by every problem of its kind."""
     optimizer: optax.GradientTransformationExtraArgs
     chunk: Callable  # jitted (state, end, data) -> state, optimize.make_chunk
     terms: Callable  # jitted (image, data) -> {term: float32[] (batched: float32[K])}
+
 
 @functools.lru_cache(maxsize=None)
 def program(loss_terms: Callable, convention, remat: bool, optimizer: str,
@@ -58,12 +60,14 @@ def program(loss_terms: Callable, convention, remat: bool, optimizer: str,
         terms = jax.vmap(terms, in_axes=(0, data_axes))
     return Program(transform, chunk, jax.jit(terms))
 
+
 def compile_program(loss_terms: Callable, convention, opts: RunOptions, data_axes=None
                     ) -> Program:
     """`program` with the optimiser settings of `opts`."""
     return program(loss_terms, convention, opts.remat, opts.optimizer, opts.learning_rate,
                    opts.lbfgs_memory, opts.linesearch, opts.tol, data_axes, opts.tol_interval,
                    max(1, opts.tile))
+
 
 class Problem(NamedTuple):
     """One level made ready: the compiled chunk, its first state and the data it takes."""
@@ -76,6 +80,7 @@ class Problem(NamedTuple):
     blend: list[float] | None  # normalised style blend weights (None: the method has none)
     init: np.ndarray  # the initial image, 8-bit levels
 
+
 def make_problem(loss_terms: Callable, data: Any, convention, opts: RunOptions,
                  content: np.ndarray, styles: list[np.ndarray], blend: list[float] | None,
                  init: np.ndarray) -> Problem:
@@ -86,12 +91,14 @@ def make_problem(loss_terms: Callable, data: Any, convention, opts: RunOptions,
                    data=data, terms=compiled.terms, content=content, styles=styles, blend=blend,
                    init=init)
 
+
 def local_mesh() -> jax.sharding.Mesh:
     """This process's devices on one axis, "points", with automatic sharding (XLA carries the
     split through the network). Under jax.distributed each process runs its own points on its
     own devices, so no computation spans hosts."""
     return jax.sharding.Mesh(np.array(jax.local_devices()), ("points",),
                              axis_types=(jax.sharding.AxisType.Auto,))
+
 
 def shard(problem: Problem, mesh: jax.sharding.Mesh | None = None) -> Problem:
     """A batched problem over the devices (the sweep machinery): the points' states and the

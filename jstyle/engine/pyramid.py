@@ -17,11 +17,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jstyle import image as image_lib
-from jstyle import results
 from jstyle.engine.kinds import Image, Images, Labels
 from jstyle.engine.images import finish_colors, prepare_colors, start_image
 from jstyle.engine.options import RunOptions, precision, pyramid, style_edge
 from jstyle.engine.program import Problem, make_problem
+from jstyle.engine import session as session_lib
 from jstyle.engine.session import Result, Session, floats, stop_reason
 from jstyle.errors import InputError
 from jstyle.nets.weights import VGGWeights
@@ -38,6 +38,7 @@ class Inputs(NamedTuple):
     init: Image | None = None  # the starting image, float[h, w, 3] in [0, 1], any size,
     #   instead of --init
 
+
 def style_targets_gib(styles: list[np.ndarray], opts: RunOptions, deepest: str | None,
                       tiles: int) -> float:
     """Estimated peak memory (GiB) of computing the style targets: one style image's network
@@ -53,6 +54,7 @@ MAX_TILES = 16  # tiles per side that automatic tiling tries
 
 AUTO_TILE_SHARE = 0.75  # automatic tiling fits its estimate in this share of the free memory
 
+
 def level_gib(height: int, width: int, opts: RunOptions, deepest: str | None, tiles: int
               ) -> float:
     """Estimated peak memory (GiB) of one H x W level, cut into `tiles` x `tiles` tiles, its
@@ -61,10 +63,12 @@ def level_gib(height: int, width: int, opts: RunOptions, deepest: str | None, ti
     return memory.pixel_run_gib(height, width, opts.optimizer, opts.lbfgs_memory, window,
                                 precision(opts))
 
+
 def tiles_used(shape: tuple[int, int], tiles: int, deepest: str | None) -> list[int]:
     """[rows, columns] of the tiles an H x W level is cut into when `tiles` per side are asked
     (fewer where the pooling grid allows fewer: jstyle.ops.tiles.plan), for the record."""
     return [1, 1] if tiles <= 1 else list(tiles_lib.plan(*shape, (tiles, tiles), deepest).grid)
+
 
 def tile_count(height: int, width: int, opts: RunOptions, deepest: str | None,
                available: float) -> int:
@@ -77,6 +81,7 @@ def tile_count(height: int, width: int, opts: RunOptions, deepest: str | None,
         if level_gib(height, width, opts, deepest, tiles) <= AUTO_TILE_SHARE * available:
             return tiles
     return MAX_TILES
+
 
 def level_setup(prepare_data: Callable, loss_terms: Callable) -> Callable:
     """A method's `setup(content, styles, hp, opts, weights, key, *, init=None, labels=None)
@@ -107,14 +112,13 @@ def made(method: str, hp, opts: RunOptions, weights: VGGWeights, inputs: Inputs,
         extra.append(np.asarray(inputs.init))
     elif opts.init not in ("content", "noise", "style"):
         extra.append(image_lib.load(opts.init))
-    return {"method": method, "hyperparameters": dataclasses.asdict(hp),
-            "options": dataclasses.asdict(opts), "weights": weights.digest,
-            "inputs": results.array_digest(inputs.content, *inputs.styles, *extra),
-            "levels": [{"size": size, "steps": steps} for size, steps in levels]}
+    return session_lib.made(method, hp, opts, weights, [inputs.content, *inputs.styles, *extra],
+                            levels=[{"size": size, "steps": steps} for size, steps in levels])
 
 
 def _plan(inputs: Inputs, opts: RunOptions, deepest: str | None, method: str):
-    """(levels, their shapes, tiles per side, the network's precision) of a run."""
+    """(levels, their shapes, tiles per side, `opts` with the network's precision resolved)
+    of a run."""
     if deepest is None and (opts.tile > 1 or opts.precision == "bfloat16"):
         raise InputError(f"--tile and --precision=bfloat16 are for the Gatys objective, and "
                          f"{method} does not use it; leave --tile at 0 and --precision at auto")
@@ -123,7 +127,7 @@ def _plan(inputs: Inputs, opts: RunOptions, deepest: str | None, method: str):
     shapes = [image_lib.fit_edge(*inputs.content.shape[:2], size) for size, _ in levels]
     estimated = dataclasses.replace(opts, precision=network)
     grids = [tile_count(h, w, estimated, deepest, memory.available_gib()) for h, w in shapes]
-    return levels, shapes, grids, network
+    return levels, shapes, grids, estimated
 
 
 def run(method: str, setup: Callable, inputs: Inputs, hp, opts: RunOptions,
@@ -153,9 +157,8 @@ def run(method: str, setup: Callable, inputs: Inputs, hp, opts: RunOptions,
       Stopped: Ctrl-C or SIGTERM (the state is in the session's checkpoint).
     """
     content, styles = inputs.content, inputs.styles
-    levels, shapes, grids, network = _plan(inputs, opts, deepest, method)
+    levels, shapes, grids, estimated = _plan(inputs, opts, deepest, method)
     h, w = shapes[-1]
-    estimated = dataclasses.replace(opts, precision=network)
     session.require(
         max(level_gib(h, w, estimated, deepest, grids[-1]),
             style_targets_gib(styles, opts, deepest, grids[-1]))
@@ -170,32 +173,33 @@ def run(method: str, setup: Callable, inputs: Inputs, hp, opts: RunOptions,
     initial = saved.get("initial_loss") if saved else None
     image = None if inputs.init is None else image_lib.to_levels(np.asarray(inputs.init,
                                                                              np.float32))
-    # the steps the earlier levels took (fewer than planned where one converged)
-    offset = saved.get("offset", 0) if saved else 0
+    taken = saved.get("taken", 0) if saved else 0  # steps the earlier levels took
     for level, (size, steps) in enumerate(levels[first:], start=first):
-        problem = setup(work_content, work_styles, hp,
-                        dataclasses.replace(opts, size=size, steps=steps, tile=grids[level],
-                                            precision=network),
-                        weights, key, init=image, labels=inputs.labels)
+        level_opts = dataclasses.replace(estimated, size=size, steps=steps, tile=grids[level])
+        problem = setup(work_content, work_styles, hp, level_opts, weights, key, init=image,
+                        labels=inputs.labels)
         if initial is None:
             initial = floats(problem.terms(jnp.asarray(problem.init), problem.data))
-        done = session.optimise(problem, steps, opts, level=level, offset=offset,
-                                position={"initial_loss": initial, "offset": offset},
+        # steps count as planned across levels (snapshot names, progress), even where an
+        # earlier level converged sooner
+        done = session.optimise(problem, steps, level_opts, level=level,
+                                offset=sum(n for _, n in levels[:level]),
+                                position={"initial_loss": initial, "taken": taken},
                                 resume=saved is not None and level == first,
                                 finish=lambda out: finish_colors(out, content, opts))
         image, state = done.image, done.state
-        offset += int(state.step)
+        taken += int(state.step)
         if bool(state.failed):
             break
     return session.result(
         {"output": finish_colors(image / 255.0, content, opts).astype(np.float32)},
-        **_outcome(problem, image, state, initial, offset, saved, inputs, opts),
+        **_outcome(problem, image, state, initial, taken, saved, inputs),
         tiles=[tiles_used(shape, g, deepest) for shape, g in zip(shapes, grids)],
-        precision=network)
+        precision=estimated.precision)
 
 
 def _outcome(problem: Problem, image: np.ndarray, state, initial: dict, steps: int,
-             saved: dict | None, inputs: Inputs, opts: RunOptions) -> dict:
+             saved: dict | None, inputs: Inputs) -> dict:
     """The record's account of a finished run: sizes, losses, steps, why it stopped, and the
     style blend and semantic regions it used."""
     found = {"size": list(problem.content.shape[:2]),

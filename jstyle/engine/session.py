@@ -22,6 +22,7 @@ A Session without an output keeps nothing on disk (a library call or a test).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.metadata
 import json
@@ -35,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jstyle import image as image_lib
+from jstyle import results
 from jstyle.engine import checkpoint, optimize
 from jstyle.engine.options import RunOptions
 from jstyle.errors import InputError
@@ -94,6 +96,26 @@ def versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             found[package] = "not installed"
     return found
+
+
+def made(method: str, hp, options, weights, inputs: list[np.ndarray], **extra) -> dict:
+    """What makes a run, the record's first part (a checkpoint must match it): the method, its
+    hyperparameters (None: they vary, as in a sweep), the options it uses (a RunOptions, or
+    {name: value} of those it reads), the weights' digest (None: no VGG), the digest of every
+    input array, and `extra` (levels, a clip's flow source, a model)."""
+    found = {"method": method}
+    if hp is not None:
+        found["hyperparameters"] = dataclasses.asdict(hp)
+    found["options"] = dict(options) if isinstance(options, dict) else \
+        dataclasses.asdict(options)
+    if weights is not None:
+        found["weights"] = weights.digest
+    return {**found, "inputs": results.array_digest(*inputs), **extra}
+
+
+def describe(position: dict) -> str:
+    """Where a checkpoint stood, in words: "step 40", or "its last checkpoint"."""
+    return f"step {position['step']}" if "step" in position else "its last checkpoint"
 
 
 def named(output: pathlib.Path, name: str, folder: bool = False) -> pathlib.Path:
@@ -170,6 +192,7 @@ class Session:
         self.memory_entry: dict | None = None
         self.started = time.perf_counter()
         self.resumable = True
+        self.saved_at: str | None = None  # where the last checkpoint saved stood
         self.bar = Progress(0, self.method, enabled=False)
 
     # --- where things go -------------------------------------------------------------------
@@ -178,8 +201,9 @@ class Session:
     def checkpoint(self) -> pathlib.Path | None:
         """The run's checkpoint file (None without an output, or for a method that keeps
         none)."""
-        return None if self.output is None or not self.resumable else checkpoint_path(self.output, self.method,
-                                                                 self.folder)
+        if self.output is None or not self.resumable:
+            return None
+        return checkpoint_path(self.output, self.method, self.folder)
 
     # --- the run's course ------------------------------------------------------------------
 
@@ -236,6 +260,7 @@ class Session:
         if self.checkpoint is not None:
             checkpoint.save(self.checkpoint, state, {
                 "made": self.made, "position": position, "history": self.history}, arrays)
+            self.saved_at = describe(position)
 
     def restore(self, like):
         """The state of the checkpoint, shaped as `like`.
@@ -250,8 +275,21 @@ class Session:
         return state
 
     def stopped(self, position: str, saved: bool = True) -> Stopped:
-        """The exception that ends an interrupted run at `position`."""
-        return Stopped(position, self.checkpoint if saved else None)
+        """The exception that ends an interrupted run at `position`, naming the checkpoint
+        if `saved` and one is on disk."""
+        path = self.checkpoint
+        return Stopped(position, path if saved and path is not None and path.exists() else None)
+
+    @contextlib.contextmanager
+    def running(self):
+        """Ctrl-C or SIGTERM anywhere in a method's run (a level's setup, a patch search)
+        ends it as `Stopped`, naming the last checkpoint saved, if any."""
+        try:
+            yield self
+        except Stopped:
+            raise
+        except KeyboardInterrupt:
+            raise self.stopped(self.saved_at or "its last checkpoint") from None
 
     def optimise(self, problem, steps: int, opts: RunOptions, *, level: int = 0,
                  offset: int = 0, position: dict | None = None, resume: bool = False,
@@ -285,7 +323,7 @@ class Session:
         def log(s: optimize.LoopState) -> np.ndarray:
             """Appends the state's loss terms to the history; returns its image (levels)."""
             step = offset + int(s.step)
-            out = np.clip(np.asarray(s.good_image if bool(s.failed) else s.image), 0, 255)
+            out = np.asarray(optimize.last_good(s))
             terms = floats(problem.terms(jnp.asarray(out), data))
             self.history.append({"step": step, "level": level, **terms})
             if report:
@@ -305,14 +343,12 @@ class Session:
                                  1 if opts.tile > 1 else optimize.INTERRUPT_EVERY)
         except optimize.Interrupted as e:
             if self.checkpoint is None:
-                raise self.stopped(f"step {offset}", saved=False) from None
+                raise self.stopped(f"step {offset + int(e.state.step)}", saved=False) from None
             if not self.history or self.history[-1]["step"] < offset + int(e.state.step):
                 log(e.state)  # between progress points: the history gets this step too
             self.save(where(e.state), e.state, arrays)
             raise self.stopped(f"step {offset + int(e.state.step)}") from None
-        image = np.clip(np.asarray(state.good_image if bool(state.failed) else state.image),
-                        0.0, 255.0)
-        return Progressed(state, image)
+        return Progressed(state, np.asarray(optimize.last_good(state)))
 
     def _snapshot(self, step: int, image: np.ndarray) -> None:
         if self.output is not None and not self.folder:

@@ -13,13 +13,13 @@ import math
 import os
 import pathlib
 import stat
-import tempfile
 import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from jstyle.errors import EnvironmentFault, InputError
+from jstyle.errors import InputError
+from jstyle.system.files import write_atomic
 
 
 WHITE, BLACK = (255, 255, 255), (0, 0, 0)  # what transparent pixels are composited over:
@@ -49,6 +49,9 @@ def _to_float_rgb(img: Image.Image, background: tuple[int, int, int] = WHITE,
         rgba = img.convert("RGBA")
         img = Image.alpha_composite(Image.new("RGBA", rgba.size, (*background, 255)), rgba)
     return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")  # what a
+#   folder of images (photos to stylise, a clip's frames, training photos) is read for
 
 
 def load(path: str | os.PathLike, max_edge: int | None = None,
@@ -132,7 +135,8 @@ def sample_paths() -> tuple[pathlib.Path, pathlib.Path]:
 
 
 def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Lanczos resize of float32[H, W, C] to float32[height, width, C], values unchanged in range."""
+    """Lanczos resize of float32[H, W, C] to float32[height, width, C], values unchanged in
+    range."""
     if image.shape[:2] == (height, width):
         return image
     channels = [Image.fromarray(np.ascontiguousarray(image[..., c]), mode="F")
@@ -193,33 +197,6 @@ def encode(image: np.ndarray, fmt: str = "PNG") -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels.astype(np.uint8)).save(buffer, format=fmt)
     return buffer.getvalue()
-
-
-def write_atomic(path: pathlib.Path, write) -> None:
-    """Calls write(file) on a temp file beside `path`, then renames it over `path`.
-
-    Raises:
-      InputError: the folder does not exist or is not writable.
-      EnvironmentFault: writing failed (disk full...); `path` is left as it was.
-    """
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise InputError(f"cannot write {path} ({e.strerror}); choose a writable output path") \
-            from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes private files; outputs are ordinary ones
-        os.replace(tmp, path)
-    except OSError as e:  # a write's error names no file: name the one being written
-        raise EnvironmentFault(f"cannot write {path} ({e.strerror or e}); free disk space or "
-                               "fix the permissions, then run again") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def to_levels(image):

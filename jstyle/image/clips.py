@@ -21,8 +21,6 @@ import numpy as np
 from jstyle import image as image_lib
 from jstyle.errors import EnvironmentFault, InputError
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".gif")
-FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 DEFAULT_FPS = 25.0  # for frames without a rate (folders, patterns)
 
 
@@ -95,7 +93,7 @@ def frame_paths(source: str | os.PathLike) -> list[pathlib.Path]:
         raise InputError(f"--content={folder} is a file, not a folder or pattern of frames; "
                          f"{CLIP_KINDS}")
     try:
-        found = sorted(p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES)
+        found = sorted(p for p in folder.iterdir() if p.suffix.lower() in image_lib.IMAGE_SUFFIXES)
     except OSError as e:
         raise InputError(f"cannot read the folder --content={folder} ({e.strerror}); fix its "
                          "permissions") from None

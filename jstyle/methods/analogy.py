@@ -60,12 +60,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jstyle import image as image_lib
-from jstyle import results
 from jstyle.engine import optimize
 from jstyle.ops import fields, patches, patchmatch
 from jstyle.engine import options
 from jstyle.engine.kinds import Image, Images
-from jstyle.engine.session import Result, Session
+from jstyle.engine.session import Result, Session, made
 from jstyle.nets import vgg
 from jstyle.errors import InputError
 from jstyle.params import field
@@ -453,11 +452,9 @@ def run(key: jax.Array, inputs: Inputs, hp: AnalogyParams, opts: RunOptions,
     a_full, bp_full, a, bp = working_images(inputs.content, inputs.styles[0], hp, opts)
     session.require(run_gib(a.shape[:2], bp.shape[:2]),
                     "lower --size or --ratio, or give --directions=forward")
-    saved = session.begin({
-        "method": "analogy", "hyperparameters": dataclasses.asdict(hp),
-        "options": {n: getattr(opts, n) for n in OPTIONS},
-        "key": np.asarray(jax.random.key_data(key)).tolist(), "weights": weights.digest,
-        "inputs": results.array_digest(inputs.content, inputs.styles[0])},
+    saved = session.begin(made(
+        "analogy", hp, {n: getattr(opts, n) for n in OPTIONS}, weights,
+        [inputs.content, inputs.styles[0]], key=np.asarray(jax.random.key_data(key)).tolist()),
         total=2 * len(LAYERS), unit="stage", may_change=("print_every",))
     net = network(a, bp, weights)
     layers = list(saved["layers"]) if saved else []

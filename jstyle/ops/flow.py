@@ -47,8 +47,8 @@ def read_flo(path: str | os.PathLike) -> np.ndarray:
 
 def write_flo(path: str | os.PathLike, flow: np.ndarray) -> None:
     """Writes float[H, W, 2] as a Middlebury .flo file (whole or not at all, the path named
-    on an error: `image.write_atomic`)."""
-    from jstyle.image import write_atomic
+    on an error: `files.write_atomic`)."""
+    from jstyle.system.files import write_atomic
     h, w, _ = flow.shape
     write_atomic(pathlib.Path(path), lambda f: f.write(
         np.float32(FLO_TAG).tobytes() + np.array([w, h], "<i4").tobytes()

@@ -108,6 +108,33 @@ def check_folder(folder: pathlib.Path) -> None:
                          "--output") from None
 
 
+def write_atomic(path: pathlib.Path, write) -> None:
+    """Calls write(file) on a temp file beside `path`, then renames it over `path`.
+
+    Raises:
+      InputError: the folder does not exist or is not writable.
+      EnvironmentFault: writing failed (disk full...); `path` is left as it was.
+    """
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise InputError(f"cannot write {path} ({e.strerror}); choose a writable output path") \
+            from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes private files; outputs are ordinary ones
+        os.replace(tmp, path)
+    except OSError as e:  # a write's error names no file: name the one being written
+        raise EnvironmentFault(f"cannot write {path} ({e.strerror or e}); free disk space or "
+                               "fix the permissions, then run again") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def write_together(files: dict[pathlib.Path, bytes]) -> None:
     """Writes every file or none: each to a temporary file beside it, then all renamed into
     place in the given order (put the record last).

@@ -79,6 +79,12 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_image():
     assert 0 < int(state.step) < 100
     assert np.all(np.isfinite(np.asarray(objective(state.good_image, None))))
     assert not np.isfinite(float(objective(state.image, None)))
+    np.testing.assert_array_equal(optimize.last_good(state), state.good_image)
+    batch = jax.tree.map(lambda *xs: jnp.stack(xs), state, state._replace(
+        failed=jnp.bool_(False), image=jnp.full_like(state.image, 300.0)))
+    last = np.asarray(optimize.last_good(batch))  # per state: the good image, or clipped
+    np.testing.assert_array_equal(last[0], state.good_image)
+    assert (last[1] == 255.0).all()
 
 
 def test_stops_on_convergence():

@@ -96,3 +96,47 @@ def test_an_optimisation_reports_snapshots_and_checkpoints_every_save_every(tmp_
                        session=Session(output=tmp_path / "o.png", progress=False))
     assert (tmp_path / "o_2.png").exists() and (tmp_path / "o.ckpt.npz").exists()
     assert [h["step"] for h in result.history] == [2, 4]
+
+
+def test_the_record_of_what_made_a_run_has_one_schema():
+    from jstyle.methods import gatys
+    weights = type("W", (), {"digest": "w1"})()
+    content = np.zeros((4, 5, 3), np.float32)
+    made = session.made("gatys", gatys.GatysParams(), RunOptions(size=8), weights, [content],
+                        levels=[{"size": 8, "steps": 3}])
+    assert list(made) == ["method", "hyperparameters", "options", "weights", "inputs", "levels"]
+    assert made["options"]["size"] == 8 and made["weights"] == "w1"
+    assert made["inputs"] != session.made("gatys", None, {}, None, [content + 1])["inputs"]
+    bare = session.made("fast", None, {"size": 0}, None, [content])
+    assert list(bare) == ["method", "options", "inputs"]  # no hyperparameters, no VGG
+
+
+def test_an_interruption_names_a_checkpoint_only_when_one_is_on_disk(tmp_path):
+    fresh = Session(output=tmp_path / "a.png", progress=False)
+    fresh.begin({"method": "m"}, total=4)
+    with pytest.raises(session.Stopped) as stopped:
+        with fresh.running():
+            raise KeyboardInterrupt  # before anything was saved: a level's setup, say
+    assert stopped.value.checkpoint is None
+    fresh.save({"step": 2})
+    with pytest.raises(session.Stopped) as stopped:
+        with fresh.running():
+            raise KeyboardInterrupt
+    assert stopped.value.checkpoint == tmp_path / "a.ckpt.npz"
+    assert stopped.value.position == "step 2"
+
+
+def test_snapshots_keep_the_planned_names_when_a_level_converges_early(tmp_path, tiny_weights):
+    import jax
+    from jstyle.methods import gatys
+    content = np.random.default_rng(1).uniform(size=(40, 40, 3)).astype(np.float32)
+    # a tolerance every step meets: each level stops after its first comparison
+    opts = RunOptions(size=40, pyramid_levels=2, pyramid_steps=(6, 6), optimizer="adam",
+                      print_every=2, save_every=2, tol=1e9, tol_interval=2)
+    result = gatys.run(jax.random.key(0), gatys.Inputs(content, [content[::-1]]),
+                       gatys.GatysParams(), opts, tiny_weights,
+                       session=Session(output=tmp_path / "o.png", progress=False))
+    assert result.record["steps"] < 12  # the levels did converge early
+    written = sorted(p.name for p in tmp_path.glob("o_*.png"))
+    planned = {f"o_{s}.png" for s in session.snapshot_steps([6, 6], 2)}
+    assert written and set(written) <= planned, (written, planned)

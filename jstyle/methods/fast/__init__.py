@@ -26,7 +26,7 @@ from jstyle import results
 from jstyle.system import memory
 from jstyle.engine import options
 from jstyle.engine.kinds import Image, Model
-from jstyle.engine.session import Result, Session
+from jstyle.engine.session import Result, Session, made
 from jstyle.methods.fast import network as transform_net
 from jstyle.errors import InputError
 from jstyle.engine.options import RunOptions
@@ -122,10 +122,9 @@ def run(key: jax.Array, inputs: Inputs, hp: FastParams, opts: RunOptions, weight
     h, w = image_lib.fit_edge(*content.shape[:2], opts.size) if opts.size else content.shape[:2]
     session.require(estimate_gib(h, w, stylist.record["hyperparameters"]["width"]),
                     "give a smaller --size")  # before the photo is resized
-    session.begin({"method": "fast", "model": str(stylist.path),
-                   "model_sha256": stylist.digest, "training": stylist.record,
-                   "options": {n: getattr(opts, n) for n in OPTIONS}}, total=0,
-                  resumable=False)
+    session.begin(made("fast", hp, {n: getattr(opts, n) for n in OPTIONS}, None, [content],
+                       model=str(stylist.path), model_sha256=stylist.digest,
+                       training=stylist.record), total=0, resumable=False)
     photo = image_lib.resize_to_edge(content, opts.size) if opts.size else content
     out = stylist(photo, opts.preserve_colors)
     if not np.isfinite(out).all():  # finite weights can still overflow

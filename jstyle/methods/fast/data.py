@@ -13,7 +13,6 @@ import numpy as np
 from jstyle import image as image_lib
 from jstyle.errors import EnvironmentFault, InputError, JStyleError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 PREFETCH = 4  # batches the data thread prepares ahead
 
 
@@ -27,7 +26,7 @@ def photo_paths(data_dir: str | pathlib.Path) -> list[pathlib.Path]:
     if not folder.is_dir():
         raise InputError(f"--data_dir={folder} is not a folder; give a folder of JPEG or PNG "
                          "photos (e.g. COCO train2014)")
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in image_lib.IMAGE_SUFFIXES)
     if not paths:
         raise InputError(f"--data_dir={folder} holds no .jpg or .png files; give a folder of "
                          "photos (e.g. COCO train2014)")

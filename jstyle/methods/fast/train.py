@@ -36,7 +36,7 @@ from jstyle import image as image_lib
 from jstyle.engine import checkpoint
 from jstyle.engine.session import Stopped
 from jstyle import results
-from jstyle.system import interrupt
+from jstyle.system import files, interrupt
 from jstyle.ops import losses
 from jstyle.system import memory
 from jstyle.nets import vgg
@@ -44,7 +44,7 @@ from jstyle.errors import InputError
 from jstyle.params import field
 from jstyle.system.progress import Progress
 from jstyle.methods.fast.data import (  # noqa: F401  (training's data, re-exported)
-    IMAGE_SUFFIXES, PREFETCH, Batches, photo_paths)
+    PREFETCH, Batches, photo_paths)
 from jstyle.methods.fast.network import TransformNet
 from jstyle.nets.weights import VGGWeights
 
@@ -397,7 +397,7 @@ def _truncate_metrics(path: pathlib.Path, step: int) -> None:
     if not path.exists():
         return
     kept = [l for l in path.read_text().splitlines() if l and json.loads(l)["step"] <= step]
-    image_lib.write_atomic(path, lambda f: f.write("".join(l + "\n" for l in kept).encode()))
+    files.write_atomic(path, lambda f: f.write("".join(l + "\n" for l in kept).encode()))
 
 
 def export(path: pathlib.Path, params: dict, record: dict) -> None:
@@ -406,7 +406,7 @@ def export(path: pathlib.Path, params: dict, record: dict) -> None:
     blob = serialization.msgpack_serialize({
         "format": "jstyle-fast-1", "config": json.dumps(json_normal(record)),
         "params": jax.tree.map(np.asarray, params)})
-    image_lib.write_atomic(pathlib.Path(path), lambda f: f.write(blob))
+    files.write_atomic(pathlib.Path(path), lambda f: f.write(blob))
 
 
 def load_model(path: str | pathlib.Path) -> tuple[TransformNet, dict]:

@@ -64,11 +64,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jstyle import results
 from jstyle.engine.kinds import Image, Images, Mask
 from jstyle.engine.options import RunOptions
 from jstyle.engine.program import make_problem
-from jstyle.engine.session import Result, Session, floats
+from jstyle.engine.session import Result, Session, floats, made, stop_reason
 from jstyle.errors import InputError
 from jstyle.methods.harmonize.passes import (  # noqa: F401  (the method's pieces)
     Data, loss_terms, loss_terms_normalized, noise_level, pass1_data, pass2_data,
@@ -134,7 +133,7 @@ def run_pass(index: int, work: Working, box: Box, pass1: np.ndarray | None,
         "pass": index + 1, "crop": [int(v) for v in box],
         "initial_loss": floats(problem.terms(jnp.asarray(start), data)),
         "final_loss": floats(problem.terms(jnp.asarray(done.image), data)),
-        "steps": int(done.state.step), "stopped": "nan" if bool(done.state.failed) else "steps",
+        "steps": int(done.state.step), "stopped": stop_reason(done.state),
         "matching_seconds": round(matched, 3), "seconds": round(time.perf_counter() - t0, 3),
         "peak_rss_gib": round(memory.peak_rss_gib(), 3),
         "weights": {k: float(v) for k, v in data.weights.items()}}
@@ -168,13 +167,10 @@ def run(key: jax.Array, inputs: Inputs, hp: HarmonizeParams, opts: RunOptions,
             for b in boxes) + WHOLE_IMAGES * memory.image_gib(*work.composite.shape[:2]),
         "lower --size")
     masks_given = [inputs.mask] + ([] if inputs.dilated_mask is None else [inputs.dilated_mask])
-    saved = session.begin({
-        "method": "harmonize", "hyperparameters": dataclasses.asdict(hp),
-        "options": dataclasses.asdict(opts), "weights": weights.digest,
-        "inputs": results.array_digest(inputs.content, *inputs.styles, *masks_given),
-        "levels": [{"size": opts.size, "steps": hp.pass1_steps},  # a level per pass
-                   {"size": opts.size, "steps": opts.steps}]},
-        total=hp.pass1_steps + opts.steps)
+    saved = session.begin(made(
+        "harmonize", hp, opts, weights, [inputs.content, *inputs.styles, *masks_given],
+        levels=[{"size": opts.size, "steps": hp.pass1_steps},  # a level per pass
+                {"size": opts.size, "steps": opts.steps}]), total=hp.pass1_steps + opts.steps)
     session.within(saved, hp.pass1_steps + opts.steps)
     first = saved["level"] if saved else 0
     passes = list(saved["passes"]) if first else []
@@ -187,6 +183,8 @@ def run(key: jax.Array, inputs: Inputs, hp: HarmonizeParams, opts: RunOptions,
         passes.append(entry)
         offset += entry["steps"]
         pass1 = image if index == 0 else pass1
+        if entry["stopped"] == "nan":  # pass 2 would start from a failed pass
+            break
     output = postprocess(work, image) if hp.postprocess == "guided" else image
     return session.result(
         {"output": output / 255.0, "pass1": pass1 / 255.0},

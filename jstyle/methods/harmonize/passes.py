@@ -20,6 +20,7 @@ from jstyle.methods.harmonize.regions import Box, Working, crop_of, nearest
 from jstyle.methods.harmonize.settings import (CONTENT_LAYER, MASK_EPS, PASS1_STYLE, PASS2_HIST,
                                                PASS2_STYLE, HarmonizeParams)
 
+
 def noise_level(painting: np.ndarray) -> float:
     """The painting's noise (neural_paint.lua, noise_estimate): the median over channels and
     the top-left (H-1) x (W-1) positions of the mean squared right and down differences, the

@@ -35,8 +35,8 @@ blended with its neighbours' results warped onto it (each weighted by its reliab
 divided by 1 plus the weights) and, from pass --temporal_after, tied to the neighbour the sweep
 comes from. --pass_mode=parallel updates every frame of a pass at once from the previous
 pass's results (both neighbours blended with --blend_weight and tied), one vmapped program
-split over the devices (`jstyle.engine.program.shard`): a Jacobi variant of the code's Gauss-Seidel sweeps, so
-that a clip fills an accelerator instead of running frame by frame.
+split over the devices (`jstyle.engine.program.shard`): a Jacobi variant of the code's
+Gauss-Seidel sweeps, so that a clip fills an accelerator instead of running frame by frame.
 
 Every frame of a clip runs on one compiled program: the content targets, the warped frames and
 their weights are the program's data (a frame without an earlier one has weight 0). A result
@@ -46,18 +46,17 @@ PNG, so a resumed run continues exactly where it stopped.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import NamedTuple
 
 import jax
 import numpy as np
 
 from jstyle import image as image_lib
-from jstyle import objective, results
+from jstyle import objective
 from jstyle.engine.images import initial_image, prepare_colors
 from jstyle.engine.kinds import Clip, Images
 from jstyle.engine.options import RunOptions, pyramid
-from jstyle.engine.session import Result, Session, Stopped
+from jstyle.engine.session import Result, Session, Stopped, made
 from jstyle.errors import InputError
 from jstyle.methods.video.flows import (  # noqa: F401  (the method's pieces)
     FlowSource, Pair, check_flows, clip_gib, combine, fill_pattern, pairs_needed, rounded, warp)
@@ -138,13 +137,11 @@ def run(key: jax.Array, inputs: Inputs, hp: VideoParams, opts: RunOptions,
         + clip_gib(count, h, w, hp), "lower --size or --num_frames, or use "
         + ("--pass_mode=sequential" if parallel else "--optimizer=adam or a smaller "
            "--lbfgs_memory"))
-    saved = session.begin({
-        "method": "video", "hyperparameters": dataclasses.asdict(hp),
-        "options": dataclasses.asdict(opts), "weights": weights.digest,
-        "inputs": results.array_digest(*clip.frames, *inputs.styles),
-        "clip": {"first": clip.first, "flows": None if clip.flows is None else
-                 clip.flows._asdict()},
-        "levels": [{"size": s, "steps": n} for s, n in pyramid(opts)]},
+    saved = session.begin(made(
+        "video", hp, opts, weights, [*clip.frames, *inputs.styles],
+        clip={"first": clip.first, "flows": None if clip.flows is None else
+              clip.flows._asdict()},
+        levels=[{"size": s, "steps": n} for s, n in pyramid(opts)]),
         total=hp.passes * count, unit="frame")
     work = prepare(key, inputs, hp, opts, weights)
     position = saved or {"pass": 1, "done": 0, "in_frame": False}

@@ -20,6 +20,7 @@ from jstyle.engine.session import Session, floats, stop_reason
 from jstyle.methods.video.flows import FlowSource, Pair, combine, rounded, warp
 from jstyle.methods.video.settings import Data, VideoParams, loss_terms
 
+
 class Job(NamedTuple):
     """One frame of one pass: where it starts and what ties it."""
     init: np.ndarray  # float32[H, W, 3], 8-bit levels
@@ -217,7 +218,7 @@ def sequential_pass(number: int, work: Work, course: Course, hp: VideoParams,
             number, t, first, done.state, initial,
             floats(problem.terms(jnp.asarray(image), problem.data)), job, flow_seconds,
             time.perf_counter() - t0))
-        session.save(course.position(number, place + 1, False), done.state)
+        session.save(course.position(number, place + 1, False))  # between frames: no state
         session.update((number - 1) * count + place + 1, f"pass {number} frame {t + 1}: "
                        f"{course.records[-1]['final_loss']['total']:.4g}")
 
@@ -234,11 +235,12 @@ def parallel_pass(number: int, work: Work, course: Course, hp: VideoParams, opts
     compiled = compile_program(loss_terms, work.convention, opts, Data.sweep_axes())
     inits = np.stack([j.init for j in jobs])
     state = jax.vmap(lambda x: optimize.init(compiled.optimizer, x))(jnp.asarray(inits))
-    problem = Problem(compiled.chunk, state, frame_data(work, jobs, ts), compiled.terms,
-                      inits[0], work.style_levels, work.blend, inits)
+    problem = Problem(compiled.chunk, session.restore(state) if resume else state,
+                      frame_data(work, jobs, ts), compiled.terms, inits[0], work.style_levels,
+                      work.blend, inits)
     if len(jax.local_devices()) > 1 and count % len(jax.local_devices()) == 0:
-        problem = shard(problem)
-    state = session.restore(problem.state) if resume else problem.state
+        problem = shard(problem)  # after the restore, which gives unsharded arrays
+    state = problem.state
     initial = _floats_batch(compiled.terms(jnp.asarray(inits), problem.data))
     try:
         state = optimize.run(problem.chunk, state, problem.data,
@@ -246,8 +248,7 @@ def parallel_pass(number: int, work: Work, course: Course, hp: VideoParams, opts
     except optimize.Interrupted as e:
         session.save(course.position(number, 0, True), e.state)
         raise session.stopped(course.where()) from None
-    images = np.asarray(jnp.where(state.failed[:, None, None, None], state.good_image,
-                                  state.image))
+    images = np.asarray(optimize.last_good(state))
     images = np.stack([rounded(i, work.frames[t], opts) for i, t in zip(images, ts)])
     final = _floats_batch(compiled.terms(jnp.asarray(images), problem.data))
     seconds = time.perf_counter() - t0
@@ -255,7 +256,7 @@ def parallel_pass(number: int, work: Work, course: Course, hp: VideoParams, opts
         finish(course, session, hp, number, t, images[k], _entry(
             number, t, first, jax.tree.map(lambda a: a[k], state), initial[k], final[k],
             jobs[k], flow_seconds / count, seconds / count))
-    session.save(course.position(number + 1, 0, False), jax.tree.map(lambda a: a[-1], state))
+    session.save(course.position(number + 1, 0, False))
     session.update(number * count, f"pass {number}")
 
 
