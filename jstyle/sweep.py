@@ -274,10 +274,10 @@ def run(workdir: str | pathlib.Path, content: np.ndarray, styles: list[np.ndarra
               f"its {len(mine)} points to compute", file=sys.stderr, flush=True)
     work_content, work_styles = pixel_images.prepare_colors(content, styles, opts)
     levels = options.resize_inputs(work_content, work_styles, opts)[0]
-    batch = Batch(workdir, content, work_content, work_styles, levels, aligned, opts, weights,
-                  method, size, session, len(todo))
+    shared = Shared(workdir, content, work_content, work_styles, levels, aligned, opts, weights,
+                    method, size, session, len(todo))
     for start in range(0, len(todo), size):
-        compute(batch, todo[start:start + size], start)
+        compute(shared, todo[start:start + size], start)
     session.bar.close()
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
@@ -286,7 +286,7 @@ def run(workdir: str | pathlib.Path, content: np.ndarray, styles: list[np.ndarra
         results.write_sweep(workdir)
 
 
-class Batch(NamedTuple):
+class Shared(NamedTuple):
     """What every batch of a sweep shares."""
     workdir: pathlib.Path
     content: np.ndarray  # float32[H, W, 3] in [0, 1], the original (colour control's)
@@ -302,10 +302,11 @@ class Batch(NamedTuple):
     total: int  # points to compute
 
 
-def compute(run: Batch, batch: list[Point], done: int) -> None:
-    """Optimises one batch of points and writes each point's image and record."""
+def compute(shared: Shared, batch: list[Point], done: int) -> None:
+    """Optimises one batch of points (`done` points of the sweep before it) and writes each
+    point's image and record."""
     (workdir, content, work_content, work_styles, levels, aligned, opts, weights, method, size,
-     session, total) = run
+     session, total) = shared
     started = time.perf_counter()
     padded = batch + [batch[-1]] * (size - len(batch))  # one shape: no recompilation
     problem = shard(setup(work_content, work_styles, [aligned[p.name] for p in padded],

@@ -280,7 +280,7 @@ def _raw(name: str) -> str:
             return sys.argv[i + 1]
     return str(getattr(FLAGS, name))
 
-WHAT = {"int": "a whole number such as 500", "float": "a number such as 0.5 or 1e-3",
+EXPECTED_VALUE = {"int": "a whole number such as 500", "float": "a number such as 0.5 or 1e-3",
         "bool": "true or false"}
 
 
@@ -299,8 +299,8 @@ def parse_error(error: flags.Error, usage: str = "jstyle --help") -> str:
             return f"--{name}={value} is not one of {', '.join(choices)}; give one of them"
         if why.startswith(f"{value} is not "):  # a bound: "0 is not a positive integer"
             return f"--{name}={value} {why[len(value) + 1:]}; give {why[len(value) + 8:]}"
-        if flag.flag_type() in WHAT:
-            what = WHAT[flag.flag_type()]
+        if flag.flag_type() in EXPECTED_VALUE:
+            what = EXPECTED_VALUE[flag.flag_type()]
             return f"--{name}={value} is not {what.split(' such')[0]}; give {what}"
         return f"--{name}={value}: {why}; see {usage} for what it takes"
     return f"{text}; see {usage} for the flags and what they take"

@@ -155,14 +155,15 @@ def planned_outputs(output: pathlib.Path, method, hp, opts) -> list[pathlib.Path
                                resumable=methods.resumable(method), snapshots=snapshots)
 
 
-def input_files(content_paths: list[pathlib.Path], style_paths: list[pathlib.Path],
+def input_files(method, content_paths: list[pathlib.Path], style_paths: list[pathlib.Path],
                 masks: list[pathlib.Path], hp, opts) -> list[tuple[str, pathlib.Path]]:
-    """(flag, path) of every file the run reads: content, styles, label maps, the inputs of
-    kinds mask and model, the weights, and an --init or any hyperparameter that names a
-    file (an outside method's)."""
+    """(flag, path) of every file the run reads: content, styles, label maps, the method's
+    inputs of kinds mask and model, the weights, and an --init or any hyperparameter that
+    names a file (an outside method's)."""
     found = [("--content", p) for p in content_paths] + [("--style", p) for p in style_paths]
     found += [("a mask", p) for p in masks]
-    for name in ("mask", "dilated_mask", "model", "vgg_weights"):
+    named = [n for n, (kind, _) in methods.inputs(method).items() if kind in ("mask", "model")]
+    for name in (*named, "vgg_weights"):
         if name in FLAGS and getattr(FLAGS, name):
             found.append((f"--{name}", pathlib.Path(getattr(FLAGS, name))))
     for name, value in [*dataclasses.asdict(hp).items(), ("init", opts.init)]:
@@ -171,8 +172,9 @@ def input_files(content_paths: list[pathlib.Path], style_paths: list[pathlib.Pat
     return found
 
 
-WHAT = {"mask": "a mask image, white inside", "model": "the model.msgpack that `jstyle train` "
-        "wrote", "image": "an image", "images": "images", "labels": "label maps"}
+INPUT_KIND_NAMES = {"mask": "a mask image, white inside",
+                    "model": "the model.msgpack that `jstyle train` wrote", "image": "an image",
+                    "images": "images", "labels": "label maps"}
 
 
 def other_inputs(method, method_name: str) -> dict:
@@ -189,7 +191,8 @@ def other_inputs(method, method_name: str) -> dict:
         path = getattr(FLAGS, name, None) if name in FLAGS else None
         if not path:
             if required:
-                raise InputError(f"--method={method_name} needs --{name} ({WHAT[kind]})")
+                raise InputError(f"--method={method_name} needs --{name} "
+                                 f"({INPUT_KIND_NAMES[kind]})")
             found[name] = None
         elif kind == "mask":
             image.check_regular_file(pathlib.Path(path), f"--{name}")
@@ -292,7 +295,7 @@ def _plan(method, hp, opts, content_path: pathlib.Path, style_paths, output: pat
     fmt = _check_output(output) if not content_path.is_dir() else "PNG"
     pairs = content_and_outputs(content_path, output)
     masks = _mask_paths(content_path, style_paths) if "labels" in _kinds(method) else []
-    read = input_files([p for p, _ in pairs], style_paths, masks, hp, opts)
+    read = input_files(method, [p for p, _ in pairs], style_paths, masks, hp, opts)
     plan = {str(photo): planned_outputs(out, method, hp, opts) for photo, out in pairs}
     files.check_distinct(plan)
     planned = [p for paths in plan.values() for p in paths]
@@ -383,7 +386,7 @@ def run_clip(method, method_name: str) -> None:
     output = pathlib.Path(FLAGS.output if given("output") else "out")
     frame_files = _check_clip_output(output, style_paths)
     clip = read_clip(flows, opts.size)
-    read = input_files(frame_files, style_paths, [], hp, opts)
+    read = input_files(method, frame_files, style_paths, [], hp, opts)
     planned = clip_outputs(output, len(clip.frames), getattr(hp, "passes", 1))
     _check_clip_earlier(output, planned, read)
     styles = [image.load(p) for p in style_paths]

@@ -43,8 +43,8 @@ from jstyle.errors import InputError
 from jstyle.system import files, memory
 from jstyle.system.progress import Progress
 
-RESUMABLE = ("steps", "pyramid_steps", "print_every", "save_every")  # options a resumed run
-#   may change: it continues to the new step count, reporting and saving as now asked
+MAY_CHANGE_ON_RESUME = ("steps", "pyramid_steps", "print_every", "save_every")  # options a
+#   resumed run may change: it continues to the new step count, reporting and saving as now asked
 PACKAGES = ("jstyle", "jax", "jaxlib", "optax", "flax", "numpy", "pillow", "absl-py",
             "scikit-image")
 
@@ -208,7 +208,8 @@ class Session:
     # --- the run's course ------------------------------------------------------------------
 
     def begin(self, made: dict, *, total: int, unit: str = "step",
-              may_change: tuple[str, ...] = RESUMABLE, resumable: bool = True) -> dict | None:
+              may_change: tuple[str, ...] = MAY_CHANGE_ON_RESUME, resumable: bool = True
+              ) -> dict | None:
         """Starts the record with `made` (what makes this run: method, hyperparameters,
         options, input digests, weights) and a progress bar of `total` units; returns where a
         checkpoint of this run stood (its `position`), or None to start afresh.
@@ -241,8 +242,8 @@ class Session:
         """InputError when the checkpoint's `position` is past the `total` steps now asked."""
         if position and position.get("step", 0) > total:
             raise InputError(f"the checkpoint {self.checkpoint} is at step {position['step']}, "
-                             f"beyond the {total} steps asked; give at least "
-                             f"{position['step']} steps (--steps or --pyramid_steps) to resume")
+                             f"beyond the {total} steps asked in all; ask for at least "
+                             f"{position['step']} steps in all to resume")
 
     def require(self, gib: float, fixes: str) -> None:
         """Refuses a run whose estimate (GiB) exceeds the memory available, naming `fixes`

@@ -361,8 +361,8 @@ def first_state(net: Network) -> State:
                  fields.identity_field(*b.shape[:2]), a_prime, b)
 
 
-def layer(i: int, state: State, net: Network, hp: AnalogyParams, opts: RunOptions,
-          key: jax.Array, radius0: int) -> tuple[State, dict]:
+def layer(i: int, state: State, net: Network, hp: AnalogyParams, key: jax.Array,
+          radius0: int) -> tuple[State, dict]:
     """Layer LAYERS[i]: the fields (from the coarser layer's, upsampled, after the blend of
     the paper's Eq. 4) and the record entry; `deconvolve` then makes the next layer's A' and
     B."""
@@ -464,7 +464,7 @@ def run(key: jax.Array, inputs: Inputs, hp: AnalogyParams, opts: RunOptions,
         session.update(2 * len(layers), f"resumed after {LAYERS[len(layers) - 1]}")
     try:
         for i in range(len(layers), len(LAYERS)):
-            state, entry = layer(i, state, net, hp, opts, key, max(a.shape[:2]) // 16)
+            state, entry = layer(i, state, net, hp, key, max(a.shape[:2]) // 16)
             session.update(2 * i + 1, f"{LAYERS[i]}: PatchMatch "
                            f"{entry['patchmatch_seconds']:.1f}s, similarity "
                            f"{entry['similarity_ab']:.3f}")

@@ -201,13 +201,9 @@ class TrainState(NamedTuple):
     step: jax.Array  # int32[], steps taken
 
 
-def new_network(hp: TrainParams, key: jax.Array) -> TransformNet:
-    return TransformNet(width=hp.width, rngs=nnx.Rngs(params=key))
-
-
 def init_state(hp: TrainParams, key: jax.Array) -> tuple[nnx.GraphDef, TrainState]:
     """A fresh network (initialised from `key`) and its optimiser state."""
-    graphdef, params = nnx.split(new_network(hp, key))
+    graphdef, params = nnx.split(TransformNet(width=hp.width, rngs=nnx.Rngs(params=key)))
     params = nnx.to_pure_dict(params)
     return graphdef, TrainState(params, optax.adam(hp.learning_rate).init(params),
                                 jnp.int32(0))

@@ -244,7 +244,9 @@ def parallel_pass(number: int, work: Work, course: Course, hp: VideoParams, opts
     initial = _floats_batch(compiled.terms(jnp.asarray(inits), problem.data))
     try:
         state = optimize.run(problem.chunk, state, problem.data,
-                             optimize.boundaries(opts.steps, opts.print_every))
+                             optimize.boundaries(opts.steps, opts.print_every),
+                             lambda s: session.update((number - 1) * count, f"pass {number}: "
+                                                      f"step {int(s.step.max())} of {opts.steps}"))
     except optimize.Interrupted as e:
         session.save(course.position(number, 0, True), e.state)
         raise session.stopped(course.where()) from None
