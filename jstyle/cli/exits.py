@@ -28,6 +28,7 @@ def guarded(body: Callable[[], None], program: str = "jstyle", smaller: str = "-
         _exit(program, f"{e.filename or 'a file'}: {e.strerror or e}; free disk space or fix "
               "the permissions, then run again", 1)
     except Stopped as e:
+        interrupt.answered()
         if not stops:
             raise
         saved = (f"its state at {e.position} is in {e.checkpoint}: rerun the same command "
@@ -35,6 +36,7 @@ def guarded(body: Callable[[], None], program: str = "jstyle", smaller: str = "-
         print(f"{program}: interrupted by {interrupt.name()}; {saved}", file=sys.stderr)
         sys.exit(interrupt.exit_status())
     except KeyboardInterrupt:
+        interrupt.answered()
         if not stops:
             raise
         print(f"{program}: interrupted by {interrupt.name()}; nothing was written",

@@ -44,7 +44,23 @@ def _inputs(takes_style: bool):
     if FLAGS.content is None or (takes_style and not FLAGS.style):
         raise InputError("give both --content and --style (or neither, for the built-in sample)"
                          if takes_style else f"--method={FLAGS.method} needs --content")
-    return pathlib.Path(FLAGS.content), [pathlib.Path(p) for p in FLAGS.style or []], False
+    return pathlib.Path(FLAGS.content), given_style_paths(), False
+
+
+def given_style_paths() -> list[pathlib.Path]:
+    """--style's files, each checked to be a readable file.
+
+    Raises:
+      InputError: an empty entry (a stray comma: a file name cannot hold one), or a path
+        that is not a readable file.
+    """
+    if any(not p.strip() for p in FLAGS.style or []):
+        raise InputError(f"--style={','.join(FLAGS.style)} has an empty entry; give the style "
+                         "images comma-separated, with no comma in a file name")
+    paths = [pathlib.Path(p) for p in FLAGS.style or []]
+    for path in paths:
+        image.check_regular_file(path, "--style")
+    return paths
 
 
 def content_and_outputs(content: pathlib.Path, output: pathlib.Path
@@ -89,7 +105,8 @@ def _mask_paths(content_path: pathlib.Path, style_paths: list[pathlib.Path]
     if FLAGS.content_mask is None and not FLAGS.style_mask:
         return []
     if FLAGS.content_mask is None or not FLAGS.style_mask:
-        raise InputError("give both --content_mask and --style_mask (one per style image)")
+        raise InputError("a label map needs the other side's too; give both --content_mask "
+                         "and --style_mask (one per style image), or auto")
     style_masks = FLAGS.style_mask
     if style_masks == ["auto"]:
         style_masks = ["auto"] * len(style_paths)
@@ -191,8 +208,8 @@ def other_inputs(method, method_name: str) -> dict:
         path = getattr(FLAGS, name, None) if name in FLAGS else None
         if not path:
             if required:
-                raise InputError(f"--method={method_name} needs --{name} "
-                                 f"({INPUT_KIND_NAMES[kind]})")
+                raise InputError(f"--method={method_name} needs --{name}; give "
+                                 f"--{name}=PATH ({INPUT_KIND_NAMES[kind]})")
             found[name] = None
         elif kind == "mask":
             image.check_regular_file(pathlib.Path(path), f"--{name}")
@@ -380,7 +397,7 @@ def run_clip(method, method_name: str) -> None:
         raise InputError(f"--method={method_name} needs --content (a video file, a folder of "
                          "frames or a pattern such as frame_%04d.png) and --style")
     hp, opts = build_config(method, method_name)
-    style_paths = [pathlib.Path(p) for p in FLAGS.style]
+    style_paths = given_style_paths()
     method.validate(hp, opts, len(style_paths))  # before loading anything
     flows = clip_flags(method, hp)
     output = pathlib.Path(FLAGS.output if given("output") else "out")

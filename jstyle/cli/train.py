@@ -29,7 +29,8 @@ def train_command() -> None:
         raise InputError(f"--{extra[0]} does not apply to jstyle train; leave it out")
     for name in ("style", "data_dir", "workdir"):
         if not getattr(FLAGS, name):
-            raise InputError(f"jstyle train needs --{name}")
+            raise InputError(f"jstyle train needs --{name}; give --style=PAINTING, "
+                             "--data_dir=PHOTOS and --workdir=DIR (made if missing)")
     if len(FLAGS.style) != 1:
         raise InputError("jstyle train learns one style; give one --style image")
     preset = FLAGS.preset or "pytorch-examples"

@@ -247,6 +247,7 @@ def run(chunk, state: LoopState, data: Any, stops: list[int],
     Raises:
       Interrupted: after Ctrl-C or SIGTERM, with the last finished chunk's state.
     """
+    interrupt.check()  # a signal lost before the loop began
     stop = threading.Event()
     restore = interrupt.defer(stop)
     finished = lambda s: bool(jnp.all(s.converged | s.failed))
@@ -257,9 +258,12 @@ def run(chunk, state: LoopState, data: Any, stops: list[int],
             while True:  # sub-chunks: the points still going all stand at the largest step
                 ahead = min(end, int(jnp.max(state.step)) + interrupt_every)
                 state = chunk(state, jnp.int32(ahead), data)
+                reached = finished(state) or int(jnp.max(state.step)) >= end
                 if stop.is_set():
+                    if reached:  # the stop's report and snapshot, before the checkpoint
+                        on_stop(state)
                     raise Interrupted(state)
-                if finished(state) or int(jnp.max(state.step)) >= end:
+                if reached:
                     break
             on_stop(state)
             if finished(state):

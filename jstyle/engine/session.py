@@ -40,7 +40,7 @@ from jstyle import results
 from jstyle.engine import checkpoint, optimize
 from jstyle.engine.options import RunOptions
 from jstyle.errors import InputError
-from jstyle.system import files, memory
+from jstyle.system import files, interrupt, memory
 from jstyle.system.progress import Progress
 
 MAY_CHANGE_ON_RESUME = ("steps", "pyramid_steps", "print_every", "save_every")  # options a
@@ -251,7 +251,9 @@ class Session:
         self.memory_entry = memory.require(gib, fixes)
 
     def update(self, done: int, text: str = "") -> None:
-        """Progress: `done` units of the total, and a note."""
+        """Progress: `done` units of the total, and a note; a lost Ctrl-C or SIGTERM is
+        raised here (jstyle.system.interrupt.check)."""
+        interrupt.check()
         self.bar.update(done, text)
 
     def save(self, position: dict, state=None, arrays: dict[str, np.ndarray] | None = None
@@ -278,6 +280,7 @@ class Session:
     def stopped(self, position: str, saved: bool = True) -> Stopped:
         """The exception that ends an interrupted run at `position`, naming the checkpoint
         if `saved` and one is on disk."""
+        interrupt.answered()
         path = self.checkpoint
         return Stopped(position, path if saved and path is not None and path.exists() else None)
 
@@ -332,9 +335,13 @@ class Session:
             return out
 
         def on_stop(s: optimize.LoopState) -> None:
-            out = log(s)
-            if opts.save_every and int(s.step) % opts.save_every == 0 and int(s.step) < steps:
-                self._snapshot(offset + int(s.step), finish(out / 255.0))
+            step = int(s.step)
+            if (opts.print_every and step % opts.print_every == 0) or step >= steps or \
+                    bool(s.converged | s.failed):  # a report, not at a snapshot's stop
+                log(s)
+            if opts.save_every and step % opts.save_every == 0 and step < steps:
+                self._snapshot(offset + step,
+                               finish(np.asarray(optimize.last_good(s)) / 255.0))
                 self.save(where(s), s, arrays)
 
         stops = optimize.boundaries(steps, opts.print_every, opts.save_every)
@@ -396,6 +403,7 @@ class Session:
         not with `images` False: a clip's frames, kept as they finished), the files `also`
         (a clip's movie) and the record, all or none, none over a file the run read; then
         drops the checkpoint, which the finished result replaces. Returns {name: path}."""
+        interrupt.check()  # an interrupted run writes no result
         paths = {name: named(self.output, name, self.folder) for name in result.images}
         files.check_outputs(paths.values(), self.reads)
         blobs = {paths[n]: image_lib.encode(img, self.fmt) for n, img in result.images.items()

@@ -99,6 +99,8 @@ def check_stale(record: pathlib.Path, planned: list[pathlib.Path]) -> None:
 
 def check_folder(folder: pathlib.Path) -> None:
     """Raises InputError unless `folder` exists and a file can be made in it."""
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder} is a file, not a folder; choose an --output in a folder")
     if not folder.is_dir():
         raise InputError(f"the folder {folder} does not exist; create it first")
     try:  # the real test of writability (permissions, read-only or special file systems)

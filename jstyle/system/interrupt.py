@@ -12,6 +12,11 @@ to end. `install` therefore also starts a watchdog thread that hears each signal
 says that the run stops when the computation ends, and a second signal then ends the process
 at once (its status as above, the work since the last checkpoint lost). Nothing is
 half-written then: every file is written by Python code, which answers at once.
+
+Python ignores an exception raised inside a garbage-collector callback (JAX runs one), so the
+KeyboardInterrupt of a signal that comes there is lost; the signal stays `lost` until a
+KeyboardInterrupt is caught (`answered`), and long work calls `check` at its progress points
+and before it writes its result, which raises it again.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 NOTICE_SECONDS = 2.0  # how long a signal waits for the main thread before the notice
 _ANSWERED = threading.Event()  # set by the handlers, in the main thread
 _WATCHDOG: list[threading.Thread] = []  # the one watchdog, once started
+_LOST: list[int] = []  # signals whose KeyboardInterrupt may not have reached the program
 
 
 def _main_thread() -> bool:
@@ -41,11 +47,25 @@ def install(program: str = "jstyle") -> None:
     def handler(signum, frame):
         del frame
         _answer(signum)
+        _LOST.append(signum)
         raise KeyboardInterrupt
     if _main_thread():
         for s in SIGNALS:
             signal.signal(s, handler)
         _watch(program)
+
+
+def check() -> None:
+    """Raises KeyboardInterrupt again for a signal whose first one may have been lost (the
+    module docstring)."""
+    if _LOST:
+        _LOST.clear()
+        raise KeyboardInterrupt
+
+
+def answered() -> None:
+    """A KeyboardInterrupt was caught: the signals so far reached the program."""
+    _LOST.clear()
 
 
 def _answer(signum: int) -> None:
@@ -122,6 +142,7 @@ def main(program: str, body, resume: str | Callable[[], str]):
         try:
             body(argv)
         except KeyboardInterrupt:
+            answered()
             how = resume() if callable(resume) else resume
             print(f"{program}: interrupted by {name()}; {how}", file=sys.stderr)
             sys.exit(exit_status())

@@ -78,6 +78,11 @@ CASES = [
     ("truncated checkpoint", (*BASE, "--resume"), "not a readable checkpoint", "truncckpt"),
     # odd files
     ("missing content", ("--content=missing.jpg", S, OUT), "does not exist", None),
+    ("missing style", (C, "--style=style.jpg,nope.jpg", OUT),
+     "--style nope.jpg does not exist", None),
+    ("a stray comma in --style", (C, "--style=style.jpg,", OUT), "has an empty entry", None),
+    ("output's folder is a file", (C, S, "--output=content.png/out.png"),
+     "content.png is a file, not a folder", None),
     ("content is a folder", ("--content=photos", S, OUT),
      "--content=photos is a folder, so --output must be a folder", "photos"),
     ("empty style", (C, "--style=empty.jpg", OUT), "is empty", "empty"),

@@ -141,6 +141,23 @@ def test_ctrl_c_stops_after_the_running_chunk_with_a_state_that_can_be_saved(tmp
     assert signal.getsignal(signal.SIGINT) is before  # handler restored
 
 
+def test_an_interruption_that_ends_at_a_stop_still_reports_that_stop():
+    import os
+    import signal
+    opt = optimize.make_optimizer("adam", learning_rate=5.0)
+    chunk = optimize.make_chunk(quadratic, opt, linesearch=None, tol=0.0, bounds=(0.0, 255.0))
+    seen = []
+
+    def report(s):
+        seen.append(int(s.step))
+        if int(s.step) == 4:
+            os.kill(os.getpid(), signal.SIGINT)
+    with pytest.raises(optimize.Interrupted) as stopped:
+        optimize.run(chunk, optimize.init(opt, jnp.full((5, 7, 3), 128.0)), {"target": TARGET},
+                     [4, 6, 30], report, interrupt_every=2)
+    assert int(stopped.value.state.step) == 6 and seen == [4, 6]  # step 6's snapshot is kept
+
+
 def test_lbfgs_first_step_takes_the_size_given_and_saves_the_line_search_its_trials():
     """A quadratic over many elements whose minimum lies levels away (a print-size image's
     situation): optax's unit-norm first step moves each element by 1/sqrt(n), and its line

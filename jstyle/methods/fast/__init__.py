@@ -59,7 +59,8 @@ def validate(hp: FastParams, opts: RunOptions, num_styles: int) -> None:
         raise InputError(f"--preserve_colors={opts.preserve_colors} does not apply to "
                          f"--method=fast; use one of {', '.join(PRESERVE_COLORS)}")
     if opts.size < 0:
-        raise InputError(f"--size={opts.size} must be >= 0 (0: the photo's own size)")
+        raise InputError(f"--size={opts.size} must be >= 0; give the longer edge in pixels, or "
+                         "0 for the photo's own size")
     options.check_size(opts)
 
 
