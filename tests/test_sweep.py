@@ -143,7 +143,7 @@ def test_a_point_of_another_sweep_is_refused_not_replaced(tmp_path, tiny_weights
     results.write_point(tmp_path, other, np.zeros((8, 8, 3), np.float32))
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     with pytest.raises(InputError, match="holds point beta1 of another sweep .*differs in "
-                                         "options.*give a new --workdir"):
+                                         ".*options.*give a new --workdir"):
         sweep.run(tmp_path, CONTENT, [STYLE], _points(), opts, tiny_weights, axes={})
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 

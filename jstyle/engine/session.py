@@ -242,8 +242,8 @@ class Session:
         """InputError when the checkpoint's `position` is past the `total` steps now asked."""
         if position and position.get("step", 0) > total:
             raise InputError(f"the checkpoint {self.checkpoint} is at step {position['step']}, "
-                             f"beyond the {total} steps asked in all; ask for at least "
-                             f"{position['step']} steps in all to resume")
+                             f"beyond the {total} steps asked in all; it was kept: ask for at "
+                             f"least {position['step']} steps in all to resume")
 
     def require(self, gib: float, fixes: str) -> None:
         """Refuses a run whose estimate (GiB) exceeds the memory available, naming `fixes`

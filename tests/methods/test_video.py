@@ -155,7 +155,7 @@ def test_multi_pass_blends_neighbours_and_ties_from_its_pass(clip, tiny_weights,
 
 def test_a_full_disk_during_a_clip_run_names_the_file_it_could_not_write(tmp_path, vgg_weights):
     """Past a file-size limit (as a full disk, writes fail with no file name attached): the
-    command stops with one line naming the checkpoint, exit 1, and no partial checkpoint."""
+    command stops with one line naming the first frame, exit 1, and nothing left behind."""
     import subprocess
     import sys
     from jstyle import image
@@ -163,14 +163,13 @@ def test_a_full_disk_during_a_clip_run_names_the_file_it_could_not_write(tmp_pat
     for t in (1, 2):
         image.save(tmp_path / f"f_{t}.png", rng.uniform(size=(24, 32, 3)).astype(np.float32))
     image.save(tmp_path / "style.png", rng.uniform(size=(24, 32, 3)).astype(np.float32))
-    done = subprocess.run(  # ulimit -f counts KiB
-        ["bash", "-c", 'ulimit -f 100 && exec "$@"', "bash", sys.executable, "-m", "jstyle",
+    done = subprocess.run(  # ulimit -f counts KiB; the first frame's PNG holds 2.3
+        ["bash", "-c", 'ulimit -f 1 && exec "$@"', "bash", sys.executable, "-m", "jstyle",
          "--method=video", "--content=f_%d.png", "--style=style.png", "--output=vid",
          "--size=32", "--steps=1", "--first_frame_steps=1", "--print_every=0"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 1, done.stderr[-2000:]
     assert done.stderr.strip().splitlines() == [
-        "jstyle: error: cannot write vid/video.ckpt.npz (File too large); free disk space or "
-        "fix the permissions, then run again"]
-    assert sorted(p.name for p in (tmp_path / "vid").iterdir()) == ["frame_0001.json",
-                                                                    "frame_0001.png"]
+        "jstyle: error: cannot write vid/frame_0001.png (File too large); nothing of this "
+        "result was kept; free disk space or fix the permissions, then run again"]
+    assert not (tmp_path / "vid").exists()  # the folder the run made, removed empty
