@@ -164,7 +164,7 @@ def test_compare_methods_and_the_notebook(tmp_path, vgg_weights, monkeypatch):
 
 def test_gatys_sweep_sigterm_keeps_finished_points_and_says_how_to_resume(tmp_path, vgg_weights):
     import signal
-    cmd = _experiment("gatys_sweep.py", f"--workdir={tmp_path}", *QUICK_SWEEP, "--steps=300")
+    cmd = _experiment("gatys_sweep.py", f"--workdir={tmp_path}", *QUICK_SWEEP, "--steps=100")
     child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 600
     while not list((tmp_path / "points").glob("*.json")) and child.poll() is None:
