@@ -339,5 +339,7 @@ def build_config(method, method_name: str):
         if name.endswith("_layers") and name in changes_hp and weights in hp_fields \
                 and weights not in changes_hp:
             changes_hp[weights] = (1.0,) * len(changes_hp[name])
+    if {"steps", "pyramid_levels"} & set(changes_opts) and "pyramid_steps" not in changes_opts:
+        changes_opts["pyramid_steps"] = None  # --steps means at every level, as its help says
     return dataclasses.replace(hp, **changes_hp), dataclasses.replace(opts, **changes_opts)
 

@@ -50,6 +50,9 @@ class SizeOptions:
     pyramid_levels: int = field(1, "Coarse-to-fine levels, each --pyramid_ratio smaller than "
                                 "the next; the last is --size (1: off).")
     pyramid_ratio: float = field(2.0, "Size ratio between pyramid levels.")
+    pyramid_min_size: int = field(0, "Leave out the pyramid levels smaller than this many "
+                                  "pixels, with their steps, so that a small --size runs fewer "
+                                  "levels (0: every level).")
     tile: int = field(0, "Compute the loss and its gradient on N x N tiles (exact: the same "
                       "values at one tile's memory; gatys); 0: the fewest tiles whose memory "
                       "estimate fits what is available (1 where the whole image fits).")
@@ -181,6 +184,8 @@ def validate_options(opts: RunOptions, num_styles: int) -> None:
                    "give a step count, or 0 to turn it off")
     check_at_least({"tile": opts.tile}, 0, "give tiles per side, or 0 to choose them from the "
                    "memory available")
+    check_at_least({"pyramid_min_size": opts.pyramid_min_size}, 0, "give a size in pixels, or 0 "
+                   "to keep every level")
     if not opts.pyramid_ratio > 1:
         raise InputError(f"--pyramid_ratio={opts.pyramid_ratio} must be > 1; give the size "
                          "ratio between levels, such as 2")
@@ -206,10 +211,12 @@ def check_size(opts: RunOptions) -> None:
 
 
 def pyramid(opts: RunOptions) -> list[tuple[int, int]]:
-    """(longer edge, steps) of each level, coarsest first; the last is (size, steps)."""
+    """(longer edge, steps) of each level, coarsest first, but for the levels below
+    `opts.pyramid_min_size`; the last is (size, steps)."""
     steps = opts.pyramid_steps or (opts.steps,) * opts.pyramid_levels
-    return [(max(1, round(opts.size / opts.pyramid_ratio ** (opts.pyramid_levels - 1 - k))),
-             steps[k]) for k in range(opts.pyramid_levels)]
+    levels = [(max(1, round(opts.size / opts.pyramid_ratio ** (opts.pyramid_levels - 1 - k))),
+               steps[k]) for k in range(opts.pyramid_levels)]
+    return [level for level in levels[:-1] if level[0] >= opts.pyramid_min_size] + levels[-1:]
 
 
 def resize_inputs(content: np.ndarray, styles: list[np.ndarray], opts: RunOptions

@@ -52,7 +52,7 @@ def test_help_lists_flags_with_defaults(tmp_path):
     assert result.returncode == 0
     for text in ("--content_weight", "--style_blend_weights", "--preserve_colors", "--init",
                  "--mrf_weight", "--rotations", "(default: relu3_1,relu4_1)",
-                 "(default by --preset: jstyle 1.0,", "cnnmrf 384"):
+                 "(default by --preset: jstyle 3.5, classic 1.0,", "cnnmrf 384"):
         assert text in result.stdout
 
 
@@ -87,6 +87,9 @@ def test_run_writes_image_and_record(pics, tmp_path):
     assert record["final_loss"]["total"] < record["initial_loss"]["total"]
     assert record["vgg_weights"]["sha256"] and record["versions"]["jax"]
     assert "step 2/4" in result.stderr
+    # --steps means steps at every level: the default's schedule gives way, and at 48 px its
+    # levels under 128 px are left out
+    assert record["levels"] == [{"size": 48, "steps": 4}]
 
 
 def test_mrf_method_writes_image_and_record(pics, tmp_path):

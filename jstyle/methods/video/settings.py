@@ -19,7 +19,8 @@ from jstyle.ops import flow, losses
 from jstyle.params import field, pytree
 
 OPTIONS = tuple(f.name for f in dataclasses.fields(RunOptions) if f.name not in (
-    "pyramid_levels", "pyramid_ratio", "pyramid_steps", "unmatched", "save_every"))
+    "pyramid_levels", "pyramid_ratio", "pyramid_min_size", "pyramid_steps", "unmatched",
+    "save_every"))
 RESUMABLE = True
 LATER_INITS = ("prev_warped", "prev", "init")
 PASS_MODES = ("sequential", "parallel")
