@@ -122,7 +122,7 @@ CASES = [
                              "--style_blend_weights=1"), "1 --style_blend_weights for 2", None),
     ("zero learning rate", (*BASE, "--optimizer=adam", "--learning_rate=0"),
      "would leave the image unchanged", None),
-    ("every weight zero", (*BASE, "--content_weight=0", "--style_weight=0"),
+    ("every weight zero", (*BASE, "--content_weight=0", "--style_weight=0", "--tv_weight=0"),
      "every loss weight is 0", None),
     ("unknown flag", (*BASE, "--colour=red"), "Unknown command line flag 'colour'", None),
     ("flag of another method", (*BASE, "--mrf_weight=1"),

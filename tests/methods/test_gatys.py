@@ -47,7 +47,7 @@ def _snapshots(folder, stem="run"):
 
 def test_registered():
     assert methods.get("gatys") is gatys and callable(gatys.run)
-    assert set(gatys.PRESETS) == {"jstyle", "neural-style"}
+    assert set(gatys.PRESETS) == {"jstyle", "classic", "neural-style"}
 
 
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
