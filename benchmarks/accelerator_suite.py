@@ -47,7 +47,7 @@ BENCHMARKS = {
     "lbfgs": (["benchmarks/lbfgs_benchmark.py"], {
         "accelerator": ["--runs=2048:optax,2048:jstyle", "--steps=50"],
         "tiny": ["--runs=32:jstyle", "--steps=2"]}),
-    "gatys_run": (["-m", "jstyle", "--print_every=100"], {
+    "gatys_run": (["-m", "jstyle", "--preset=classic", "--print_every=100"], {
         "accelerator": ["--size=512", "--steps=500", "--optimizer=lbfgs"],
         "tiny": ["--size=32", "--steps=2"]}),
     "sweep": (["benchmarks/sweep_benchmark.py"], {
