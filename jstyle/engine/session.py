@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib.metadata
 import json
 import pathlib
@@ -87,6 +88,7 @@ def stop_reason(state: optimize.LoopState) -> str:
     return "nan" if bool(state.failed) else "converged" if bool(state.converged) else "steps"
 
 
+@functools.lru_cache(maxsize=1)  # read once a process: a sweep records it for every point
 def versions() -> dict[str, str]:
     """Python, the platform and the versions of jstyle's packages, for a record."""
     found = {"python": platform.python_version(), "platform": platform.platform()}
@@ -389,7 +391,7 @@ class Session:
         if self.memory_entry is not None:
             record["memory"] = memory.measured(self.memory_entry)
         record.update({"backend": jax.default_backend(),
-                       "device": str(jax.devices()[0].device_kind), "versions": versions()})
+                       "device": str(jax.devices()[0].device_kind), "versions": dict(versions())})
         return record
 
     def result(self, images: dict[str, np.ndarray], **fields) -> Result:
