@@ -25,9 +25,7 @@ import neutral
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("images", "../shared/images", "Folder with content/ and style/ images.")
-flags.DEFINE_list("pairs", ["tubingen:the_scream:tubingen_scream.png",
-                            "golden_gate:escher_sphere:golden_gate_escher.png",
-                            "tubingen:shipwreck:tubingen_shipwreck.png"],
+flags.DEFINE_list("pairs", neutral.PUBLISHED_PAIRS,
                   "CONTENT:STYLE[:REFERENCE] file stems (and the reference's file name).")
 flags.DEFINE_string("references", None, "Folder of neural-style's published outputs "
                     "(examples/outputs of jcjohnson/neural-style).")
@@ -36,13 +34,6 @@ flags.DEFINE_list("extra", [], "More flags for every run, such as --tv_weight=0.
 flags.DEFINE_integer("size", 512, "Output size, px.")
 flags.DEFINE_string("workdir", None, "Where the outputs go.", required=True)
 flags.DEFINE_string("markdown", None, "Also write the table here.")
-
-
-def _find(folder: pathlib.Path, stem: str) -> pathlib.Path:
-    found = sorted(p for p in folder.iterdir() if p.stem == stem)
-    if not found:
-        raise SystemExit(f"default_benchmark: error: no {stem}.* in {folder}")
-    return found[0]
 
 
 def run(content: pathlib.Path, style: pathlib.Path, preset: str, output: pathlib.Path) -> float:
@@ -65,23 +56,20 @@ def markdown(rows: list[dict]) -> str:
 
 def main(argv):
     del argv
-    images, workdir = pathlib.Path(FLAGS.images), pathlib.Path(FLAGS.workdir)
+    workdir = pathlib.Path(FLAGS.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     rows, jobs = [], []
-    for pair in FLAGS.pairs:
-        content_stem, style_stem, *reference = pair.split(":")
-        content = _find(images / "content", content_stem)
-        style = _find(images / "style", style_stem)
-        name = f"{content_stem}_{style_stem}"
+    for name, content, style, reference in neutral.pairs(FLAGS.pairs, FLAGS.images,
+                                                         FLAGS.references):
         for preset in FLAGS.presets:
             output = workdir / f"{name}_{preset}.png"
             rows.append({"pair": name, "run": preset, "seconds": run(content, style, preset,
                                                                         output)})
             jobs.append((output, content, style))
             print(json.dumps(rows[-1]), flush=True)
-        if reference and FLAGS.references:
+        if reference:
             rows.append({"pair": name, "run": "neural-style (published)", "seconds": None})
-            jobs.append((pathlib.Path(FLAGS.references) / reference[0], content, style))
+            jobs.append((reference, content, style))
     for row, distances in zip(rows, neutral.measure(jobs, FLAGS.size)):
         row.update(distances)
     for pair in dict.fromkeys(r["pair"] for r in rows):

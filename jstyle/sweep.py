@@ -195,8 +195,6 @@ def _check(points: list[Point], opts: options.RunOptions, batch_size: int, num_s
             raise InputError(f"point {p.name}: init {p.init!r} cannot vary in a sweep; use "
                              "content or noise")
         method.validate(p.hp, opts, num_styles)
-    if opts.pyramid_levels != 1:
-        raise InputError("a sweep runs one size; set --pyramid_levels=1")
     if batch_size < 1:
         raise InputError(f"--batch_size={batch_size} must be >= 1; give a positive whole "
                          "number")
@@ -231,7 +229,9 @@ def run(workdir: str | pathlib.Path, content: np.ndarray, styles: list[np.ndarra
       workdir: created if missing; see results.py for the files.
       content, styles: float[H, W, 3] in [0, 1], any size (resized by `opts`).
       points: the sweep's points, in the order tables list them.
-      opts: how every point runs (size, steps, optimiser, print_every = the logging interval).
+      opts: how every point runs (size, steps, optimiser, print_every = the logging interval),
+        coarse to fine as a single run is (options.pyramid): every level of a batch is one
+        program, started from the previous level's images.
       axes: {axis name: its values in order}, for sweep.npz and the contact sheet.
       panels: contact sheet panels (results.write_sweep); default: one per combination of
         the axes after the first two.
@@ -261,7 +261,8 @@ def run(workdir: str | pathlib.Path, content: np.ndarray, styles: list[np.ndarra
     size = -(-min(batch_size, max(len(todo), 1)) // devices) * devices
     # the devices of a CPU share its memory; an accelerator holds its share of the batch
     held = size if jax.default_backend() == "cpu" else size // devices
-    session.begin(made, total=len(todo) * opts.steps, resumable=False)
+    session.begin(made, total=len(todo) * sum(n for _, n in options.pyramid(opts)),
+                  resumable=False)
     session.require(memory_gib(content.shape, styles, opts, held), "lower --batch_size or --size")
     (workdir / "points").mkdir(parents=True, exist_ok=True)
     (workdir / "images").mkdir(exist_ok=True)
@@ -273,8 +274,9 @@ def run(workdir: str | pathlib.Path, content: np.ndarray, styles: list[np.ndarra
         print(f"sweep: process {jax.process_index()} of {jax.process_count()}: {len(todo)} of "
               f"its {len(mine)} points to compute", file=sys.stderr, flush=True)
     work_content, work_styles = pixel_images.prepare_colors(content, styles, opts)
-    levels = options.resize_inputs(work_content, work_styles, opts)[0]
-    shared = Shared(workdir, content, work_content, work_styles, levels, aligned, opts, weights,
+    first = dataclasses.replace(opts, size=options.pyramid(opts)[0][0])
+    start = options.resize_inputs(work_content, work_styles, first)[0]
+    shared = Shared(workdir, content, work_content, work_styles, start, aligned, opts, weights,
                     method, size, session, len(todo))
     for start in range(0, len(todo), size):
         compute(shared, todo[start:start + size], start)
@@ -292,7 +294,8 @@ class Shared(NamedTuple):
     content: np.ndarray  # float32[H, W, 3] in [0, 1], the original (colour control's)
     work_content: np.ndarray  # after colour control
     work_styles: list
-    levels: np.ndarray  # the content at --size, 8-bit levels (the points' starts)
+    start: np.ndarray  # the content at the first level's size, 8-bit levels (the points'
+    #   starts)
     aligned: dict  # point name -> its Params on the sweep's layers
     opts: Any
     weights: Any
@@ -303,44 +306,52 @@ class Shared(NamedTuple):
 
 
 def compute(shared: Shared, batch: list[Point], done: int) -> None:
-    """Optimises one batch of points (`done` points of the sweep before it) and writes each
-    point's image and record."""
-    (workdir, content, work_content, work_styles, levels, aligned, opts, weights, method, size,
+    """Optimises one batch of points (`done` points of the sweep before it), level by level,
+    and writes each point's image and record."""
+    (workdir, content, work_content, work_styles, start, aligned, opts, weights, method, size,
      session, total) = shared
     started = time.perf_counter()
     padded = batch + [batch[-1]] * (size - len(batch))  # one shape: no recompilation
-    problem = shard(setup(work_content, work_styles, [aligned[p.name] for p in padded],
-                          opts, weights, initial_images(padded, levels), method,
-                          list(aligned.values())))
+    points = [aligned[p.name] for p in padded]
+    levels = options.pyramid(opts)
+    per_point = sum(n for _, n in levels)
     histories: list[list[dict]] = [[] for _ in batch]
+    images, taken = initial_images(padded, start), np.zeros(len(padded), int)
+    for level, (level_size, steps) in enumerate(levels):
+        level_opts = dataclasses.replace(opts, size=level_size, steps=steps)
+        problem = shard(setup(work_content, work_styles, points, level_opts, weights, images,
+                              method, list(aligned.values())))
+        offset = sum(n for _, n in levels[:level])
 
-    def log(images: jax.Array, steps: np.ndarray) -> None:
-        terms = problem.terms(images, problem.data)
-        for k, history in enumerate(histories):
-            if not history or history[-1]["step"] != int(steps[k]):
-                history.append({"step": int(steps[k]),
-                                **{t: float(v[k]) for t, v in terms.items()}})
+        def log(images: jax.Array, steps: np.ndarray) -> None:
+            terms = problem.terms(images, problem.data)
+            for k, history in enumerate(histories):
+                if not history or (history[-1]["level"], history[-1]["step"]) != (
+                        level, offset + int(steps[k])):
+                    history.append({"level": level, "step": offset + int(steps[k]),
+                                    **{t: float(v[k]) for t, v in terms.items()}})
 
-    def on_stop(state: optimize.LoopState) -> None:
-        steps = np.asarray(state.step)
-        log(optimize.last_good(state), steps)
-        session.update(done * opts.steps + len(batch) * int(steps.max()),
-                       f"points {done + len(batch)}/{total}")
+        def on_stop(state: optimize.LoopState) -> None:
+            steps = np.asarray(state.step)
+            log(optimize.last_good(state), steps)
+            session.update(done * per_point + len(batch) * (offset + int(steps.max())),
+                           f"points {done + len(batch)}/{total}")
 
-    log(jnp.asarray(problem.init), np.zeros(len(padded), int))
-    stops = optimize.boundaries(opts.steps, opts.print_every)
-    state = optimize.run(problem.chunk, problem.state, problem.data, stops, on_stop)
-    images = np.asarray(optimize.last_good(state)) / 255.0
+        log(jnp.asarray(problem.init), np.zeros(len(padded), int))
+        state = optimize.run(problem.chunk, problem.state, problem.data,
+                             optimize.boundaries(steps, opts.print_every), on_stop)
+        images = np.asarray(optimize.last_good(state))
+        taken += np.asarray(state.step)
     seconds = (time.perf_counter() - started) / len(batch)
     for k, point in enumerate(batch):
         stopped = ("nan" if bool(state.failed[k]) else
                    "converged" if bool(state.converged[k]) else "steps")
         results.write_point(workdir, session.record(
             point=point.describe(), history=histories[k],
-            final_loss={t: v for t, v in histories[k][-1].items() if t != "step"},
-            steps=int(state.step[k]), stopped=stopped, seconds=seconds,
-            batch=len(padded), process=jax.process_index()),
-            pixel_images.finish_colors(images[k], content, opts))
+            final_loss={t: v for t, v in histories[k][-1].items() if t not in ("level", "step")},
+            levels=[{"size": s, "steps": n} for s, n in levels], steps=int(taken[k]),
+            stopped=stopped, seconds=seconds, batch=len(padded), process=jax.process_index()),
+            pixel_images.finish_colors(images[k] / 255.0, content, opts))
 
 
 def initialize_distributed(coordinator_address: str | None, num_processes: int | None,

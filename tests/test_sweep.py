@@ -207,3 +207,23 @@ def test_a_sweep_too_large_for_the_memory_is_refused_before_it_writes(tmp_path, 
         sweep.run(workdir, CONTENT, [STYLE], points, opts, tiny_weights, axes={"k": [0, 1, 2, 3]},
                   batch_size=1, session=Session(progress=False))
     assert (workdir / "config.json").exists()
+
+
+def test_a_coarse_to_fine_sweep_gives_each_point_its_single_coarse_to_fine_run(tmp_path,
+                                                                               tiny_weights):
+    """Levels as a single run has them (options.pyramid): each level of a batch starts from
+    the previous level's images, upsampled; the record lists the levels and the steps taken."""
+    from jstyle import results
+    opts = gatys.RunOptions(size=48, pyramid_levels=2, pyramid_steps=(3, 2), steps=2,
+                            optimizer="adam", tol=0.0, print_every=0)
+    points = [sweep.Point(f"p{k}", {"k": k}, hp) for k, hp in enumerate(POINTS[:2])]
+    sweep.run(tmp_path, CONTENT, [STYLE], points, opts, tiny_weights, axes={"k": [0, 1]},
+              batch_size=2, session=Session(progress=False))
+    for point in points:
+        single = gatys.run(jax.random.key(0), gatys.Inputs(CONTENT, [STYLE]), point.hp, opts,
+                           tiny_weights, session=Session(progress=False))
+        record = results.read_json(tmp_path / "points" / f"{point.name}.json")
+        assert record["levels"] == [{"size": 24, "steps": 3}, {"size": 48, "steps": 2}]
+        assert record["steps"] == 5 and [h["level"] for h in record["history"]] == [0, 0, 1, 1]
+        np.testing.assert_allclose(image.load(tmp_path / "images" / f"{point.name}.png"),
+                                   single.images["output"], atol=2 / 255)
